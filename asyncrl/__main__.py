@@ -1,0 +1,4 @@
+from asyncrl.run import main
+import sys
+
+sys.exit(main())

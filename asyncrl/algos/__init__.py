@@ -1,0 +1,25 @@
+"""Algorithms: one module per algorithm, each an actor-learner and its shared state.
+
+Each module provides ``make_shared(config, obs_dim, num_actions) -> SharedState`` and an
+``ActorLearner`` class following ``asyncrl.algos.base.ActorLearner``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+ALGO_MODULES = {"a3c": "asyncrl.algos.a3c"}
+"""``--algo`` value to the module implementing it."""
+
+
+def algo_module(name: str) -> ModuleType:
+    """The module implementing algorithm ``name``.
+
+    Raises:
+        ValueError: if ``name`` is not an algorithm of this package.
+    """
+    try:
+        return importlib.import_module(ALGO_MODULES[name])
+    except KeyError:
+        raise ValueError(f"unknown algorithm {name!r}; expected one of {', '.join(ALGO_MODULES)}") from None

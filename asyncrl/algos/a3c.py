@@ -1,0 +1,146 @@
+"""Asynchronous advantage actor-critic (Mnih et al. 2016, Algorithm S3).
+
+Each actor-learner repeats: ``theta' <- theta``; act with ``pi(.|s; theta')`` for up to
+``t_max`` steps or until the episode ends; compute n-step returns bootstrapped from
+``V(s_{t+n}; theta')`` (zero if ``s_{t+n}`` is terminal, ``V`` of the last observation
+if a time limit truncated the episode); take the gradient of the A3C loss on the local
+copy, clip its norm, and apply it to the shared ``theta`` with the shared optimizer,
+without locks.
+
+Acting runs the local model without autograd, one observation at a time; the
+gradient then comes from one batched forward pass over the segment's ``t_max + 1``
+observations. As ``theta'`` is fixed during the segment, this is the same gradient
+as keeping the per-step graphs, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from asyncrl.algos.base import SharedState, WorkerStats
+from asyncrl.config import Config
+from asyncrl.envs import check_spaces, make_env
+from asyncrl.losses import a3c_loss
+from asyncrl.networks import ActorCritic, NumpyPolicy, build_actor_critic, sample_categorical
+from asyncrl.returns import n_step_returns
+from asyncrl.shared import GlobalCounters, hand_off_gradients, make_shared_optimizer, share_model, sync_local
+
+LOSS_NAMES = ("policy_loss", "value_loss", "entropy")
+"""Per-step means reported by every update; columns of ``metrics.csv``."""
+
+
+def build_model(config: Config, obs_dim: int, num_actions: int) -> ActorCritic:
+    """The actor-critic network described by ``config.algo`` (not shared)."""
+    a = config.algo
+    return build_actor_critic(obs_dim, num_actions, a.hidden_sizes, a.shared_torso)
+
+
+def greedy_action(model: ActorCritic, obs: torch.Tensor) -> int:
+    """``argmax_a pi(a|s)`` for one observation ``obs: [obs_dim] float32``."""
+    logits, _ = model(obs)
+    return int(logits.argmax())
+
+
+def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
+    """The global actor-critic theta and its shared optimizer, in shared memory."""
+    a = config.algo
+    torch.manual_seed(config.run.seed)
+    model = share_model(build_model(config, obs_dim, num_actions))
+    optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
+                                      rms_alpha=a.rms_alpha)
+    return SharedState(model=model, optimizer=optimizer)
+
+
+class ActorLearner:
+    """One A3C actor-learner with its own environment and local model theta'.
+
+    Args:
+        worker_id: index of this actor-learner, 0-based; seeds ``seed + worker_id``.
+        config: the run's configuration (``config.algo`` is an ``A3CConfig``).
+        shared: the shared model and optimizer from ``make_shared``.
+        counters: the global step counter ``T``.
+
+    Raises:
+        EnvError: if the environment cannot be made or has unsuitable spaces.
+    """
+
+    def __init__(self, worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters):
+        self.worker_id = worker_id
+        self.cfg = config.algo
+        self.shared = shared
+        self.counters = counters
+        seed = config.run.seed + worker_id
+        self.env = make_env(config.run.env, config.run.seed, worker_id)
+        self.obs_dim, _ = check_spaces(self.env, "a3c")
+        self.local = copy.deepcopy(shared.model)  # theta', process-local memory
+        self.policy = NumpyPolicy(self.local)  # acts with theta' (views, not copies)
+        self.rng = np.random.default_rng(seed)
+        self.obs, _ = self.env.reset(seed=seed)
+        self.stats = WorkerStats()
+        t_max = self.cfg.t_max
+        self._obs_buf = np.empty((t_max + 1, self.obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
+
+    def update(self) -> int:
+        cfg = self.cfg
+        local, env = self.local, self.env
+        sync_local(local, self.shared.model)
+        obs_buf = self._obs_buf
+        actions: list[int] = []
+        rewards: list[float] = []
+        terminated = truncated = False
+        obs = self.obs
+        for t in range(cfg.t_max):
+            obs_buf[t] = obs
+            action = sample_categorical(self.policy.logits(obs_buf[t]), self.rng)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            actions.append(action)
+            rewards.append(float(reward))
+            self.stats.step(float(reward), terminated or truncated)
+            if terminated or truncated:
+                break
+        n = len(actions)
+        obs_buf[n] = obs  # s_{t+n}: the episode's last observation if it ended
+        self.obs = env.reset()[0] if terminated or truncated else obs
+
+        logits, values = local(torch.from_numpy(obs_buf[: n + 1]))  # [n+1, A], [n+1]
+        ends = np.zeros((n, 1), dtype=bool)  # [n, 1]: episodes end only at the last step
+        next_values = np.zeros((n, 1), dtype=np.float32)
+        next_values[-1, 0] = values[n].item()  # V(s_{t+n}); unused if terminated
+        returns = n_step_returns(
+            np.asarray(rewards, dtype=np.float32)[:, None],  # [n, 1]
+            _last_step(ends, terminated),
+            _last_step(ends, truncated),
+            next_values,
+            cfg.gamma,
+        )
+        loss, metrics = a3c_loss(
+            logits[:n].unsqueeze(1),  # [n, 1, A]
+            values[:n].unsqueeze(1),  # [n, 1]
+            torch.tensor(actions).unsqueeze(1),  # [n, 1]
+            torch.from_numpy(returns),  # [n, 1]
+            cfg.value_coef,
+            cfg.entropy_coef,
+        )
+        local.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm, foreach=True)
+        hand_off_gradients(local, self.shared.model)
+        self.shared.optimizer.step()
+        self.counters.add(self.worker_id, n)
+        self.stats.update(metrics)
+        return n
+
+    def drain_stats(self):
+        return self.stats.drain()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _last_step(flags: np.ndarray, value: bool) -> np.ndarray:
+    out = flags.copy()
+    out[-1] = value
+    return out

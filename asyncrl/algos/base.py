@@ -1,0 +1,76 @@
+"""What every algorithm provides to the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass
+class SharedState:
+    """Everything the actor-learners share, created in the parent before they start.
+
+    Attributes:
+        model: the global model theta, in shared memory.
+        optimizer: the shared optimizer (statistics in shared memory).
+        extra: algorithm-specific shared modules (e.g. a target network), by name.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    extra: dict[str, nn.Module] = field(default_factory=dict)
+
+
+class ActorLearner(Protocol):
+    """One actor-learner: acts in its own environment and updates the shared model."""
+
+    def update(self) -> int:
+        """Act for up to one segment, apply one update to the shared model.
+
+        Returns:
+            env steps taken (also added to the global step counter ``T``).
+        """
+
+    def drain_stats(self) -> dict[str, Any]:
+        """Statistics since the last call: ``episodes`` (list of ``(return, length)``),
+        ``loss_sums`` (name to sum over updates) and ``updates`` (count)."""
+
+    def close(self) -> None:
+        """Release the environment."""
+
+
+class WorkerStats:
+    """Per-worker statistics buffered between two reports to the trainer."""
+
+    def __init__(self) -> None:
+        self.episode_return = 0.0
+        self.episode_length = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.episodes: list[tuple[float, int]] = []
+        self.loss_sums: dict[str, float] = {}
+        self.updates = 0
+
+    def step(self, reward: float, done: bool) -> None:
+        """Account one env step; ``done`` ends the episode (terminated or truncated)."""
+        self.episode_return += reward
+        self.episode_length += 1
+        if done:
+            self.episodes.append((self.episode_return, self.episode_length))
+            self.episode_return = 0.0
+            self.episode_length = 0
+
+    def update(self, metrics: dict[str, float]) -> None:
+        """Account one update's loss metrics."""
+        self.updates += 1
+        for name, value in metrics.items():
+            self.loss_sums[name] = self.loss_sums.get(name, 0.0) + value
+
+    def drain(self) -> dict[str, Any]:
+        out = {"episodes": self.episodes, "loss_sums": self.loss_sums, "updates": self.updates}
+        self._reset()
+        return out

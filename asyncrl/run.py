@@ -1,0 +1,50 @@
+"""``python -m asyncrl.run``: parse the flags, build the trainer, train.
+
+Exit codes: 0 done, 1 an actor-learner failed, 2 bad input, 130 / 143 interrupted by
+SIGINT / SIGTERM (after a final checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# One thread per process for every numeric library, set before NumPy or torch load:
+# with several processes on few cores, their thread pools only fight for the cores.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from asyncrl.config import CliError, parse_args  # noqa: E402
+from asyncrl.envs import EnvError  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = parse_args(argv)
+        from asyncrl.trainer import Trainer, WorkerFailure
+
+        trainer = Trainer(config)
+    except (CliError, EnvError) as exc:
+        print(f"asyncrl.run: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = trainer.train()
+    except WorkerFailure as exc:
+        print(f"asyncrl.run: error: {exc}; run stopped, checkpoint in {trainer.run_dir}", file=sys.stderr)
+        return 1
+    if trainer.interrupted_by is not None:
+        print(f"asyncrl.run: interrupted; checkpoint in {trainer.run_dir}", file=sys.stderr)
+        return 128 + int(trainer.interrupted_by)
+    target = "reached" if summary["reached_target"] else "not reached"
+    print(
+        f"{summary['stop_reason']}: T={summary['global_step']:,} env steps in {summary['wall_time_s']:.1f} s "
+        f"({summary['steps_per_s']:,.0f} steps/s, {summary['workers']} workers on {summary['cpu_count']} cores"
+        f"{', oversubscribed' if summary['oversubscribed'] else ''}); "
+        f"mean return (last 100) {summary['mean_return_100'] or float('nan'):.1f}, "
+        f"target {summary['target_return']} {target}; run dir {trainer.run_dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Shared-memory machinery: optimizers with shared statistics, the global step
+counter ``T``, and the gradient hand-off from an actor-learner's local model to the
+shared model (Mnih et al. 2016, Section 4 and Supplementary Section 7).
+
+All updates are lock-free (Hogwild, Recht et al. 2011): actor-learners read and write
+the shared parameters and optimizer statistics concurrently without locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.optimizer import _get_scalar_dtype
+
+
+def _preallocate_shared_state(optimizer: torch.optim.Optimizer, buffers: Iterable[str]) -> None:
+    """Create ``optimizer``'s per-parameter state now, in shared memory.
+
+    Torch's optimizers create their state lazily at the first ``step()``, only when the
+    state is empty; state created here is therefore used in place, by every process.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state[p]
+            state["step"] = torch.zeros((), dtype=_get_scalar_dtype()).share_memory_()
+            for name in buffers:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format).share_memory_()
+
+
+class SharedRMSprop(torch.optim.RMSprop):
+    """RMSProp whose statistics ``g`` live in shared memory (Mnih et al. 2016, Section 4).
+
+    ``g <- alpha g + (1 - alpha) grad^2``, ``theta <- theta - lr grad / (sqrt(g) + eps)``:
+    torch's ``RMSprop`` exactly, so with one actor-learner it matches
+    ``torch.optim.RMSprop`` step for step. (The paper writes ``sqrt(g + eps)``; torch puts
+    ``eps`` outside the root. With eps = 1e-5 and ``g`` of the order of grad^2 the two
+    differ only for near-zero gradients.) Every process that receives this optimizer
+    (pickled to a worker) updates the same ``g`` and step count.
+
+    Args:
+        params: parameters of the shared model (already in shared memory).
+        lr: learning rate eta.
+        alpha: decay of the squared-gradient average (paper: 0.99).
+        eps: added to ``sqrt(g)`` for stability.
+        **kwargs: other ``torch.optim.RMSprop`` options (momentum, centered...);
+            ``foreach`` defaults to True.
+    """
+
+    def __init__(self, params, lr: float = 7e-4, alpha: float = 0.99, eps: float = 1e-5, **kwargs):
+        kwargs.setdefault("foreach", True)  # about 2x faster than the per-tensor loop on CPU
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, **kwargs)
+        buffers = ["square_avg"]
+        if self.defaults["momentum"] > 0:
+            buffers.append("momentum_buffer")
+        if self.defaults["centered"]:
+            buffers.append("grad_avg")
+        _preallocate_shared_state(self, buffers)
+
+
+class SharedAdam(torch.optim.Adam):
+    """Adam whose moment estimates and step count live in shared memory.
+
+    Identical to ``torch.optim.Adam`` with one actor-learner (Kingma & Ba 2015); with
+    several, the moments and the bias-correction step count are shared, updated
+    lock-free by all of them.
+
+    Args:
+        params: parameters of the shared model (already in shared memory).
+        lr: learning rate.
+        betas: decay of the first and second moment estimates.
+        eps: added to the root of the second moment.
+        **kwargs: other ``torch.optim.Adam`` options (weight_decay, amsgrad...);
+            ``fused`` defaults to True unless ``foreach`` is given.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, **kwargs):
+        if "foreach" not in kwargs:
+            kwargs.setdefault("fused", True)  # about 3x faster than the per-tensor loop on CPU
+        super().__init__(params, lr=lr, betas=betas, eps=eps, **kwargs)
+        buffers = ["exp_avg", "exp_avg_sq"]
+        if self.defaults["amsgrad"]:
+            buffers.append("max_exp_avg_sq")
+        _preallocate_shared_state(self, buffers)
+
+
+def make_shared_optimizer(name: str, params, lr: float, eps: float, rms_alpha: float = 0.99):
+    """``SharedRMSprop`` or ``SharedAdam`` by name.
+
+    Raises:
+        ValueError: if ``name`` is neither ``"rmsprop"`` nor ``"adam"``.
+    """
+    if name == "rmsprop":
+        return SharedRMSprop(params, lr=lr, alpha=rms_alpha, eps=eps)
+    if name == "adam":
+        return SharedAdam(params, lr=lr, eps=eps)
+    raise ValueError(f"unknown optimizer {name!r}; expected 'rmsprop' or 'adam'")
+
+
+def share_model(model: nn.Module) -> nn.Module:
+    """Move ``model``'s parameters and buffers to shared memory, in place; returns it."""
+    return model.share_memory()
+
+
+@torch.no_grad()
+def sync_local(local: nn.Module, shared: nn.Module) -> None:
+    """``theta' <- theta``: copy the shared parameters into an actor-learner's local model."""
+    torch._foreach_copy_(list(local.parameters()), list(shared.parameters()))
+
+
+def hand_off_gradients(local: nn.Module, shared: nn.Module) -> None:
+    """Give the shared model exactly this update's gradient.
+
+    Each shared parameter's ``.grad`` (a per-process attribute, not shared memory) is
+    pointed at the local model's fresh ``.grad`` tensor. Nothing is accumulated, so the
+    shared optimizer's next ``step()`` applies this update's gradient alone. (The common
+    ``ensure_shared_grads`` pattern assigns the shared ``.grad`` only once; with
+    ``zero_grad(set_to_none=True)``, torch's default since 2.0, it then keeps pointing at
+    a stale tensor.)
+
+    Raises:
+        RuntimeError: if a local parameter has no gradient (``backward`` not run).
+    """
+    for local_param, shared_param in zip(local.parameters(), shared.parameters()):
+        if local_param.grad is None:
+            raise RuntimeError("hand_off_gradients: a local parameter has no gradient; run backward first")
+        shared_param.grad = local_param.grad
+
+
+class GlobalCounters:
+    """The global step counter ``T`` and a stop flag, in shared memory, lock-free.
+
+    Each actor-learner adds to its own slot, so no increment is ever lost without a
+    lock; ``T`` is the sum of the slots. Reads and writes go through NumPy views of
+    shared tensors (tens of nanoseconds, versus microseconds for tensor indexing).
+
+    Args:
+        workers: number of actor-learner slots.
+        initial_step: env steps already taken (when a run is resumed).
+    """
+
+    def __init__(self, workers: int, initial_step: int = 0) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.steps_tensor = torch.zeros(workers, dtype=torch.int64).share_memory_()
+        self.updates_tensor = torch.zeros(workers, dtype=torch.int64).share_memory_()
+        self.flags_tensor = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self.initial_step = int(initial_step)
+        self._bind()
+
+    def _bind(self) -> None:
+        self.steps = self.steps_tensor.numpy()  # [workers] int64, env steps per worker
+        self.updates = self.updates_tensor.numpy()  # [workers] int64, updates per worker
+        self._flags = self.flags_tensor.numpy()
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, (torch.Tensor, int))}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._bind()
+
+    def add(self, worker_id: int, env_steps: int) -> None:
+        """Record one update of ``env_steps`` env steps by actor-learner ``worker_id``."""
+        self.steps[worker_id] += env_steps
+        self.updates[worker_id] += 1
+
+    @property
+    def global_step(self) -> int:
+        """``T``: env steps summed over all workers, including ``initial_step``."""
+        return self.initial_step + int(self.steps.sum())
+
+    @property
+    def policy_version(self) -> int:
+        """Optimizer updates applied to the shared model, summed over all workers."""
+        return int(self.updates.sum())
+
+    def request_stop(self) -> None:
+        self._flags[0] = 1
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self._flags[0])

@@ -1,0 +1,433 @@
+"""Process orchestration: spawn, monitor, stop and join the actor-learners.
+
+The whole process graph is wired in ``Trainer._start_workers``: the parent creates the
+shared state (model, optimizer statistics, global step counter ``T``) and one queue;
+each actor-learner process updates the shared state lock-free and reports episode and
+loss statistics on the queue; the parent aggregates them into metrics, checkpoints,
+and decides when to stop. ``--serial`` runs the same actor-learners round-robin in the
+parent process, one update each, which is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import queue as queue_mod
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asyncrl import envs
+from asyncrl.algos import algo_module
+from asyncrl.algos.base import SharedState
+from asyncrl.checkpoint import save_checkpoint
+from asyncrl.config import Config
+from asyncrl.metrics import EpisodeStats, MetricsWriter, ProcessTreeMonitor, Progress, plot_learning_curve
+from asyncrl.shared import GlobalCounters
+
+REPORT_INTERVAL_S = 0.2
+"""Seconds between a worker's statistics reports to the parent."""
+
+JOIN_TIMEOUT_S = 10.0
+"""Seconds the workers get to exit after a stop request before they are terminated."""
+
+
+class WorkerFailure(RuntimeError):
+    """An actor-learner raised or died; the run was stopped."""
+
+
+@dataclasses.dataclass
+class Setup:
+    """A config resolved against its environment, ready to train."""
+
+    config: Config
+    obs_dim: int
+    num_actions: int
+
+
+def prepare(config: Config) -> Setup:
+    """Check the environment and fill in defaults that depend on it.
+
+    Resolves ``target_return`` (the env's ``reward_threshold``; ``inf`` if it has none)
+    and ``run_dir`` (``runs/<algo>-<env>-<seed>-<timestamp>``).
+
+    Raises:
+        EnvError: if the environment cannot be made or its spaces do not suit the
+            algorithm.
+    """
+    run = config.run
+    env = envs.make_env(run.env, run.seed)
+    try:
+        obs_dim, num_actions = envs.check_spaces(env, run.algo)
+        threshold = env.spec.reward_threshold if env.spec is not None else None
+    finally:
+        env.close()
+    target = run.target_return
+    if target is None:
+        target = float(threshold) if threshold is not None else math.inf
+    run_dir = run.run_dir
+    if run_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        safe_env = run.env.replace(":", "_").replace("/", "_")
+        run_dir = os.path.join("runs", f"{run.algo}-{safe_env}-{run.seed}-{stamp}")
+    run = dataclasses.replace(run, target_return=target, run_dir=run_dir)
+    return Setup(Config(run=run, algo=config.algo), obs_dim, num_actions)
+
+
+def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters,
+                 reports: Any, parent_pid: int) -> None:
+    """Entry point of an actor-learner process: update until told to stop.
+
+    Reports ``("stats", worker_id, stats)`` every ``REPORT_INTERVAL_S``, then
+    ``("done", worker_id, None)``; on an exception, ``("error", worker_id, traceback)``
+    and exit code 1. Ctrl-C is left to the parent, which stops the workers in order.
+    """
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the trainer's handler
+    learner = None
+    try:
+        learner = algo_module(config.run.algo).ActorLearner(worker_id, config, shared, counters)
+        total = config.run.total_steps
+        next_report = time.monotonic() + REPORT_INTERVAL_S
+        while not counters.stop_requested and counters.global_step < total:
+            learner.update()
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + REPORT_INTERVAL_S
+                reports.put(("stats", worker_id, learner.drain_stats()))
+                if os.getppid() != parent_pid and not _alive(parent_pid):
+                    return  # the trainer is gone: do not linger as an orphan
+        reports.put(("stats", worker_id, learner.drain_stats()))
+        reports.put(("done", worker_id, None))
+    except Exception:
+        reports.put(("error", worker_id, traceback.format_exc()))
+        reports.close()
+        reports.join_thread()
+        os._exit(1)
+    finally:
+        if learner is not None:
+            learner.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Trainer:
+    """Trains one ``Config``: shared state, actor-learners, metrics and checkpoints.
+
+    Args:
+        config: the run's configuration; ``prepare`` is applied to it.
+        quiet: no progress display (tests, benchmarks).
+
+    Raises:
+        EnvError: (from ``prepare``) if the environment is unusable.
+    """
+
+    def __init__(self, config: Config, quiet: bool = False) -> None:
+        setup = prepare(config)
+        self.config = setup.config
+        self.obs_dim, self.num_actions = setup.obs_dim, setup.num_actions
+        self.algo = algo_module(self.config.run.algo)
+        self.quiet = quiet
+        self.run_dir = Path(self.config.run.run_dir)
+        self.episodes = EpisodeStats(100)
+        self._loss_sums: dict[str, float] = {}
+        self._loss_updates = 0
+        self.stop_reason: str | None = None
+        self.failure: str | None = None
+        self.solved_at: tuple[float, int] | None = None  # (wall_time_s, global_step)
+        self._signal: int | None = None
+
+    # -- public -----------------------------------------------------------
+
+    def train(self) -> dict[str, Any]:
+        """Train until a stop condition; write metrics, checkpoint, plot and summary.
+
+        Stop conditions: ``T >= total_steps``, the mean return of the last 100 episodes
+        reaching ``target_return``, ``max_seconds`` elapsed, SIGINT/SIGTERM, or a worker
+        failure.
+
+        Returns:
+            The summary also written to ``summary.json`` (``stop_reason``,
+            ``reached_target``, ``time_to_target_s``, ``steps_to_target``, ...).
+
+        Raises:
+            WorkerFailure: if an actor-learner raised or died; metrics and a checkpoint
+                are written first.
+        """
+        run = self.config.run
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "config.json", "w") as f:
+            json.dump(self.config.to_dict(), f, indent=2)
+        torch.set_num_threads(1)
+        self.shared = self.algo.make_shared(self.config, self.obs_dim, self.num_actions)
+        self.counters = GlobalCounters(run.workers)
+        self.procs: list = []
+        self._done: set[int] = set()
+        old_handlers = self._install_signal_handlers()
+        self.t_start = time.monotonic()
+        self._last_row = (self.t_start, 0)
+        self._next_row = self.t_start + run.log_interval
+        self._next_checkpoint = self.t_start + run.checkpoint_interval
+        try:
+            if not run.serial:
+                # Workers start before this process creates any thread (TensorBoard's
+                # writer, the progress display), so that forking them is safe.
+                self._start_workers()
+            self.writer = MetricsWriter(self.run_dir, self.algo.LOSS_NAMES)
+            self.monitor = ProcessTreeMonitor()
+            self.monitor.watch([p.pid for p in self.procs])
+            self.progress = Progress("none" if self.quiet else run.progress, run.total_steps)
+            try:
+                if run.serial:
+                    self._train_serial()
+                else:
+                    self._train_processes()
+            finally:
+                if self.procs:
+                    self._stop_workers()
+                summary = self._finish()
+        finally:
+            if self.procs and any(p.is_alive() for p in self.procs):
+                self._stop_workers()
+            self._restore_signal_handlers(old_handlers)
+        if self.failure is not None:
+            raise WorkerFailure(self.failure)
+        return summary
+
+    @property
+    def interrupted_by(self) -> int | None:
+        """The signal number (SIGINT or SIGTERM) that stopped the run, if any."""
+        return self._signal
+
+    # -- the two execution modes ------------------------------------------
+
+    def _train_serial(self) -> None:
+        learners = [self.algo.ActorLearner(i, self.config, self.shared, self.counters)
+                    for i in range(self.config.run.workers)]
+        try:
+            while self.stop_reason is None:
+                for worker_id, learner in enumerate(learners):
+                    learner.update()
+                    self._on_stats(learner.drain_stats())
+                self._tick()
+        finally:
+            for learner in learners:
+                learner.close()
+
+    def _train_processes(self) -> None:
+        while self.stop_reason is None:
+            self._drain_reports(timeout=0.05)
+            for worker_id, proc in enumerate(self.procs):
+                if proc.exitcode is not None and worker_id not in self._done and self.failure is None:
+                    self._drain_reports(timeout=0.5)  # its error report may still be in flight
+                    if worker_id not in self._done and self.failure is None:
+                        self._fail(f"worker {worker_id} died with exit code {proc.exitcode}")
+            if len(self._done) == len(self.procs) and self.stop_reason is None:
+                self.stop_reason = "total_steps"
+            self._tick()
+
+    def _start_workers(self) -> None:
+        """The process graph: ``workers`` actor-learners sharing ``self.shared`` and
+        ``self.counters``, all reporting on one queue read by this process."""
+        ctx = torch.multiprocessing.get_context(self.config.run.start_method)
+        if self.config.run.start_method == "forkserver":
+            ctx.set_forkserver_preload(["asyncrl.trainer", self.algo.__name__])
+        self.reports = ctx.Queue()
+        for worker_id in range(self.config.run.workers):
+            proc = ctx.Process(
+                target=_worker_main,
+                name=f"asyncrl-worker-{worker_id}",
+                args=(worker_id, self.config, self.shared, self.counters, self.reports, os.getpid()),
+                daemon=True,
+            )
+            proc.start()
+            self.procs.append(proc)
+
+    def _stop_workers(self) -> None:
+        """Ask every worker to stop, drain their reports, then terminate stragglers."""
+        self.counters.request_stop()
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        while any(p.is_alive() for p in self.procs) and time.monotonic() < deadline:
+            self._drain_reports(timeout=0.05)  # a worker blocked on a full pipe cannot exit
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in self.procs:
+            proc.join(timeout=2.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self._drain_reports(timeout=0.0)
+        self.reports.close()
+        self.reports.join_thread()
+
+    # -- shared bookkeeping -----------------------------------------------
+
+    def _drain_reports(self, timeout: float) -> None:
+        """Handle every queued report, waiting up to ``timeout`` seconds for the first."""
+        try:
+            kind, worker_id, payload = self.reports.get(timeout=timeout) if timeout > 0 \
+                else self.reports.get_nowait()
+        except (queue_mod.Empty, EOFError, OSError):
+            return
+        while True:
+            if kind == "stats":
+                self._on_stats(payload)
+            elif kind == "done":
+                self._done.add(worker_id)
+            elif kind == "error":
+                self._done.add(worker_id)
+                if self.failure is None:
+                    self._fail(f"worker {worker_id} raised: {payload.strip().splitlines()[-1]}",
+                               traceback_text=payload)
+            try:
+                kind, worker_id, payload = self.reports.get_nowait()
+            except (queue_mod.Empty, EOFError, OSError):
+                return
+
+    def _on_stats(self, stats: dict[str, Any]) -> None:
+        for episode_return, length in stats["episodes"]:
+            self.episodes.add(episode_return, length)
+            if (self.solved_at is None and self.episodes.full
+                    and self.episodes.mean_return >= self.config.run.target_return):
+                self.solved_at = (time.monotonic() - self.t_start, self.counters.global_step)
+        for name, value in stats["loss_sums"].items():
+            self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
+        self._loss_updates += stats["updates"]
+
+    def _fail(self, message: str, traceback_text: str | None = None) -> None:
+        self.failure = message
+        self.stop_reason = "worker_failed"
+        if traceback_text:
+            print(traceback_text.rstrip(), file=sys.stderr, flush=True)
+
+    def _tick(self) -> None:
+        """Check the stop conditions; write a metrics row and a checkpoint when due."""
+        run = self.config.run
+        now = time.monotonic()
+        if self.stop_reason is None:
+            if self._signal is not None:
+                self.stop_reason = "interrupted"
+            elif self.solved_at is not None:
+                self.stop_reason = "target_reached"
+            elif self.counters.global_step >= run.total_steps:
+                self.stop_reason = "total_steps"
+            elif run.max_seconds is not None and now - self.t_start >= run.max_seconds:
+                self.stop_reason = "max_seconds"
+        if now >= self._next_row:
+            self._next_row = now + run.log_interval
+            self._write_row(now)
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + run.checkpoint_interval
+            self._checkpoint(now)
+        self.progress.update(self.counters.global_step, now - self.t_start, self.episodes.count,
+                             self.episodes.mean_return)
+
+    def _write_row(self, now: float) -> None:
+        step = self.counters.global_step
+        last_time, last_step = self._last_row
+        self._last_row = (now, step)
+        row: dict[str, Any] = {
+            "global_step": step,
+            "wall_time_s": now - self.t_start,
+            "episodes": self.episodes.count,
+            "mean_return_100": self.episodes.mean_return,
+            "mean_length_100": self.episodes.mean_length,
+            "steps_per_s": (step - last_step) / (now - last_time) if now > last_time else math.nan,
+            "updates": self.counters.policy_version,
+            "workers_alive": (sum(p.is_alive() for p in self.procs) if self.procs
+                              else self.config.run.workers),
+            **self.monitor.sample(),
+        }
+        for name in self.algo.LOSS_NAMES:
+            row[name] = self._loss_sums.get(name, math.nan) / self._loss_updates \
+                if self._loss_updates else math.nan
+        self._loss_sums, self._loss_updates = {}, 0
+        self.writer.write(row)
+
+    def _checkpoint(self, now: float) -> None:
+        save_checkpoint(self.run_dir / "checkpoint.pt", {
+            "config": self.config.to_dict(),
+            "model": self.shared.model.state_dict(),
+            "optimizer": self.shared.optimizer.state_dict(),
+            "global_step": self.counters.global_step,
+            "policy_version": self.counters.policy_version,
+            "episodes": self.episodes.count,
+            "wall_time_s": now - self.t_start,
+        })
+
+    def _finish(self) -> dict[str, Any]:
+        now = time.monotonic()
+        self.progress.update(self.counters.global_step, now - self.t_start, self.episodes.count,
+                             self.episodes.mean_return)
+        self.progress.close()
+        self._write_row(now)
+        self.writer.close()
+        self._checkpoint(now)
+        run = self.config.run
+        summary = {
+            "algo": run.algo,
+            "env": run.env,
+            "workers": run.workers,
+            "seed": run.seed,
+            "serial": run.serial,
+            "stop_reason": self.stop_reason or "error",
+            "failure": self.failure,
+            "target_return": run.target_return if math.isfinite(run.target_return) else None,
+            "reached_target": self.solved_at is not None,
+            "time_to_target_s": self.solved_at[0] if self.solved_at else None,
+            "steps_to_target": self.solved_at[1] if self.solved_at else None,
+            "global_step": self.counters.global_step,
+            "updates": self.counters.policy_version,
+            "episodes": self.episodes.count,
+            "mean_return_100": None if math.isnan(self.episodes.mean_return) else self.episodes.mean_return,
+            "wall_time_s": now - self.t_start,
+            "steps_per_s": self.counters.global_step / max(now - self.t_start, 1e-9),
+            "cpu_count": os.cpu_count(),
+            "oversubscribed": run.workers > (os.cpu_count() or 1),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        }
+        with open(self.run_dir / "summary.json", "w") as f:
+            json.dump(summary, f, indent=2)
+        try:
+            plot_learning_curve(self.run_dir / "metrics.csv", self.run_dir / "learning_curve.png",
+                                run.target_return, title=f"{run.algo} on {run.env}, {run.workers} workers")
+        except ValueError:
+            pass
+        return summary
+
+    # -- signals ------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        def handler(signum, frame):
+            self._signal = signum
+
+        old = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread
+                pass
+        return old
+
+    def _restore_signal_handlers(self, old: dict[int, Any]) -> None:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,132 @@
+"""Shared optimizers, gradient hand-off and the global step counter."""
+
+import pytest
+import torch
+from torch import nn
+
+from asyncrl.networks import build_actor_critic
+from asyncrl.shared import (
+    GlobalCounters,
+    SharedAdam,
+    SharedRMSprop,
+    hand_off_gradients,
+    make_shared_optimizer,
+    sync_local,
+)
+
+CTX = torch.multiprocessing.get_context("fork")
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return build_actor_critic(4, 3, (16, 16))
+
+
+def _random_grads(model, step):
+    g = torch.Generator().manual_seed(1000 + step)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=g)
+
+
+@pytest.mark.parametrize(
+    "shared_cls, torch_cls, kwargs",
+    [
+        (SharedRMSprop, torch.optim.RMSprop, dict(lr=7e-4, alpha=0.99, eps=1e-5)),
+        (SharedRMSprop, torch.optim.RMSprop, dict(lr=1e-2, alpha=0.9, eps=0.1, foreach=False)),
+        (SharedAdam, torch.optim.Adam, dict(lr=1e-3, eps=1e-8)),
+        (SharedAdam, torch.optim.Adam, dict(lr=1e-2, eps=1e-5, foreach=False)),
+    ],
+)
+def test_one_worker_matches_torch_optimizer_step_for_step(shared_cls, torch_cls, kwargs):
+    ours, theirs = _model().share_memory(), _model()
+    opt_ours = shared_cls(ours.parameters(), **kwargs)
+    opt_theirs = torch_cls(theirs.parameters(), **{k: v for k, v in kwargs.items() if k != "foreach"})
+    for step in range(25):
+        _random_grads(ours, step)
+        _random_grads(theirs, step)
+        opt_ours.step()
+        opt_theirs.step()
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    state = opt_ours.state[next(iter(ours.parameters()))]
+    assert state["step"].item() == 25
+    assert all(t.is_shared() for t in state.values())
+
+
+def _step_in_child(model, optimizer, step):
+    _random_grads(model, step)
+    optimizer.step()
+
+
+def test_statistics_are_shared_across_processes():
+    model = _model().share_memory()
+    optimizer = make_shared_optimizer("rmsprop", model.parameters(), lr=1e-3, eps=1e-5)
+    before = [p.detach().clone() for p in model.parameters()]
+    for step in range(2):  # two processes, one update each, one after the other
+        proc = CTX.Process(target=_step_in_child, args=(model, optimizer, step))
+        proc.start()
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    # The parent sees both updates, and a single-process RMSprop replays them exactly.
+    reference = _model()
+    ref_opt = torch.optim.RMSprop(reference.parameters(), lr=1e-3, alpha=0.99, eps=1e-5)
+    for step in range(2):
+        _random_grads(reference, step)
+        ref_opt.step()
+    for p, q, b in zip(model.parameters(), reference.parameters(), before):
+        assert not torch.equal(p, b)
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert optimizer.state[next(iter(model.parameters()))]["step"].item() == 2
+
+
+def test_hand_off_delivers_exactly_this_updates_gradient():
+    """Three updates with SGD(lr=1): each must move the shared weights by exactly that
+    update's gradient. The ``ensure_shared_grads`` pattern under zero_grad(set_to_none=True)
+    would keep applying the first gradient; an accumulating one would apply g1, g1+g2, ..."""
+    shared = _model().share_memory()
+    local = _model(seed=1)
+    optimizer = torch.optim.SGD(shared.parameters(), lr=1.0)
+    x = torch.randn(5, 4)
+    for update in range(3):
+        sync_local(local, shared)
+        for a, b in zip(local.parameters(), shared.parameters()):
+            assert torch.equal(a, b)
+        local.zero_grad(set_to_none=True)
+        logits, values = local(x * (update + 1))
+        (logits.pow(2).sum() + values.sum()).backward()
+        grads = [p.grad.clone() for p in local.parameters()]
+        before = [p.detach().clone() for p in shared.parameters()]
+        hand_off_gradients(local, shared)
+        optimizer.step()
+        for p, b, g in zip(shared.parameters(), before, grads):
+            torch.testing.assert_close(b - p.detach(), g)
+
+
+def test_hand_off_without_backward_raises():
+    with pytest.raises(RuntimeError, match="no gradient"):
+        hand_off_gradients(_model(), _model())
+
+
+def _count(counters, worker_id, n):
+    for _ in range(n):
+        counters.add(worker_id, 3)
+
+
+def test_global_step_counter_loses_no_increment_across_processes():
+    counters = GlobalCounters(workers=3, initial_step=10)
+    procs = [CTX.Process(target=_count, args=(counters, w, 2000)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    assert counters.global_step == 10 + 3 * 2000 * 3
+    assert counters.policy_version == 3 * 2000
+    assert not counters.stop_requested
+    counters.request_stop()
+    assert counters.stop_requested
+
+
+def test_unknown_optimizer_raises():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_shared_optimizer("sgd", nn.Linear(2, 2).parameters(), lr=0.1, eps=1e-5)
