@@ -105,25 +105,35 @@ def share_model(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def sync_local(local: nn.Module, shared: nn.Module) -> None:
-    """``theta' <- theta``: copy the shared parameters into an actor-learner's local model."""
-    torch._foreach_copy_(list(local.parameters()), list(shared.parameters()))
+def sync_local(local_params: list[torch.Tensor], shared_params: list[torch.Tensor]) -> None:
+    """``theta' <- theta``: copy the shared parameters into an actor-learner's local ones.
+
+    Args:
+        local_params: ``list(local_model.parameters())`` (lists, built once: calling
+            ``Module.parameters()`` costs microseconds per call on the hot path).
+        shared_params: ``list(shared_model.parameters())``, in the same order.
+    """
+    torch._foreach_copy_(local_params, shared_params)
 
 
-def hand_off_gradients(local: nn.Module, shared: nn.Module) -> None:
+def hand_off_gradients(local_params: list[torch.Tensor], shared_params: list[torch.Tensor]) -> None:
     """Give the shared model exactly this update's gradient.
 
     Each shared parameter's ``.grad`` (a per-process attribute, not shared memory) is
-    pointed at the local model's fresh ``.grad`` tensor. Nothing is accumulated, so the
-    shared optimizer's next ``step()`` applies this update's gradient alone. (The common
-    ``ensure_shared_grads`` pattern assigns the shared ``.grad`` only once; with
-    ``zero_grad(set_to_none=True)``, torch's default since 2.0, it then keeps pointing at
-    a stale tensor.)
+    pointed at the local parameter's fresh ``.grad`` tensor. Nothing is accumulated, so
+    the shared optimizer's next ``step()`` applies this update's gradient alone. (The
+    common ``ensure_shared_grads`` pattern assigns the shared ``.grad`` only once; with
+    ``zero_grad(set_to_none=True)``, torch's default since 2.0, it then keeps pointing
+    at a stale tensor.)
+
+    Args:
+        local_params: the local model's parameters, after ``backward``.
+        shared_params: the shared model's parameters, in the same order.
 
     Raises:
         RuntimeError: if a local parameter has no gradient (``backward`` not run).
     """
-    for local_param, shared_param in zip(local.parameters(), shared.parameters()):
+    for local_param, shared_param in zip(local_params, shared_params):
         if local_param.grad is None:
             raise RuntimeError("hand_off_gradients: a local parameter has no gradient; run backward first")
         shared_param.grad = local_param.grad

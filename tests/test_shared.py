@@ -87,8 +87,9 @@ def test_hand_off_delivers_exactly_this_updates_gradient():
     local = _model(seed=1)
     optimizer = torch.optim.SGD(shared.parameters(), lr=1.0)
     x = torch.randn(5, 4)
+    local_params, shared_params = list(local.parameters()), list(shared.parameters())
     for update in range(3):
-        sync_local(local, shared)
+        sync_local(local_params, shared_params)
         for a, b in zip(local.parameters(), shared.parameters()):
             assert torch.equal(a, b)
         local.zero_grad(set_to_none=True)
@@ -96,7 +97,7 @@ def test_hand_off_delivers_exactly_this_updates_gradient():
         (logits.pow(2).sum() + values.sum()).backward()
         grads = [p.grad.clone() for p in local.parameters()]
         before = [p.detach().clone() for p in shared.parameters()]
-        hand_off_gradients(local, shared)
+        hand_off_gradients(local_params, shared_params)
         optimizer.step()
         for p, b, g in zip(shared.parameters(), before, grads):
             torch.testing.assert_close(b - p.detach(), g)
@@ -104,7 +105,7 @@ def test_hand_off_delivers_exactly_this_updates_gradient():
 
 def test_hand_off_without_backward_raises():
     with pytest.raises(RuntimeError, match="no gradient"):
-        hand_off_gradients(_model(), _model())
+        hand_off_gradients(list(_model().parameters()), list(_model().parameters()))
 
 
 def _count(counters, worker_id, n):

@@ -76,6 +76,8 @@ class ActorLearner:
         self.env = make_env(config.run.env, config.run.seed, worker_id)
         self.obs_dim, _ = check_spaces(self.env, "a3c")
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
+        self.local_params = list(self.local.parameters())
+        self.shared_params = list(shared.model.parameters())
         self.policy = NumpyPolicy(self.local)  # acts with theta' (views, not copies)
         self.rng = np.random.default_rng(seed)
         self.obs, _ = self.env.reset(seed=seed)
@@ -86,7 +88,7 @@ class ActorLearner:
     def update(self) -> int:
         cfg = self.cfg
         local, env = self.local, self.env
-        sync_local(local, self.shared.model)
+        sync_local(self.local_params, self.shared_params)
         obs_buf = self._obs_buf
         actions: list[int] = []
         rewards: list[float] = []
@@ -124,10 +126,11 @@ class ActorLearner:
             cfg.value_coef,
             cfg.entropy_coef,
         )
-        local.zero_grad(set_to_none=True)
+        for p in self.local_params:
+            p.grad = None
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm, foreach=True)
-        hand_off_gradients(local, self.shared.model)
+        torch.nn.utils.clip_grad_norm_(self.local_params, cfg.max_grad_norm, foreach=True)
+        hand_off_gradients(self.local_params, self.shared_params)
         self.shared.optimizer.step()
         self.counters.add(self.worker_id, n)
         self.stats.update(metrics)

@@ -1,0 +1,72 @@
+"""Helpers shared by the benchmark scripts: run a command, summarise repeats, write results."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def run_json(cmd: list[str], timeout: float) -> tuple[dict[str, Any] | None, float, str]:
+    """Run ``cmd``; return (its JSON summary or None, process wall time in s, stderr tail)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        return None, wall, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall, ""
+
+
+def asyncrl_run(args: list[str], run_dir: Path, timeout: float = 600) -> dict[str, Any]:
+    """Run ``python -m asyncrl.run ARGS`` and return its ``summary.json`` plus ``process_wall_s``."""
+    cmd = [sys.executable, "-m", "asyncrl.run", *args, "--run-dir", str(run_dir), "--progress", "none"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["process_wall_s"] = wall
+    return summary
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    """Median, min and max of the finite values (None when there are none)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def fmt(s: dict[str, float | None], digits: int = 1) -> str:
+    """``median (min-max)`` of a ``spread``."""
+    if s["median"] is None:
+        return "n/a"
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:
+    """Write ``results/NAME.json`` and ``results/NAME.md``; return the JSON path."""
+    from asyncrl.metrics import machine_info
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine_info(), **payload}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    machine = payload["machine"]
+    header = (f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores "
+              f"({machine['physical_cores']} physical, {machine['logical_cores']} logical), "
+              f"{machine['memory_gib']} GiB; Python {machine['python']}, torch {machine['torch']}, "
+              f"gymnasium {machine['gymnasium']}.\n\n")
+    (RESULTS / f"{name}.md").write_text(header + markdown)
+    return path

@@ -1,0 +1,117 @@
+"""``python -m asyncrl.run`` and ``python -m asyncrl.evaluate`` as a user runs them."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+def cli(*args, timeout=120, module="asyncrl.run"):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_a3c_run_writes_every_output_and_evaluate_reads_it(tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli("--workers", 2, "--total-steps", 5000, "--target-return", "inf", "--seed", 1,
+                 "--run-dir", run_dir, "--progress", "plain", "--log-interval", 0.3)
+    assert result.returncode == 0, result.stderr
+    assert "total_steps: T=" in result.stdout and "2 workers on" in result.stdout
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["run"]["workers"] == 2 and config["algo"]["t_max"] == 20
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["global_step"] >= 5000 and summary["stop_reason"] == "total_steps"
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert len(rows) >= 2
+    for name in ("checkpoint.pt", "learning_curve.png"):
+        assert (run_dir / name).is_file()
+    evaluation = cli(run_dir, "--episodes", 3, module="asyncrl.evaluate")
+    assert evaluation.returncode == 0, evaluation.stderr
+    mean, _, std = evaluation.stdout.split()[:3]
+    assert 8 <= float(mean) <= 500 and float(std) >= 0
+
+
+def test_help_documents_every_flag_with_default():
+    result = cli("--help")
+    assert result.returncode == 0
+    for flag in ("--algo", "--env", "--workers", "--seed", "--total-steps", "--target-return", "--lr",
+                 "--t-max", "--gamma", "--entropy-coef", "--run-dir"):
+        assert flag in result.stdout
+    assert result.stdout.count("(default:") >= 20
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--env", "NoSuchEnv-v0"], "cannot make environment 'NoSuchEnv-v0'"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--workers", "-3"], "--workers must be >= 1"),
+        (["--t-max", "0"], "--t-max must be >= 1, got 0"),
+        (["--lr", "-0.001"], "--lr must be >= 0"),
+        (["--env", "Pendulum-v1"], "needs a discrete action space"),
+        (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
+        (["--workers", "two"], "invalid int value: 'two'"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["--algo", "dqn"], "--algo must be one of"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, fragment):
+    result = cli(*args, "--run-dir", tmp_path / "never")
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "never").exists()
+
+
+def test_evaluate_missing_and_corrupt_checkpoints(tmp_path):
+    assert_one_line_error(cli(tmp_path / "nope", module="asyncrl.evaluate"), "no checkpoint at")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"\x80\x02 not a checkpoint")
+    assert_one_line_error(cli(tmp_path / "bad", module="asyncrl.evaluate"), "truncated, corrupt")
+    assert_one_line_error(cli(tmp_path / "bad", "--episodes", 0, module="asyncrl.evaluate"),
+                          "--episodes must be >= 1")
+
+
+def _processes_with(marker):
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_worker_whose_env_raises_stops_the_run_once_without_orphans(tmp_path):
+    run_dir = tmp_path / "faulty-run-marker"
+    start = time.monotonic()
+    result = cli("--env", "fault_envs:FaultyCartPole-v0", "--workers", 3, "--total-steps", 10**7,
+                 "--run-dir", run_dir, "--progress", "none", timeout=60)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 1, result.stderr
+    # one traceback (the first failing worker's), then the one-line summary naming the error
+    assert result.stderr.count("RuntimeError: simulated environment failure") == 2
+    assert result.stderr.count("Traceback") == 1
+    assert "asyncrl.run: error: worker" in result.stderr.strip().splitlines()[-1]
+    assert elapsed < 30
+    assert (run_dir / "checkpoint.pt").is_file()
+    assert json.loads((run_dir / "summary.json").read_text())["stop_reason"] == "worker_failed"
+    time.sleep(0.5)
+    assert _processes_with(str(run_dir)) == []

@@ -1,0 +1,44 @@
+"""Configuration: flags, presets, validation, round trip."""
+
+import pytest
+
+from asyncrl.config import A3CConfig, CliError, Config, RunConfig, algo_config, parse_args
+
+
+def test_flags_map_to_fields():
+    config = parse_args(["--workers", "3", "--t-max", "7", "--lr", "0.01", "--hidden-sizes", "32", "16",
+                         "--target-return", "inf", "--serial"])
+    assert config.run.workers == 3 and config.run.serial is True
+    assert config.run.target_return == float("inf")
+    assert config.algo.t_max == 7 and config.algo.lr == 0.01 and config.algo.hidden_sizes == (32, 16)
+
+
+def test_preset_applies_only_where_no_flag_is_given():
+    cartpole = parse_args(["--env", "CartPole-v1"])
+    assert cartpole.algo.shared_torso is False and cartpole.algo.entropy_coef == 0.0
+    overridden = parse_args(["--env", "CartPole-v1", "--entropy-coef", "0.01", "--shared-torso"])
+    assert overridden.algo.shared_torso is True and overridden.algo.entropy_coef == 0.01
+    other = parse_args(["--env", "Acrobot-v1"])
+    assert other.algo == A3CConfig()  # the paper's general defaults: shared torso, beta = 0.01
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--total-steps", "0"], "--total-steps must be > 0"),
+    (["--max-seconds", "-1"], "--max-seconds must be > 0"),
+    (["--entropy-coef", "-1"], "--entropy-coef must be >= 0"),
+    (["--optimizer", "sgd"], "--optimizer must be rmsprop or adam"),
+    (["--hidden-sizes", "0"], "--hidden-sizes must be positive"),
+    (["--start-method", "thread"], "--start-method must be"),
+    (["--target-return", "nan"], "--target-return must be a number"),
+])
+def test_out_of_range_values_raise_cli_error(argv, message):
+    with pytest.raises(CliError, match=message.replace("[", r"\[")):
+        parse_args(argv)
+
+
+def test_round_trip_through_dict():
+    config = Config(run=RunConfig(workers=4, seed=9), algo=algo_config("a3c", "CartPole-v1", t_max=5))
+    assert Config.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="malformed config"):
+        Config.from_dict({"run": {}})

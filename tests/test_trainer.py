@@ -1,0 +1,80 @@
+"""The trainer in-process: determinism, stop conditions, outputs."""
+
+import json
+
+import pytest
+import torch
+
+from asyncrl.checkpoint import load_checkpoint
+from asyncrl.config import Config, RunConfig, algo_config
+from asyncrl.trainer import Trainer
+
+
+def _train(tmp_path, name, **run_kwargs):
+    run = RunConfig(**{"target_return": float("inf"), "run_dir": str(tmp_path / name), **run_kwargs})
+    trainer = Trainer(Config(run=run, algo=algo_config("a3c", run.env)), quiet=True)
+    summary = trainer.train()
+    return summary, load_checkpoint(tmp_path / name / "checkpoint.pt")
+
+
+def _same_params(a, b):
+    return all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_serial_same_seed_gives_identical_parameters(tmp_path):
+    s1, c1 = _train(tmp_path, "a", workers=2, serial=True, seed=3, total_steps=3000)
+    s2, c2 = _train(tmp_path, "b", workers=2, serial=True, seed=3, total_steps=3000)
+    s3, c3 = _train(tmp_path, "c", workers=2, serial=True, seed=4, total_steps=3000)
+    assert s1["global_step"] == s2["global_step"] >= 3000
+    assert _same_params(c1, c2)
+    assert not _same_params(c1, c3)
+    assert c1["optimizer"]["state"][0]["step"].item() == s1["updates"] > 0
+
+
+def test_one_worker_process_equals_serial(tmp_path):
+    """With one actor-learner there is no race: the process run is the serial run."""
+    s_serial, c_serial = _train(tmp_path, "serial", workers=1, serial=True, seed=7, total_steps=2000)
+    s_proc, c_proc = _train(tmp_path, "proc", workers=1, serial=False, seed=7, total_steps=2000)
+    assert s_serial["global_step"] == s_proc["global_step"]
+    assert s_serial["updates"] == s_proc["updates"]
+    assert _same_params(c_serial, c_proc)
+
+
+def test_outputs_and_stop_on_total_steps(tmp_path):
+    summary, ckpt = _train(tmp_path, "run", workers=2, seed=0, total_steps=4000, log_interval=0.2)
+    run_dir = tmp_path / "run"
+    assert summary["stop_reason"] == "total_steps"
+    assert 4000 <= summary["global_step"] < 4000 + 2 * 20 + 1  # overshoot: at most one segment a worker
+    assert summary["episodes"] > 0 and summary["reached_target"] is False
+    assert ckpt["global_step"] == summary["global_step"]
+    assert json.loads((run_dir / "config.json").read_text())["run"]["target_return"] == float("inf")
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("global_step", "wall_time_s", "episodes", "mean_return_100", "steps_per_s",
+                   "policy_loss", "value_loss", "entropy", "cpu_percent"):
+        assert column in header
+    assert (run_dir / "learning_curve.png").stat().st_size > 1000
+    assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_target_return_stops_the_run(tmp_path):
+    run = RunConfig(workers=1, serial=True, seed=0, total_steps=100_000, target_return=30.0,
+                    run_dir=str(tmp_path / "t"))
+    summary = Trainer(Config(run=run, algo=algo_config("a3c", run.env)), quiet=True).train()
+    assert summary["stop_reason"] == "target_reached"
+    assert summary["reached_target"] and summary["mean_return_100"] >= 30.0
+    assert summary["steps_to_target"] <= summary["global_step"] < 100_000
+
+
+def test_default_target_is_the_env_threshold(tmp_path):
+    run = RunConfig(env="CartPole-v1", run_dir=str(tmp_path / "x"))
+    trainer = Trainer(Config(run=run, algo=algo_config("a3c", run.env)), quiet=True)
+    assert trainer.config.run.target_return == 475.0
+
+
+@pytest.mark.parametrize("env_id, match", [("NoSuchEnv-v9", "cannot make environment"),
+                                           ("Pendulum-v1", "discrete action space")])
+def test_unusable_env_is_rejected_before_training(tmp_path, env_id, match):
+    from asyncrl.envs import EnvError
+
+    with pytest.raises(EnvError, match=match):
+        Trainer(Config(run=RunConfig(env=env_id), algo=algo_config("a3c", env_id)))
