@@ -111,22 +111,11 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
-class A3CConfig:
-    """Asynchronous advantage actor-critic (Mnih et al. 2016, Algorithm S3).
-
-    Defaults are tuned for classic-control tasks such as CartPole-v1: t_max 20,
-    shared RMSProp with lr 7e-4 and alpha 0.99, gradient-norm clip 40.
-    """
+class _LearnerFields:
+    """Fields every algorithm has: optimizer, discount, network."""
 
     lr: float = field(default=7e-4, metadata={"help": "learning rate of the shared optimizer"})
-    t_max: int = field(
-        default=20, metadata={"help": "t_max: env steps per actor-learner update (fewer at episode end)"}
-    )
     gamma: float = field(default=0.99, metadata={"help": "discount factor"})
-    entropy_coef: float = field(default=0.01, metadata={"help": "beta: entropy bonus coefficient"})
-    value_coef: float = field(
-        default=0.5, metadata={"help": "weight of the value loss sum_t (R_t - V(s_t))^2"}
-    )
     max_grad_norm: float = field(
         default=40.0, metadata={"help": "clip each update's gradient to this global L2 norm"}
     )
@@ -138,27 +127,124 @@ class A3CConfig:
     hidden_sizes: tuple[int, ...] = field(
         default=(64, 64), metadata={"help": "widths of the MLP torso's hidden layers"}
     )
-    shared_torso: bool = field(
-        default=True, metadata={"help": "policy and value heads share one torso (else one torso each)"}
-    )
 
     def __post_init__(self) -> None:
-        if self.t_max < 1:
-            raise ValueError(f"--t-max must be >= 1, got {self.t_max}")
         if self.lr < 0:
             raise ValueError(f"--lr must be >= 0, got {self.lr}")
         _positive(self, "max_grad_norm", "optim_eps")
         _in_unit_interval(self, "gamma", "rms_alpha")
-        for name in ("entropy_coef", "value_coef"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"--optimizer must be rmsprop or adam, got {self.optimizer!r}")
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             raise ValueError(f"--hidden-sizes must be positive widths, got {list(self.hidden_sizes)}")
 
 
-ALGO_CONFIGS: dict[str, type] = {"a3c": A3CConfig}
+@dataclass(frozen=True)
+class A3CConfig(_LearnerFields):
+    """Asynchronous advantage actor-critic (Mnih et al. 2016, Algorithm S3).
+
+    Defaults: t_max 20, shared RMSProp with lr 7e-4 and alpha 0.99, gradient-norm clip
+    40, entropy bonus beta 0.01, one torso shared by the policy and value heads.
+    """
+
+    t_max: int = field(
+        default=20, metadata={"help": "t_max: env steps per actor-learner update (fewer at episode end)"}
+    )
+    entropy_coef: float = field(default=0.01, metadata={"help": "beta: entropy bonus coefficient"})
+    value_coef: float = field(
+        default=0.5, metadata={"help": "weight of the value loss sum_t (R_t - V(s_t))^2"}
+    )
+    shared_torso: bool = field(
+        default=True, metadata={"help": "policy and value heads share one torso (else one torso each)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.t_max < 1:
+            raise ValueError(f"--t-max must be >= 1, got {self.t_max}")
+        for name in ("entropy_coef", "value_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class _ValueBasedFields(_LearnerFields):
+    """Fields of the asynchronous value-based methods: target network and epsilon-greedy."""
+
+    lr: float = field(default=1e-3, metadata={"help": "learning rate of the shared optimizer"})
+    target_update: int = field(
+        default=10_000,
+        metadata={"help": "I_target: refresh the target network each time T crosses a multiple of "
+                          "this many global env steps (paper: 40,000 Atari frames = 10,000 steps)"},
+    )
+    epsilon_steps: int = field(
+        default=1_000_000,
+        metadata={"help": "global env steps over which each worker's epsilon anneals linearly from 1 "
+                          "to its final value (paper: 4M frames = 1M steps)"},
+    )
+    final_epsilons: tuple[float, ...] = field(
+        default=(0.1, 0.01, 0.5),
+        metadata={"help": "final epsilons a worker draws from, once, with its seed (paper: 0.1 0.01 0.5)"},
+    )
+    final_epsilon_probs: tuple[float, ...] = field(
+        default=(0.4, 0.3, 0.3),
+        metadata={"help": "probabilities of drawing each final epsilon (paper: 0.4 0.3 0.3)"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.target_update < 1:
+            raise ValueError(f"--target-update must be >= 1, got {self.target_update}")
+        if self.epsilon_steps < 0:
+            raise ValueError(f"--epsilon-steps must be >= 0, got {self.epsilon_steps}")
+        if not self.final_epsilons or any(not 0.0 <= e <= 1.0 for e in self.final_epsilons):
+            raise ValueError(f"--final-epsilons must be in [0, 1], got {list(self.final_epsilons)}")
+        probs = self.final_epsilon_probs
+        if (len(probs) != len(self.final_epsilons) or any(p < 0 for p in probs)
+                or not math.isclose(sum(probs), 1.0, abs_tol=1e-6)):
+            raise ValueError(
+                f"--final-epsilon-probs must be {len(self.final_epsilons)} non-negative numbers summing "
+                f"to 1, got {list(probs)}"
+            )
+
+
+@dataclass(frozen=True)
+class OneStepConfig(_ValueBasedFields):
+    """Asynchronous one-step Q-learning (Mnih et al. 2016, Algorithm 1) and one-step Sarsa
+    (Section 4): gradients accumulated over ``async_update`` steps, then applied."""
+
+    async_update: int = field(
+        default=5,
+        metadata={"help": "I_AsyncUpdate: env steps whose gradients are accumulated per update "
+                          "(fewer at episode end)"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.async_update < 1:
+            raise ValueError(f"--async-update must be >= 1, got {self.async_update}")
+
+
+@dataclass(frozen=True)
+class NStepQConfig(_ValueBasedFields):
+    """Asynchronous n-step Q-learning (Mnih et al. 2016, Algorithm S2)."""
+
+    t_max: int = field(
+        default=5, metadata={"help": "t_max: env steps per actor-learner update (fewer at episode end)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.t_max < 1:
+            raise ValueError(f"--t-max must be >= 1, got {self.t_max}")
+
+
+ALGO_CONFIGS: dict[str, type] = {
+    "a3c": A3CConfig,
+    "one-step-q": OneStepConfig,
+    "one-step-sarsa": OneStepConfig,
+    "n-step-q": NStepQConfig,
+}
 """Algorithm name (the ``--algo`` value) to its config class."""
 
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
@@ -181,8 +267,9 @@ def algo_config(algo: str, env: str, **overrides: Any) -> Any:
     if algo not in ALGO_CONFIGS:
         raise ValueError(f"--algo must be one of {', '.join(sorted(ALGO_CONFIGS))}, got {algo!r}")
     values = {**PRESETS.get((algo, env), {}), **overrides}
-    if "hidden_sizes" in values:
-        values["hidden_sizes"] = tuple(values["hidden_sizes"])
+    for f in dataclasses.fields(ALGO_CONFIGS[algo]):
+        if f.name in values and str(f.type).startswith("tuple"):
+            values[f.name] = tuple(values[f.name])  # lists from JSON or argparse
     return ALGO_CONFIGS[algo](**values)
 
 
@@ -239,7 +326,8 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type) -> None:
         if annotation == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         elif annotation.startswith("tuple"):
-            kwargs.update(type=int, nargs="+", metavar="N")
+            element = float if "float" in annotation else int
+            kwargs.update(type=element, nargs="+", metavar="X" if element is float else "N")
         elif annotation == "int":
             kwargs["type"] = int
         elif annotation == "float":

@@ -47,3 +47,24 @@ def a3c_loss(
         "entropy": entropy.item() / n,
     }
     return loss, metrics
+
+
+def q_loss(
+    q_values: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Squared TD error summed over time, for the asynchronous value-based methods
+    (Mnih et al. 2016, Algorithms 1 and S2): ``sum_t (y_t - Q(s_t, a_t; theta))^2``.
+
+    Args:
+        q_values: ``[T, B, A]`` float32 ``Q(s_t, .; theta)``.
+        actions: ``[T, B]`` int64 actions taken.
+        targets: ``[T, B]`` float32 targets ``y_t`` (one-step or n-step; no gradient).
+
+    Returns:
+        ``(loss, metrics)``: the scalar loss, and per-step means ``td_loss`` (squared TD
+        error) and ``q_taken`` (``Q(s_t, a_t)``) as floats.
+    """
+    q_taken = q_values.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
+    loss = (targets - q_taken).pow(2).sum()
+    n = float(q_taken.numel())
+    return loss, {"td_loss": loss.item() / n, "q_taken": q_taken.detach().sum().item() / n}

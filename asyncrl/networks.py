@@ -64,6 +64,23 @@ class ActorCritic(nn.Module):
         return self.policy(features), self.value(value_features).squeeze(-1)
 
 
+class QNetwork(nn.Module):
+    """Action values ``Q(s, .)``: ``forward(obs: [N, obs_dim] float32) -> [N, A] float32``."""
+
+    def __init__(self, torso: nn.Module, num_actions: int) -> None:
+        super().__init__()
+        self.torso = torso
+        self.head = _head(torso.out_dim, num_actions, gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.torso(obs))
+
+
+def build_q_network(obs_dim: int, num_actions: int, hidden_sizes: Sequence[int]) -> QNetwork:
+    """The Q-network for flat observations and ``num_actions`` discrete actions."""
+    return QNetwork(MLPTorso(obs_dim, hidden_sizes), num_actions)
+
+
 def build_actor_critic(
     obs_dim: int, num_actions: int, hidden_sizes: Sequence[int], shared_torso: bool = True
 ) -> ActorCritic:
@@ -72,34 +89,35 @@ def build_actor_critic(
     return ActorCritic(MLPTorso(obs_dim, hidden_sizes), num_actions, value_torso)
 
 
-class NumpyPolicy:
-    """Fast acting path for an ``ActorCritic`` with an ``MLPTorso``: policy logits in NumPy.
+class NumpyMLP:
+    """Fast forward pass of an ``MLPTorso`` and one linear head, in NumPy.
 
     Acting runs one observation at a time, where torch's per-call overhead (tens of
     microseconds a layer) dwarfs the arithmetic; NumPy on the same weights is several
-    times faster. The arrays are views of the model's parameters, not copies, so the
-    policy always acts with the model's current values (e.g. after ``sync_local``).
+    times faster. The arrays are views of the modules' parameters, not copies, so the
+    forward pass always uses their current values (after ``sync_local``, or as other
+    processes write them when the modules live in shared memory).
 
-    ``logits(obs: [obs_dim] float32) -> [A] float32``, equal to
-    ``model(obs)[0]`` up to float rounding.
+    ``__call__(obs: [obs_dim] float32) -> [out] float32``, equal to
+    ``head(torso(obs))`` up to float rounding.
 
     Raises:
-        TypeError: if the model's torso is not an ``MLPTorso``.
+        TypeError: if ``torso`` is not an ``MLPTorso``.
     """
 
-    def __init__(self, model: ActorCritic) -> None:
-        if not isinstance(model.torso, MLPTorso):
-            raise TypeError(f"NumpyPolicy needs an MLPTorso, got {type(model.torso).__name__}")
-        linears = [m for m in model.torso.net if isinstance(m, nn.Linear)]
+    def __init__(self, torso: nn.Module, head: nn.Linear) -> None:
+        if not isinstance(torso, MLPTorso):
+            raise TypeError(f"NumpyMLP needs an MLPTorso, got {type(torso).__name__}")
+        linears = [m for m in torso.net if isinstance(m, nn.Linear)]
         self.layers = [(lin.weight.detach().numpy(), lin.bias.detach().numpy()) for lin in linears]
-        self.head = (model.policy.weight.detach().numpy(), model.policy.bias.detach().numpy())
+        self.head = (head.weight.detach().numpy(), head.bias.detach().numpy())
 
-    def logits(self, obs: np.ndarray) -> np.ndarray:
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
         h = obs
         for weight, bias in self.layers:
             h = np.tanh(weight @ h + bias)  # [width]
         weight, bias = self.head
-        return weight @ h + bias  # [A]
+        return weight @ h + bias  # [out]
 
 
 def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> int:

@@ -55,6 +55,16 @@ def n_step_returns(
     return returns
 
 
+def segment_end_flags(length: int, terminated: bool, truncated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``terminated`` and ``truncated`` arrays ``[length, 1]`` bool for one actor-learner's
+    segment, which can end an episode only at its last step."""
+    term = np.zeros((length, 1), dtype=bool)
+    trunc = np.zeros((length, 1), dtype=bool)
+    term[-1, 0] = terminated
+    trunc[-1, 0] = truncated
+    return term, trunc
+
+
 def _check_shapes(**arrays: np.ndarray) -> None:
     shapes = {name: np.shape(a) for name, a in arrays.items()}
     first = next(iter(shapes.values()))

@@ -172,10 +172,10 @@ class GlobalCounters:
         self.__dict__.update(state)
         self._bind()
 
-    def add(self, worker_id: int, env_steps: int) -> None:
-        """Record one update of ``env_steps`` env steps by actor-learner ``worker_id``."""
+    def add(self, worker_id: int, env_steps: int, updates: int = 1) -> None:
+        """Record ``env_steps`` env steps and ``updates`` optimizer updates by ``worker_id``."""
         self.steps[worker_id] += env_steps
-        self.updates[worker_id] += 1
+        self.updates[worker_id] += updates
 
     @property
     def global_step(self) -> int:
@@ -193,3 +193,60 @@ class GlobalCounters:
     @property
     def stop_requested(self) -> bool:
         return bool(self._flags[0])
+
+
+class TargetNetwork:
+    """The shared target network theta^- and its refresh rule (Mnih et al. 2016, Algorithm 1).
+
+    ``theta^- <- theta`` happens once each time the global step counter ``T`` crosses a
+    multiple of ``I_target``, and at no other time: the actor-learner that first sees
+    ``T // I_target`` exceed the number of refreshes made so far does the copy, under a
+    lock (refreshes are rare; every other check is a lock-free read of a shared int).
+
+    Args:
+        model: the target network, a copy of the online model, already in shared memory.
+        online: the shared online model theta.
+        interval: ``I_target``, in global env steps.
+        lock: a lock from the run's multiprocessing context.
+    """
+
+    def __init__(self, model: nn.Module, online: nn.Module, interval: int, lock) -> None:
+        if interval < 1:
+            raise ValueError(f"target update interval must be >= 1, got {interval}")
+        self.model = model
+        self.online = online
+        self.interval = int(interval)
+        self.lock = lock
+        self.refreshes_tensor = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._bind()
+
+    def _bind(self) -> None:
+        self._refreshes = self.refreshes_tensor.numpy()
+        self._target_params = list(self.model.parameters())
+        self._online_params = list(self.online.parameters())
+
+    def __getstate__(self):
+        return {k: self.__dict__[k] for k in ("model", "online", "interval", "lock", "refreshes_tensor")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._bind()
+
+    @property
+    def refreshes(self) -> int:
+        """How many times theta^- has been refreshed, i.e. ``T // I_target`` at the last one."""
+        return int(self._refreshes[0])
+
+    def maybe_refresh(self, global_step: int) -> bool:
+        """Copy theta into theta^- if ``T`` has crossed a multiple of ``I_target`` since the
+        last refresh. Returns whether this call copied."""
+        due = global_step // self.interval
+        if due <= self._refreshes[0]:
+            return False
+        with self.lock:
+            if due <= self._refreshes[0]:
+                return False
+            with torch.no_grad():
+                torch._foreach_copy_(self._target_params, self._online_params)
+            self._refreshes[0] = due
+        return True

@@ -363,9 +363,11 @@ class Trainer:
         self.writer.write(row)
 
     def _checkpoint(self, now: float) -> None:
+        target = self.shared.target
         save_checkpoint(self.run_dir / "checkpoint.pt", {
             "config": self.config.to_dict(),
             "model": self.shared.model.state_dict(),
+            "target_model": target.model.state_dict() if target is not None else None,
             "optimizer": self.shared.optimizer.state_dict(),
             "global_step": self.counters.global_step,
             "policy_version": self.counters.policy_version,

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import asyncrl_run, fmt, spread, write_results  # noqa: E402
+from common import asyncrl_run, cpu_ceiling, fmt, spread, write_results  # noqa: E402
 
 from asyncrl.metrics import read_metrics  # noqa: E402
 
@@ -47,8 +47,12 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
 
     runs = []
+    ceilings = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
+            ceilings.append(cpu_ceiling(min(max(args.workers), cores)))
+            print(f"repeat {repeat}: CPU ceiling for {min(max(args.workers), cores)} processes "
+                  f"{ceilings[-1]:.2f}x", flush=True)
             for workers in args.workers:
                 run_dir = Path(tmp) / f"{workers}-{repeat}"
                 summary = asyncrl_run(["--algo", args.algo, "--workers", str(workers), "--seed", str(repeat),
@@ -78,10 +82,15 @@ def main() -> None:
         note = "oversubscribed" if workers > cores else ""
         md.append(f"| {workers} | {fmt(t['steady'], 0)} | {fmt(t['overall'], 0)} | "
                   f"{t['steady']['median'] / base:.2f}× | {note} |")
+    ceiling = spread(ceilings)
+    md += ["", f"Machine ceiling: {min(max(args.workers), cores)} independent CPU-bound Python processes run "
+               f"{fmt(ceiling, 2)}× the work of one (median, range over repeats); the worker "
+               "ratio cannot exceed it."]
     markdown = "\n".join(md) + "\n"
     write_results(args.name or f"{args.algo}_scaling",
                   {"algo": args.algo, "usable_cores": cores, "learning": args.learning, "total_steps": args.total_steps,
-                   "runs": runs, "table": {str(k): v for k, v in table.items()}}, markdown)
+                   "runs": runs, "cpu_ceiling": ceiling, "table": {str(k): v for k, v in table.items()}},
+                  markdown)
     print(markdown)
 
 

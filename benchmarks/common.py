@@ -70,3 +70,27 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:
               f"gymnasium {machine['gymnasium']}.\n\n")
     (RESULTS / f"{name}.md").write_text(header + markdown)
     return path
+
+
+_SPIN = """
+import sys, time
+end = time.perf_counter() + float(sys.argv[1])
+n = 0
+while time.perf_counter() < end:
+    for _ in range(1000):
+        pass
+    n += 1
+print(n)
+"""
+
+
+def cpu_ceiling(processes: int, seconds: float = 3.0) -> float:
+    """Work done by ``processes`` independent CPU-bound Python loops run at once, relative
+    to one alone: the most any ``processes``-way parallel speedup can reach on this
+    machine right now (SMT siblings, frequency boost and other tenants all lower it)."""
+    def run(k: int) -> int:
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN, str(seconds)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(k)]
+        return sum(int(p.communicate()[0]) for p in procs)
+
+    return run(processes) / run(1)

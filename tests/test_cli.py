@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -115,3 +116,30 @@ def test_worker_whose_env_raises_stops_the_run_once_without_orphans(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["stop_reason"] == "worker_failed"
     time.sleep(0.5)
     assert _processes_with(str(run_dir)) == []
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_leaves_a_checkpoint_and_no_processes(tmp_path, signum, code):
+    run_dir = tmp_path / f"interrupted-{code}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "asyncrl.run", "--workers", "3", "--total-steps", str(10**8),
+                             "--target-return", "inf", "--run-dir", str(run_dir), "--progress", "none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None, "run did not start"
+        time.sleep(0.1)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 3
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code, stderr
+    assert time.monotonic() - sent < 10
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stop_reason"] == "interrupted"
+    from asyncrl.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run_dir / "checkpoint.pt")["global_step"] == summary["global_step"] > 0
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]

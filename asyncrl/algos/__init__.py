@@ -9,7 +9,12 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-ALGO_MODULES = {"a3c": "asyncrl.algos.a3c"}
+ALGO_MODULES = {
+    "a3c": "asyncrl.algos.a3c",
+    "one-step-q": "asyncrl.algos.one_step",
+    "one-step-sarsa": "asyncrl.algos.one_step",
+    "n-step-q": "asyncrl.algos.n_step_q",
+}
 """``--algo`` value to the module implementing it."""
 
 

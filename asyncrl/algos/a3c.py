@@ -24,8 +24,8 @@ from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
 from asyncrl.envs import check_spaces, make_env
 from asyncrl.losses import a3c_loss
-from asyncrl.networks import ActorCritic, NumpyPolicy, build_actor_critic, sample_categorical
-from asyncrl.returns import n_step_returns
+from asyncrl.networks import ActorCritic, NumpyMLP, build_actor_critic, sample_categorical
+from asyncrl.returns import n_step_returns, segment_end_flags
 from asyncrl.shared import GlobalCounters, hand_off_gradients, make_shared_optimizer, share_model, sync_local
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy")
@@ -78,7 +78,7 @@ class ActorLearner:
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
         self.shared_params = list(shared.model.parameters())
-        self.policy = NumpyPolicy(self.local)  # acts with theta' (views, not copies)
+        self.policy = NumpyMLP(self.local.torso, self.local.policy)  # pi(.|s; theta'), views of theta'
         self.rng = np.random.default_rng(seed)
         self.obs, _ = self.env.reset(seed=seed)
         self.stats = WorkerStats()
@@ -96,7 +96,7 @@ class ActorLearner:
         obs = self.obs
         for t in range(cfg.t_max):
             obs_buf[t] = obs
-            action = sample_categorical(self.policy.logits(obs_buf[t]), self.rng)
+            action = sample_categorical(self.policy(obs_buf[t]), self.rng)
             obs, reward, terminated, truncated, _ = env.step(action)
             actions.append(action)
             rewards.append(float(reward))
@@ -108,13 +108,11 @@ class ActorLearner:
         self.obs = env.reset()[0] if terminated or truncated else obs
 
         logits, values = local(torch.from_numpy(obs_buf[: n + 1]))  # [n+1, A], [n+1]
-        ends = np.zeros((n, 1), dtype=bool)  # [n, 1]: episodes end only at the last step
         next_values = np.zeros((n, 1), dtype=np.float32)
         next_values[-1, 0] = values[n].item()  # V(s_{t+n}); unused if terminated
         returns = n_step_returns(
             np.asarray(rewards, dtype=np.float32)[:, None],  # [n, 1]
-            _last_step(ends, terminated),
-            _last_step(ends, truncated),
+            *segment_end_flags(n, terminated, truncated),
             next_values,
             cfg.gamma,
         )
@@ -142,8 +140,3 @@ class ActorLearner:
     def close(self) -> None:
         self.env.close()
 
-
-def _last_step(flags: np.ndarray, value: bool) -> np.ndarray:
-    out = flags.copy()
-    out[-1] = value
-    return out

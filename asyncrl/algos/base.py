@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import nn
+
+from asyncrl.shared import TargetNetwork
 
 
 @dataclass
@@ -16,12 +18,12 @@ class SharedState:
     Attributes:
         model: the global model theta, in shared memory.
         optimizer: the shared optimizer (statistics in shared memory).
-        extra: algorithm-specific shared modules (e.g. a target network), by name.
+        target: the shared target network theta^- of the value-based methods, or None.
     """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    extra: dict[str, nn.Module] = field(default_factory=dict)
+    target: TargetNetwork | None = None
 
 
 class ActorLearner(Protocol):

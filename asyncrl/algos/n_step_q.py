@@ -1,0 +1,112 @@
+"""Asynchronous n-step Q-learning (Mnih et al. 2016, Algorithm S2).
+
+Each actor-learner repeats: ``theta' <- theta``; act epsilon-greedy in ``Q(s, .; theta')``
+for up to ``t_max`` steps or until the episode ends, with ``T <- T + 1`` each step and
+``theta^- <- theta`` whenever ``T`` crosses a multiple of ``I_target``; then
+``R = 0`` if ``s_{t+n}`` is terminal, else ``max_a Q(s_{t+n}, a; theta^-)`` (also when a time
+limit truncated the episode at ``s_{t+n}``), and backwards ``R <- r_i + gamma R``; apply the
+gradient of ``sum_i (R_i - Q(s_i, a_i; theta'))^2`` to the shared ``theta`` without locks.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from asyncrl.algos.base import SharedState, WorkerStats
+from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
+from asyncrl.config import Config
+from asyncrl.envs import check_spaces, make_env
+from asyncrl.exploration import epsilon_at, epsilon_greedy, sample_final_epsilon
+from asyncrl.losses import q_loss
+from asyncrl.networks import NumpyMLP
+from asyncrl.returns import n_step_returns, segment_end_flags
+from asyncrl.shared import GlobalCounters, hand_off_gradients, sync_local
+
+
+class ActorLearner:
+    """One n-step Q-learning actor-learner with its own environment and local copy theta'.
+
+    Args:
+        worker_id: index of this actor-learner, 0-based; seeds ``seed + worker_id``.
+        config: the run's configuration (``config.algo`` is an ``NStepQConfig``).
+        shared: theta, theta^- and the shared optimizer from ``make_shared``.
+        counters: the global step counter ``T``.
+
+    Raises:
+        EnvError: if the environment cannot be made or its action space is not discrete.
+    """
+
+    def __init__(self, worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters):
+        self.worker_id = worker_id
+        self.cfg = config.algo
+        self.shared = shared
+        self.counters = counters
+        seed = config.run.seed + worker_id
+        self.env = make_env(config.run.env, config.run.seed, worker_id)
+        obs_dim, _ = check_spaces(self.env, config.run.algo)
+        self.rng = np.random.default_rng(seed)
+        self.final_epsilon = sample_final_epsilon(self.rng, self.cfg.final_epsilons, self.cfg.final_epsilon_probs)
+        self.local = copy.deepcopy(shared.model)  # theta', process-local memory
+        self.local_params = list(self.local.parameters())
+        self.shared_params = list(shared.model.parameters())
+        self.q = NumpyMLP(self.local.torso, self.local.head)  # Q(s, .; theta'), views of theta'
+        self.obs, _ = self.env.reset(seed=seed)
+        self.stats = WorkerStats()
+        self._obs_buf = np.empty((self.cfg.t_max + 1, obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
+
+    @property
+    def epsilon(self) -> float:
+        return epsilon_at(self.counters.global_step, self.final_epsilon, self.cfg.epsilon_steps)
+
+    def update(self) -> int:
+        cfg, env, counters, target = self.cfg, self.env, self.counters, self.shared.target
+        sync_local(self.local_params, self.shared_params)
+        obs_buf = self._obs_buf
+        actions: list[int] = []
+        rewards: list[float] = []
+        terminated = truncated = False
+        obs = self.obs
+        for t in range(cfg.t_max):
+            obs_buf[t] = obs
+            action = epsilon_greedy(self.q(obs_buf[t]), self.epsilon, self.rng)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            counters.add(self.worker_id, 1, updates=0)
+            target.maybe_refresh(counters.global_step)
+            actions.append(action)
+            rewards.append(float(reward))
+            self.stats.step(float(reward), terminated or truncated)
+            if terminated or truncated:
+                break
+        n = len(actions)
+        obs_buf[n] = obs  # s_{t+n}: the episode's last observation if it ended
+        self.obs = env.reset()[0] if terminated or truncated else obs
+
+        next_values = np.zeros((n, 1), dtype=np.float32)
+        with torch.no_grad():  # max_a Q(s_{t+n}, a; theta^-); unused if terminated
+            next_values[-1, 0] = target.model(torch.from_numpy(obs_buf[n])).max().item()
+        returns = n_step_returns(
+            np.asarray(rewards, dtype=np.float32)[:, None],  # [n, 1]
+            *segment_end_flags(n, terminated, truncated),
+            next_values,
+            cfg.gamma,
+        )
+        q_values = self.local(torch.from_numpy(obs_buf[:n]))  # [n, A], theta'
+        loss, metrics = q_loss(q_values[:, None], torch.tensor(actions)[:, None], torch.from_numpy(returns))
+        for p in self.local_params:
+            p.grad = None
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.local_params, cfg.max_grad_norm, foreach=True)
+        hand_off_gradients(self.local_params, self.shared_params)
+        self.shared.optimizer.step()
+        counters.add(self.worker_id, 0, updates=1)
+        self.stats.update(metrics)
+        return n
+
+    def drain_stats(self):
+        return self.stats.drain()
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,138 @@
+"""Asynchronous one-step Q-learning (Mnih et al. 2016, Algorithm 1) and asynchronous
+one-step Sarsa (Section 4).
+
+Each actor-learner repeats, for ``I_AsyncUpdate`` steps or until the episode ends: take
+``a`` epsilon-greedy in ``Q(s, .; theta)``, observe ``r, s'``; ``T <- T + 1``; refresh
+``theta^- <- theta`` when ``T`` crosses a multiple of ``I_target``. Then it applies the
+accumulated gradient of ``sum (y - Q(s, a; theta))^2`` to the shared ``theta`` with the
+shared optimizer, without locks, where
+
+- Q-learning: ``y = r`` if ``s'`` is terminal, else ``r + gamma max_a' Q(s', a'; theta^-)``;
+- Sarsa: ``y = r`` if ``s'`` is terminal, else ``r + gamma Q(s', a'; theta^-)`` with ``a'`` the
+  action taken in ``s'`` (epsilon-greedy in ``Q(s', .; theta)``, chosen at once and then
+  executed). If a time limit truncates the episode at ``s'``, the target still bootstraps
+  from ``s'`` (for Sarsa with an ``a'`` drawn there but never executed).
+
+As in Algorithm 1 the actor-learner reads the shared ``theta`` directly: it acts through
+NumPy views of the shared parameters and differentiates the shared model. The window's
+gradients are taken in one batched pass at the update, with ``theta`` as it is then, and
+its targets with ``theta^-`` as it is then; Algorithm 1 takes each step's gradient as it
+goes, which differs only by what other actor-learners write within the window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from asyncrl.algos.base import SharedState, WorkerStats
+from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
+from asyncrl.config import Config
+from asyncrl.envs import check_spaces, make_env
+from asyncrl.exploration import epsilon_at, epsilon_greedy, sample_final_epsilon
+from asyncrl.losses import q_loss
+from asyncrl.networks import NumpyMLP
+from asyncrl.returns import n_step_returns
+from asyncrl.shared import GlobalCounters
+
+
+class ActorLearner:
+    """One one-step Q-learning or Sarsa actor-learner (``config.run.algo`` says which).
+
+    Args:
+        worker_id: index of this actor-learner, 0-based; seeds ``seed + worker_id``.
+        config: the run's configuration (``config.algo`` is a ``OneStepConfig``).
+        shared: theta, theta^- and the shared optimizer from ``make_shared``.
+        counters: the global step counter ``T``.
+
+    Raises:
+        EnvError: if the environment cannot be made or its action space is not discrete.
+    """
+
+    def __init__(self, worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters):
+        self.worker_id = worker_id
+        self.cfg = config.algo
+        self.sarsa = config.run.algo == "one-step-sarsa"
+        self.shared = shared
+        self.counters = counters
+        seed = config.run.seed + worker_id
+        self.env = make_env(config.run.env, config.run.seed, worker_id)
+        obs_dim, _ = check_spaces(self.env, config.run.algo)
+        self.rng = np.random.default_rng(seed)
+        self.final_epsilon = sample_final_epsilon(self.rng, self.cfg.final_epsilons, self.cfg.final_epsilon_probs)
+        self.params = list(shared.model.parameters())
+        self.q = NumpyMLP(shared.model.torso, shared.model.head)  # Q(s, .; theta), views of shared theta
+        self.obs, _ = self.env.reset(seed=seed)
+        self.pending_action: int | None = None  # Sarsa: a', chosen at the previous step
+        self.stats = WorkerStats()
+        n = self.cfg.async_update
+        self._obs_buf = np.empty((n, obs_dim), dtype=np.float32)  # [I_AsyncUpdate, obs_dim]
+        self._next_obs_buf = np.empty((n, obs_dim), dtype=np.float32)
+
+    @property
+    def epsilon(self) -> float:
+        return epsilon_at(self.counters.global_step, self.final_epsilon, self.cfg.epsilon_steps)
+
+    def _act(self, obs: np.ndarray) -> int:
+        return epsilon_greedy(self.q(obs), self.epsilon, self.rng)
+
+    def update(self) -> int:
+        cfg, env, counters, target = self.cfg, self.env, self.counters, self.shared.target
+        actions: list[int] = []
+        next_actions: list[int] = []
+        rewards: list[float] = []
+        terminated: list[bool] = []
+        truncated: list[bool] = []
+        for t in range(cfg.async_update):
+            obs = self.obs
+            action = self.pending_action if self.pending_action is not None else self._act(obs)
+            next_obs, reward, term, trunc, _ = env.step(action)
+            counters.add(self.worker_id, 1, updates=0)
+            target.maybe_refresh(counters.global_step)
+            self._obs_buf[t] = obs
+            self._next_obs_buf[t] = next_obs
+            actions.append(action)
+            rewards.append(float(reward))
+            terminated.append(term)
+            truncated.append(trunc)
+            self.stats.step(float(reward), term or trunc)
+            if self.sarsa:
+                next_action = 0 if term else self._act(next_obs)  # unused when s' is terminal
+                next_actions.append(next_action)
+                self.pending_action = None if term or trunc else next_action
+            if term or trunc:
+                self.obs, _ = env.reset()
+                break
+            self.obs = next_obs
+        k = len(actions)
+
+        with torch.no_grad():
+            next_q = target.model(torch.from_numpy(self._next_obs_buf[:k]))  # [k, A], theta^-
+            if self.sarsa:
+                next_values = next_q.gather(1, torch.tensor(next_actions).unsqueeze(1)).squeeze(1)  # [k]
+            else:
+                next_values = next_q.max(dim=1).values  # [k]
+        # k independent one-step targets: a batch of B = k sequences of length T = 1.
+        targets = n_step_returns(
+            np.asarray(rewards, dtype=np.float32)[None],  # [1, k]
+            np.asarray(terminated)[None],
+            np.asarray(truncated)[None],
+            next_values.numpy()[None],
+            cfg.gamma,
+        )
+        q_values = self.shared.model(torch.from_numpy(self._obs_buf[:k]))  # [k, A], theta
+        loss, metrics = q_loss(q_values[None], torch.tensor(actions)[None], torch.from_numpy(targets))
+        for p in self.params:
+            p.grad = None  # this process's gradient of theta; other processes have their own
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+        self.shared.optimizer.step()
+        counters.add(self.worker_id, 0, updates=1)
+        self.stats.update(metrics)
+        return k
+
+    def drain_stats(self):
+        return self.stats.drain()
+
+    def close(self) -> None:
+        self.env.close()
