@@ -103,7 +103,7 @@ def _processes_with(marker):
 def test_worker_whose_env_raises_stops_the_run_once_without_orphans(tmp_path):
     run_dir = tmp_path / "faulty-run-marker"
     start = time.monotonic()
-    result = cli("--env", "fault_envs:FaultyCartPole-v0", "--workers", 3, "--total-steps", 10**7,
+    result = cli("--env", "toy_envs:FaultyCartPole-v0", "--workers", 3, "--total-steps", 10**7,
                  "--run-dir", run_dir, "--progress", "none", timeout=60)
     elapsed = time.monotonic() - start
     assert result.returncode == 1, result.stderr

@@ -1,0 +1,162 @@
+"""The value-based actor-learners: targets against slow transcriptions of the paper's
+pseudocode, and the target network's refresh rule."""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import toy_envs  # noqa: F401  (registers Chain-v0)
+from asyncrl.algos import algo_module
+from asyncrl.config import Config, RunConfig, algo_config
+from asyncrl.shared import GlobalCounters, TargetNetwork
+
+GAMMA = 0.9
+CTX = torch.multiprocessing.get_context("fork")
+
+
+class Recorder(gym.Wrapper):
+    """Records every transition (s, a, r, terminated, truncated, s')."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.transitions = []
+
+    def reset(self, **kwargs):
+        self.obs, info = self.env.reset(**kwargs)
+        return self.obs, info
+
+    def step(self, action):
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        self.transitions.append((self.obs.copy(), action, reward, terminated, truncated, next_obs.copy()))
+        self.obs = next_obs
+        return next_obs, reward, terminated, truncated, info
+
+
+def make_learner(algo, monkeypatch=None, **algo_kwargs):
+    config = Config(run=RunConfig(algo=algo, env="Chain-v0", workers=1, serial=True, seed=0),
+                    algo=algo_config(algo, "Chain-v0", gamma=GAMMA, **algo_kwargs))
+    module = algo_module(algo)
+    shared = module.make_shared(config, 2, 2)
+    counters = GlobalCounters(1)
+    learner = module.ActorLearner(0, config, shared, counters)
+    learner.env = Recorder(learner.env)
+    learner.env.obs = learner.obs
+    recorded = []
+    if monkeypatch is not None:
+        real_q_loss = module.q_loss
+
+        def recording_q_loss(q_values, actions, targets):
+            recorded.append((actions.clone(), targets.clone()))
+            return real_q_loss(q_values, actions, targets)
+
+        monkeypatch.setattr(module, "q_loss", recording_q_loss)
+    return learner, shared, counters, recorded
+
+
+def q_target(shared, obs):
+    with torch.no_grad():
+        return shared.target.model(torch.as_tensor(obs)).numpy()
+
+
+@pytest.mark.parametrize("algo", ["one-step-q", "one-step-sarsa"])
+def test_one_step_targets_match_algorithm_1(monkeypatch, algo):
+    """y = r for terminal s'; else r + gamma max_a' Q(s', a'; theta^-) (Q-learning) or
+    r + gamma Q(s', a'; theta^-) with a' the next action taken (Sarsa), also when a time
+    limit truncated the episode at s'."""
+    learner, shared, counters, recorded = make_learner(algo, monkeypatch, target_update=10**9)
+    frozen_target = copy.deepcopy(shared.target.model)
+    for _ in range(40):
+        learner.update()
+    transitions = learner.env.transitions
+    targets = torch.cat([t.reshape(-1) for _, t in recorded]).numpy()
+    actions = torch.cat([a.reshape(-1) for a, _ in recorded]).numpy()
+    assert len(targets) == len(transitions) == counters.global_step
+    kinds = set()
+    for i, (obs, action, reward, terminated, truncated, next_obs) in enumerate(transitions):
+        assert actions[i] == action
+        if terminated:
+            kinds.add("terminated")
+            want = reward
+        else:
+            q_next = q_target(shared, next_obs)
+            if algo == "one-step-q":
+                want = reward + GAMMA * q_next.max()
+            elif truncated:  # a' drawn in s' but never executed: it must be one of the actions
+                kinds.add("truncated")
+                assert min(abs(targets[i] - (reward + GAMMA * q)) for q in q_next) < 1e-5
+                continue
+            else:
+                want = reward + GAMMA * q_next[transitions[i + 1][1]]
+            kinds.add("truncated" if truncated else "bootstrapped")
+        assert targets[i] == pytest.approx(want, abs=1e-5), (i, transitions[i])
+    assert kinds == {"terminated", "truncated", "bootstrapped"}
+    for a, b in zip(frozen_target.parameters(), shared.target.model.parameters()):
+        assert torch.equal(a, b)  # I_target never crossed: theta^- never moved
+
+
+def test_n_step_returns_match_algorithm_S2(monkeypatch):
+    """R = 0 for terminal s_{t+n}, else max_a Q(s_{t+n}, a; theta^-); R <- r_i + gamma R."""
+    learner, shared, counters, recorded = make_learner("n-step-q", monkeypatch, target_update=10**9, t_max=3)
+    transitions = learner.env.transitions
+    kinds = set()
+    for _ in range(40):
+        start = len(transitions)
+        learner.update()
+        segment = transitions[start:]
+        _, targets = recorded[-1]
+        last_obs, _, _, terminated, truncated, next_obs = segment[-1]
+        R = 0.0 if terminated else float(q_target(shared, next_obs).max())
+        kinds.add("terminated" if terminated else "truncated" if truncated else "cut at t_max")
+        want = []
+        for _, _, reward, _, _, _ in reversed(segment):
+            R = reward + GAMMA * R
+            want.append(R)
+        np.testing.assert_allclose(targets.reshape(-1).numpy(), want[::-1], rtol=1e-5, atol=1e-5)
+    assert kinds == {"terminated", "truncated", "cut at t_max"}
+
+
+@pytest.mark.parametrize("algo", ["one-step-q", "one-step-sarsa", "n-step-q"])
+def test_target_network_changes_exactly_when_T_crosses_a_multiple_of_I_target(algo):
+    interval = 7
+    learner, shared, counters, _ = make_learner(algo, target_update=interval)
+    crossings = 0
+    for _ in range(80):
+        before = counters.global_step
+        theta = [p.detach().clone() for p in shared.model.parameters()]
+        target_before = [p.detach().clone() for p in shared.target.model.parameters()]
+        learner.update()
+        after = counters.global_step
+        crossed = after // interval > before // interval
+        target_now = list(shared.target.model.parameters())
+        changed = any(not torch.equal(a, b) for a, b in zip(target_before, target_now))
+        assert changed == crossed, (before, after)
+        if crossed:  # theta^- <- theta as it was when T crossed (theta moves only at the update's end)
+            crossings += 1
+            assert all(torch.equal(a, b) for a, b in zip(theta, target_now))
+        assert shared.target.refreshes == after // interval
+    assert crossings >= 10
+
+
+def _race(counters, target, worker_id, steps, copies):
+    for _ in range(steps):
+        counters.add(worker_id, 1, updates=0)
+        if target.maybe_refresh(counters.global_step):
+            copies[worker_id] += 1
+
+
+def test_concurrent_workers_refresh_once_per_crossing():
+    online = torch.nn.Linear(3, 2).share_memory()
+    target = TargetNetwork(copy.deepcopy(online).share_memory(), online, interval=50, lock=CTX.Lock())
+    counters = GlobalCounters(3)
+    copies = torch.zeros(3, dtype=torch.int64).share_memory_()
+    procs = [CTX.Process(target=_race, args=(counters, target, w, 3000, copies)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert counters.global_step == 9000
+    assert int(copies.sum()) == target.refreshes == 9000 // 50

@@ -1,0 +1,51 @@
+"""Small environments for tests, registered on import.
+
+Use as ``--env toy_envs:FaultyCartPole-v0`` with this folder on PYTHONPATH, or import
+this module and ``gym.make("Chain-v0")``.
+"""
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control import CartPoleEnv
+
+
+class FaultyCartPole(CartPoleEnv):
+    """CartPole whose ``step`` raises after ``fail_after`` steps (in every worker)."""
+
+    def __init__(self, fail_after: int = 300, **kwargs):
+        super().__init__(**kwargs)
+        self.fail_after = fail_after
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps > self.fail_after:
+            raise RuntimeError(f"simulated environment failure at step {self.steps}")
+        return super().step(action)
+
+
+class Chain(gym.Env):
+    """A walk on the integers from 0: action 1 moves right, action 0 stays. Reaching 3
+    terminates with reward 10; every other step pays ``0.1 * position``. Registered with a
+    time limit of 4 steps, so episodes both terminate and are truncated."""
+
+    observation_space = gym.spaces.Box(-1.0, 10.0, shape=(2,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.position = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return np.array([self.position, 1.0], dtype=np.float32)
+
+    def step(self, action):
+        self.position += int(action)
+        terminated = self.position >= 3
+        reward = 10.0 if terminated else 0.1 * self.position
+        return self._obs(), reward, terminated, False, {}
+
+
+gym.register("FaultyCartPole-v0", entry_point=FaultyCartPole, max_episode_steps=500)
+gym.register("Chain-v0", entry_point=Chain, max_episode_steps=4)
