@@ -60,3 +60,20 @@ def check_spaces(env: gym.Env, algo: str) -> tuple[int, int]:
         )
     return int(np.prod(space.shape)), int(env.action_space.n)
 
+
+
+def start_worker_env(env_id: str, seed: int, worker_id: int, algo: str) -> tuple[gym.Env, np.ndarray, int]:
+    """Make, check and reset actor-learner ``worker_id``'s environment.
+
+    The environment and its action space are seeded with ``seed + worker_id``.
+
+    Returns:
+        ``(env, first_obs, obs_dim)``.
+
+    Raises:
+        EnvError: if the environment cannot be made or ``algo`` cannot act in it.
+    """
+    env = make_env(env_id, seed, worker_id)
+    obs_dim, _ = check_spaces(env, algo)
+    obs, _ = env.reset(seed=seed + worker_id)
+    return env, obs, obs_dim

@@ -8,7 +8,6 @@ missing or corrupt.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

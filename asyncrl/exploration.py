@@ -54,3 +54,23 @@ def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generato
     if rng.random() < epsilon:
         return int(rng.integers(len(q_values)))
     return int(q_values.argmax())
+
+
+class EpsilonSchedule:
+    """One actor-learner's epsilon: its final value drawn once from ``rng``, then
+    ``epsilon_at(T)``. Call it for the current epsilon.
+
+    Args:
+        config: a value-based config (``final_epsilons``, ``final_epsilon_probs``,
+            ``epsilon_steps``).
+        rng: the actor-learner's seeded generator (so a seed fixes every worker's draw).
+        counters: the global step counter ``T``.
+    """
+
+    def __init__(self, config, rng: np.random.Generator, counters) -> None:
+        self.final = sample_final_epsilon(rng, config.final_epsilons, config.final_epsilon_probs)
+        self.anneal_steps = config.epsilon_steps
+        self.counters = counters
+
+    def __call__(self) -> float:
+        return epsilon_at(self.counters.global_step, self.final, self.anneal_steps)

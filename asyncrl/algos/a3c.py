@@ -22,7 +22,7 @@ import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
-from asyncrl.envs import check_spaces, make_env
+from asyncrl.envs import start_worker_env
 from asyncrl.losses import a3c_loss
 from asyncrl.networks import ActorCritic, NumpyMLP, build_actor_critic, sample_categorical
 from asyncrl.returns import n_step_returns, segment_end_flags
@@ -72,18 +72,15 @@ class ActorLearner:
         self.cfg = config.algo
         self.shared = shared
         self.counters = counters
-        seed = config.run.seed + worker_id
-        self.env = make_env(config.run.env, config.run.seed, worker_id)
-        self.obs_dim, _ = check_spaces(self.env, "a3c")
+        self.env, self.obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id, "a3c")
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
         self.shared_params = list(shared.model.parameters())
         self.policy = NumpyMLP(self.local.torso, self.local.policy)  # pi(.|s; theta'), views of theta'
-        self.rng = np.random.default_rng(seed)
-        self.obs, _ = self.env.reset(seed=seed)
+        self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.stats = WorkerStats()
         t_max = self.cfg.t_max
-        self._obs_buf = np.empty((t_max + 1, self.obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
+        self._obs_buf = np.empty((t_max + 1, obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
 
     def update(self) -> int:
         cfg = self.cfg

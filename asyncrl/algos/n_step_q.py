@@ -18,8 +18,8 @@ import torch
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
 from asyncrl.config import Config
-from asyncrl.envs import check_spaces, make_env
-from asyncrl.exploration import epsilon_at, epsilon_greedy, sample_final_epsilon
+from asyncrl.envs import start_worker_env
+from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.losses import q_loss
 from asyncrl.networks import NumpyMLP
 from asyncrl.returns import n_step_returns, segment_end_flags
@@ -44,22 +44,16 @@ class ActorLearner:
         self.cfg = config.algo
         self.shared = shared
         self.counters = counters
-        seed = config.run.seed + worker_id
-        self.env = make_env(config.run.env, config.run.seed, worker_id)
-        obs_dim, _ = check_spaces(self.env, config.run.algo)
-        self.rng = np.random.default_rng(seed)
-        self.final_epsilon = sample_final_epsilon(self.rng, self.cfg.final_epsilons, self.cfg.final_epsilon_probs)
+        self.env, self.obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id,
+                                                       config.run.algo)
+        self.rng = np.random.default_rng(config.run.seed + worker_id)
+        self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
         self.shared_params = list(shared.model.parameters())
         self.q = NumpyMLP(self.local.torso, self.local.head)  # Q(s, .; theta'), views of theta'
-        self.obs, _ = self.env.reset(seed=seed)
         self.stats = WorkerStats()
         self._obs_buf = np.empty((self.cfg.t_max + 1, obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
-
-    @property
-    def epsilon(self) -> float:
-        return epsilon_at(self.counters.global_step, self.final_epsilon, self.cfg.epsilon_steps)
 
     def update(self) -> int:
         cfg, env, counters, target = self.cfg, self.env, self.counters, self.shared.target
@@ -71,7 +65,7 @@ class ActorLearner:
         obs = self.obs
         for t in range(cfg.t_max):
             obs_buf[t] = obs
-            action = epsilon_greedy(self.q(obs_buf[t]), self.epsilon, self.rng)
+            action = epsilon_greedy(self.q(obs_buf[t]), self.epsilon(), self.rng)
             obs, reward, terminated, truncated, _ = env.step(action)
             counters.add(self.worker_id, 1, updates=0)
             target.maybe_refresh(counters.global_step)

@@ -28,8 +28,8 @@ import torch
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
 from asyncrl.config import Config
-from asyncrl.envs import check_spaces, make_env
-from asyncrl.exploration import epsilon_at, epsilon_greedy, sample_final_epsilon
+from asyncrl.envs import start_worker_env
+from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.losses import q_loss
 from asyncrl.networks import NumpyMLP
 from asyncrl.returns import n_step_returns
@@ -55,26 +55,20 @@ class ActorLearner:
         self.sarsa = config.run.algo == "one-step-sarsa"
         self.shared = shared
         self.counters = counters
-        seed = config.run.seed + worker_id
-        self.env = make_env(config.run.env, config.run.seed, worker_id)
-        obs_dim, _ = check_spaces(self.env, config.run.algo)
-        self.rng = np.random.default_rng(seed)
-        self.final_epsilon = sample_final_epsilon(self.rng, self.cfg.final_epsilons, self.cfg.final_epsilon_probs)
+        self.env, self.obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id,
+                                                       config.run.algo)
+        self.rng = np.random.default_rng(config.run.seed + worker_id)
+        self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
         self.params = list(shared.model.parameters())
         self.q = NumpyMLP(shared.model.torso, shared.model.head)  # Q(s, .; theta), views of shared theta
-        self.obs, _ = self.env.reset(seed=seed)
         self.pending_action: int | None = None  # Sarsa: a', chosen at the previous step
         self.stats = WorkerStats()
         n = self.cfg.async_update
         self._obs_buf = np.empty((n, obs_dim), dtype=np.float32)  # [I_AsyncUpdate, obs_dim]
         self._next_obs_buf = np.empty((n, obs_dim), dtype=np.float32)
 
-    @property
-    def epsilon(self) -> float:
-        return epsilon_at(self.counters.global_step, self.final_epsilon, self.cfg.epsilon_steps)
-
     def _act(self, obs: np.ndarray) -> int:
-        return epsilon_greedy(self.q(obs), self.epsilon, self.rng)
+        return epsilon_greedy(self.q(obs), self.epsilon(), self.rng)
 
     def update(self) -> int:
         cfg, env, counters, target = self.cfg, self.env, self.counters, self.shared.target
