@@ -80,6 +80,15 @@ class RunConfig:
             "(deterministic for a given seed; for debugging and tests)"
         },
     )
+    on_worker_failure: str = field(
+        default="restart",
+        metadata={"help": "when an actor-learner raises or dies: 'restart' it with a fresh environment "
+                          "and seed (up to --max-restarts times in the run), or 'abort' the run "
+                          "(with a final checkpoint)"},
+    )
+    max_restarts: int = field(
+        default=3, metadata={"help": "worker restarts allowed in the whole run before it aborts"}
+    )
     start_method: str = field(
         default="fork",
         metadata={
@@ -104,6 +113,10 @@ class RunConfig:
             _positive(self, "max_seconds")
         if self.target_return is not None and math.isnan(self.target_return):
             raise ValueError("--target-return must be a number or 'inf', got nan")
+        if self.on_worker_failure not in ("restart", "abort"):
+            raise ValueError(f"--on-worker-failure must be restart or abort, got {self.on_worker_failure!r}")
+        if self.max_restarts < 0:
+            raise ValueError(f"--max-restarts must be >= 0, got {self.max_restarts}")
         if self.start_method not in ("fork", "forkserver", "spawn"):
             raise ValueError(f"--start-method must be fork, forkserver or spawn, got {self.start_method!r}")
         if self.progress not in ("auto", "rich", "plain", "none"):

@@ -118,6 +118,15 @@ def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: 
             learner.close()
 
 
+def _describe_exit(exitcode: int) -> str:
+    if exitcode < 0:
+        try:
+            return f"died from signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"died from signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -179,7 +188,10 @@ class Trainer:
         self.shared = self.algo.make_shared(self.config, self.obs_dim, self.num_actions)
         self.counters = GlobalCounters(run.workers)
         self.procs: list = []
+        self._retired: list = []  # processes of failed workers, joined at the end
         self._done: set[int] = set()
+        self.failures: list[dict[str, Any]] = []
+        self._traceback_shown = False
         old_handlers = self._install_signal_handlers()
         self.t_start = time.monotonic()
         self._last_row = (self.t_start, 0)
@@ -235,10 +247,10 @@ class Trainer:
         while self.stop_reason is None:
             self._drain_reports(timeout=0.05)
             for worker_id, proc in enumerate(self.procs):
-                if proc.exitcode is not None and worker_id not in self._done and self.failure is None:
+                if proc.exitcode is not None and worker_id not in self._done and self.stop_reason is None:
                     self._drain_reports(timeout=0.5)  # its error report may still be in flight
-                    if worker_id not in self._done and self.failure is None:
-                        self._fail(f"worker {worker_id} died with exit code {proc.exitcode}")
+                    if self.procs[worker_id] is proc and worker_id not in self._done:
+                        self._on_worker_failure(worker_id, _describe_exit(proc.exitcode))
             if len(self._done) == len(self.procs) and self.stop_reason is None:
                 self.stop_reason = "total_steps"
             self._tick()
@@ -246,19 +258,48 @@ class Trainer:
     def _start_workers(self) -> None:
         """The process graph: ``workers`` actor-learners sharing ``self.shared`` and
         ``self.counters``, all reporting on one queue read by this process."""
-        ctx = torch.multiprocessing.get_context(self.config.run.start_method)
+        self._ctx = torch.multiprocessing.get_context(self.config.run.start_method)
         if self.config.run.start_method == "forkserver":
-            ctx.set_forkserver_preload(["asyncrl.trainer", self.algo.__name__])
-        self.reports = ctx.Queue()
+            self._ctx.set_forkserver_preload(["asyncrl.trainer", self.algo.__name__])
+        self.reports = self._ctx.Queue()
         for worker_id in range(self.config.run.workers):
-            proc = ctx.Process(
-                target=_worker_main,
-                name=f"asyncrl-worker-{worker_id}",
-                args=(worker_id, self.config, self.shared, self.counters, self.reports, os.getpid()),
-                daemon=True,
-            )
-            proc.start()
-            self.procs.append(proc)
+            self.procs.append(self._spawn(worker_id, self.config))
+
+    def _spawn(self, worker_id: int, config: Config):
+        # A restart forks while TensorBoard's writer thread runs; the child runs worker
+        # code only, which takes none of that thread's locks.
+        proc = self._ctx.Process(
+            target=_worker_main,
+            name=f"asyncrl-worker-{worker_id}",
+            args=(worker_id, config, self.shared, self.counters, self.reports, os.getpid()),
+            daemon=True,
+        )
+        proc.start()
+        return proc
+
+    def _on_worker_failure(self, worker_id: int, message: str, traceback_text: str | None = None) -> None:
+        """Apply ``--on-worker-failure``: replace the worker (a fresh environment and seed,
+        same slot of the step counter) while restarts remain, else stop the run."""
+        run = self.config.run
+        self.failures.append({"worker": worker_id, "message": message, "time": time.time(),
+                              "global_step": self.counters.global_step})
+        if traceback_text and not self._traceback_shown:
+            self._traceback_shown = True
+            print(traceback_text.rstrip(), file=sys.stderr, flush=True)
+        if run.on_worker_failure == "restart" and len(self.failures) <= run.max_restarts:
+            restart = len(self.failures)
+            print(f"asyncrl.run: worker {worker_id} {message}; restarting it with a fresh environment "
+                  f"(restart {restart} of at most {run.max_restarts})", file=sys.stderr, flush=True)
+            self._retired.append(self.procs[worker_id])
+            self._done.discard(worker_id)
+            # Seeds seed + k * workers + worker_id: distinct from every earlier worker's.
+            fresh = Config(run=dataclasses.replace(run, seed=run.seed + restart * run.workers), algo=self.config.algo)
+            self.procs[worker_id] = self._spawn(worker_id, fresh)
+            self.monitor.watch([self.procs[worker_id].pid])
+            return
+        limit = " (restart limit reached)" if run.on_worker_failure == "restart" else ""
+        self.failure = f"worker {worker_id} {message}{limit}"
+        self.stop_reason = "worker_failed"
 
     def _stop_workers(self) -> None:
         """Ask every worker to stop, drain their reports, then terminate stragglers."""
@@ -266,10 +307,10 @@ class Trainer:
         deadline = time.monotonic() + JOIN_TIMEOUT_S
         while any(p.is_alive() for p in self.procs) and time.monotonic() < deadline:
             self._drain_reports(timeout=0.05)  # a worker blocked on a full pipe cannot exit
-        for proc in self.procs:
+        for proc in self.procs + self._retired:
             if proc.is_alive():
                 proc.terminate()
-        for proc in self.procs:
+        for proc in self.procs + self._retired:
             proc.join(timeout=2.0)
             if proc.is_alive():
                 proc.kill()
@@ -294,9 +335,9 @@ class Trainer:
                 self._done.add(worker_id)
             elif kind == "error":
                 self._done.add(worker_id)
-                if self.failure is None:
-                    self._fail(f"worker {worker_id} raised: {payload.strip().splitlines()[-1]}",
-                               traceback_text=payload)
+                if self.stop_reason is None:
+                    self._on_worker_failure(worker_id, f"raised {payload.strip().splitlines()[-1]}",
+                                            traceback_text=payload)
             try:
                 kind, worker_id, payload = self.reports.get_nowait()
             except (queue_mod.Empty, EOFError, OSError):
@@ -311,12 +352,6 @@ class Trainer:
         for name, value in stats["loss_sums"].items():
             self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
         self._loss_updates += stats["updates"]
-
-    def _fail(self, message: str, traceback_text: str | None = None) -> None:
-        self.failure = message
-        self.stop_reason = "worker_failed"
-        if traceback_text:
-            print(traceback_text.rstrip(), file=sys.stderr, flush=True)
 
     def _tick(self) -> None:
         """Check the stop conditions; write a metrics row and a checkpoint when due."""
@@ -392,6 +427,7 @@ class Trainer:
             "serial": run.serial,
             "stop_reason": self.stop_reason or "error",
             "failure": self.failure,
+            "worker_failures": self.failures,
             "target_return": run.target_return if math.isfinite(run.target_return) else None,
             "reached_target": self.solved_at is not None,
             "time_to_target_s": self.solved_at[0] if self.solved_at else None,

@@ -104,7 +104,7 @@ def test_worker_whose_env_raises_stops_the_run_once_without_orphans(tmp_path):
     run_dir = tmp_path / "faulty-run-marker"
     start = time.monotonic()
     result = cli("--env", "toy_envs:FaultyCartPole-v0", "--workers", 3, "--total-steps", 10**7,
-                 "--run-dir", run_dir, "--progress", "none", timeout=60)
+                 "--run-dir", run_dir, "--progress", "none", "--on-worker-failure", "abort", timeout=60)
     elapsed = time.monotonic() - start
     assert result.returncode == 1, result.stderr
     # one traceback (the first failing worker's), then the one-line summary naming the error
@@ -143,3 +143,53 @@ def test_interrupt_leaves_a_checkpoint_and_no_processes(tmp_path, signum, code):
 
     assert load_checkpoint(run_dir / "checkpoint.pt")["global_step"] == summary["global_step"] > 0
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+def _start_run(run_dir, *args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    proc = subprocess.Popen([sys.executable, "-m", "asyncrl.run", *map(str, args), "--run-dir", str(run_dir),
+                             "--progress", "none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None, "run did not start"
+        time.sleep(0.1)
+    return proc
+
+
+@pytest.mark.parametrize("policy", ["restart", "abort"])
+def test_killed_worker_is_noticed_and_replaced_or_the_run_aborts(tmp_path, policy):
+    run_dir = tmp_path / f"killed-{policy}"
+    proc = _start_run(run_dir, "--workers", 2, "--total-steps", 120_000, "--target-return", "inf",
+                      "--on-worker-failure", policy)
+    victim = psutil.Process(proc.pid).children()[0]
+    killed_at = time.time()
+    victim.kill()
+    _, stderr = proc.communicate(timeout=120)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    failures = summary["worker_failures"]
+    assert len(failures) == 1 and "died from signal SIGKILL" in failures[0]["message"]
+    assert failures[0]["time"] - killed_at < 5.0  # noticed within 5 s
+    assert "Traceback" not in stderr
+    if policy == "restart":
+        assert proc.returncode == 0, stderr
+        assert "restarting it with a fresh environment (restart 1 of at most 3)" in stderr
+        assert summary["stop_reason"] == "total_steps" and summary["global_step"] >= 120_000
+    else:
+        assert proc.returncode == 1, stderr
+        assert summary["stop_reason"] == "worker_failed"
+        assert stderr.strip().splitlines()[-1].startswith("asyncrl.run: error: worker")
+    from asyncrl.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run_dir / "checkpoint.pt")["global_step"] == summary["global_step"]
+
+
+def test_env_that_keeps_raising_exhausts_the_restarts_with_one_traceback(tmp_path):
+    run_dir = tmp_path / "raising"
+    result = cli("--env", "toy_envs:FaultyCartPole-v0", "--workers", 2, "--total-steps", 10**7,
+                 "--run-dir", run_dir, "--progress", "none", "--max-restarts", 2, timeout=90)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("Traceback") == 1
+    assert result.stderr.count("restarting it with a fresh environment") == 2
+    assert "(restart limit reached)" in result.stderr.strip().splitlines()[-1]
+    assert len(json.loads((run_dir / "summary.json").read_text())["worker_failures"]) == 3
