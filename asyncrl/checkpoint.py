@@ -17,12 +17,19 @@ class CheckpointError(Exception):
     """A checkpoint that is missing, unreadable, truncated or not one of ours."""
 
 
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where ``save_checkpoint`` keeps the checkpoint it replaced: ``checkpoint.prev.pt``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically.
+    """Write ``payload`` to ``path`` atomically, keeping the one it replaces.
 
     The data goes to a temporary file in the same folder, is flushed and fsynced, and
     then renamed over ``path``; a crash at any point leaves either the previous
-    checkpoint or the new one, never a partial file.
+    checkpoint or the new one, never a partial file. The replaced checkpoint stays
+    readable at ``previous_path(path)`` (a hard link, taken before the rename).
 
     Args:
         path: destination, conventionally ``RUN_DIR/checkpoint.pt``.
@@ -37,6 +44,13 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
+        if path.exists():
+            keep = previous_path(path)
+            link_tmp = keep.with_name(keep.name + ".tmp")
+            if link_tmp.exists():
+                link_tmp.unlink()
+            os.link(path, link_tmp)
+            os.replace(link_tmp, keep)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -77,3 +91,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if key not in data:
             raise CheckpointError(f"{path} has no {key!r} entry")
     return data
+
+
+def load_latest_good(path: str | os.PathLike) -> tuple[dict[str, Any], Path, str | None]:
+    """Load ``path``, or the previous checkpoint if ``path`` is damaged.
+
+    Returns:
+        ``(payload, path_loaded, warning)``; ``warning`` says why the previous one was
+        used (None when ``path`` itself was good).
+
+    Raises:
+        CheckpointError: if neither is readable (the message names both problems).
+    """
+    try:
+        return load_checkpoint(path), Path(path), None
+    except CheckpointError as first:
+        prev = previous_path(path)
+        try:
+            data = load_checkpoint(prev)
+        except CheckpointError as second:
+            raise CheckpointError(f"{first}; and the previous one: {second}") from None
+        return data, prev, f"{first}; using the previous checkpoint {prev} (T={data.get('global_step')})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -66,6 +67,11 @@ class RunConfig:
     run_dir: str | None = field(
         default=None,
         metadata={"help": "output folder (default: runs/<algo>-<env>-<seed>-<timestamp>)"},
+    )
+    resume: str | None = field(
+        default=None,
+        metadata={"help": "continue the run in this folder from its checkpoint, with its config; only "
+                          "the run-length, logging and failure flags may change"},
     )
     log_interval: float = field(
         default=1.0, metadata={"help": "seconds between rows of metrics.csv"}
@@ -361,6 +367,8 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type) -> None:
             kwargs["type"] = float
         elif annotation == "float | None":
             kwargs["type"] = _optional_float
+        elif annotation == "str | None":
+            kwargs["metavar"] = "DIR"
         if f.name == "algo":
             kwargs["choices"] = sorted(ALGO_CONFIGS)
         group.add_argument(_flag(f.name), **kwargs)
@@ -395,15 +403,54 @@ def _preset_flag(name: str, value: Any) -> str:
     return f"{_flag(name)} {_show_default(value)}"
 
 
+RESUME_OVERRIDES = frozenset({
+    "total_steps", "max_seconds", "target_return", "log_interval", "checkpoint_interval",
+    "on_worker_failure", "max_restarts", "progress", "start_method", "resume",
+})
+"""Flags that may change when a run is resumed; every other value comes from the run."""
+
+
 def parse_args(argv: list[str] | None) -> Config:
     """Parse command-line flags into a validated ``Config``.
 
     Algorithm fields take, in order of precedence: the flag, the preset for the
-    (algorithm, environment) pair in ``PRESETS``, the dataclass default.
+    (algorithm, environment) pair in ``PRESETS``, the dataclass default. With
+    ``--resume RUN_DIR`` every field comes from ``RUN_DIR/config.json`` except the
+    ``RESUME_OVERRIDES`` given on the command line.
 
     Raises:
-        CliError: on an unknown flag, a malformed value or a value out of range.
+        CliError: on an unknown flag, a malformed value or a value out of range, a
+            ``--resume`` folder without a readable config, or a flag that cannot change
+            on resume.
     """
+    pre = _Parser(add_help=False)
+    pre.add_argument("--resume", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.resume is not None:
+        return _resume_config(known.resume, argv)
+    return _parse_fresh(argv)
+
+
+def _resume_config(run_dir: str, argv: list[str] | None) -> Config:
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as f:
+            saved = Config.from_dict(json.load(f))
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--resume {run_dir}: cannot read {path}: {exc}") from None
+    given = vars(build_parser(saved.run.algo).parse_args(argv))
+    fixed = sorted(set(given) - RESUME_OVERRIDES)
+    if fixed:
+        raise CliError(f"--resume continues the run's own config; {', '.join(map(_flag, fixed))} cannot change "
+                       f"(only {', '.join(sorted(map(_flag, RESUME_OVERRIDES - {'resume'})))})")
+    try:
+        run = dataclasses.replace(saved.run, **given, run_dir=run_dir)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return Config(run=run, algo=saved.algo)
+
+
+def _parse_fresh(argv: list[str] | None) -> Config:
     pre = _Parser(add_help=False)
     pre.add_argument("--algo", default="a3c")
     known, _ = pre.parse_known_args(argv)

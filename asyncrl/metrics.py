@@ -37,6 +37,14 @@ class EpisodeStats:
         self.lengths: deque[int] = deque(maxlen=window)
         self.count = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"returns": list(self.returns), "lengths": list(self.lengths), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.returns.extend(state["returns"])
+        self.lengths.extend(state["lengths"])
+        self.count = int(state["count"])
+
     def add(self, episode_return: float, length: int) -> None:
         self.returns.append(episode_return)
         self.lengths.append(length)
@@ -99,14 +107,22 @@ class MetricsWriter:
             there.
         loss_names: the algorithm's loss metrics, appended as columns.
         tensorboard: write TensorBoard events (needs the ``tensorboard`` package).
+        keep_rows: when resuming, keep this many data rows of the existing
+            ``metrics.csv`` (those written up to the checkpoint) and append after them.
     """
 
-    def __init__(self, run_dir: Path, loss_names: tuple[str, ...], tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, loss_names: tuple[str, ...], tensorboard: bool = True,
+                 keep_rows: int | None = None) -> None:
         self.columns = (*BASE_COLUMNS, *loss_names)
         path = Path(run_dir) / "metrics.csv"
+        kept: list[str] = []
+        if keep_rows is not None and path.exists():  # a resumed run: rows up to its checkpoint
+            kept = path.read_text().splitlines(keepends=True)[1 : 1 + keep_rows]
+        self.rows = len(kept)
         self._file = open(path, "w", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
         self._csv.writeheader()
+        self._file.writelines(kept)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -116,6 +132,7 @@ class MetricsWriter:
     def write(self, row: dict[str, Any]) -> None:
         self._csv.writerow({k: _fmt(row.get(k)) for k in self.columns})
         self._file.flush()
+        self.rows += 1
         if self._tb is not None:
             step = int(row["global_step"])
             for key in self.columns[1:]:

@@ -1,6 +1,7 @@
 """``python -m asyncrl.run``: parse the flags, build the trainer, train.
 
-Exit codes: 0 done, 1 an actor-learner failed, 2 bad input, 130 / 143 interrupted by
+Exit codes: 0 done, 1 an actor-learner failed beyond the restart policy, 2 bad input
+(including a ``--resume`` folder without a usable checkpoint), 130 / 143 interrupted by
 SIGINT / SIGTERM (after a final checkpoint).
 """
 
@@ -14,6 +15,7 @@ import sys
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+from asyncrl.checkpoint import CheckpointError  # noqa: E402
 from asyncrl.config import CliError, parse_args  # noqa: E402
 from asyncrl.envs import EnvError  # noqa: E402
 
@@ -29,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = trainer.train()
+    except CheckpointError as exc:
+        print(f"asyncrl.run: error: {exc}", file=sys.stderr)
+        return 2
     except WorkerFailure as exc:
         print(f"asyncrl.run: error: {exc}; run stopped, checkpoint in {trainer.run_dir}", file=sys.stderr)
         return 1

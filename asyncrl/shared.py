@@ -85,6 +85,28 @@ class SharedAdam(torch.optim.Adam):
         _preallocate_shared_state(self, buffers)
 
 
+@torch.no_grad()
+def load_optimizer_state_in_place(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
+    """Copy a saved ``optimizer.state_dict()`` into ``optimizer``'s existing state tensors.
+
+    ``Optimizer.load_state_dict`` would replace the shared-memory statistics with new,
+    process-local tensors; this keeps them shared.
+
+    Raises:
+        ValueError: if the saved state does not match the optimizer's parameters.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    saved = state_dict.get("state", {})
+    if len(saved) != len(params):
+        raise ValueError(f"saved optimizer state has {len(saved)} parameters, expected {len(params)}")
+    for index, param in enumerate(params):
+        live = optimizer.state[param]
+        for name, value in saved[index].items():
+            if name not in live or live[name].shape != torch.as_tensor(value).shape:
+                raise ValueError(f"saved optimizer state {name!r} of parameter {index} does not match")
+            live[name].copy_(torch.as_tensor(value))
+
+
 def make_shared_optimizer(name: str, params, lr: float, eps: float, rms_alpha: float = 0.99):
     """``SharedRMSprop`` or ``SharedAdam`` by name.
 
@@ -148,15 +170,17 @@ class GlobalCounters:
     Args:
         workers: number of actor-learner slots.
         initial_step: env steps already taken (when a run is resumed).
+        initial_updates: optimizer updates already applied (when a run is resumed).
     """
 
-    def __init__(self, workers: int, initial_step: int = 0) -> None:
+    def __init__(self, workers: int, initial_step: int = 0, initial_updates: int = 0) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.steps_tensor = torch.zeros(workers, dtype=torch.int64).share_memory_()
         self.updates_tensor = torch.zeros(workers, dtype=torch.int64).share_memory_()
         self.flags_tensor = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.initial_step = int(initial_step)
+        self.initial_updates = int(initial_updates)
         self._bind()
 
     def _bind(self) -> None:
@@ -184,7 +208,7 @@ class GlobalCounters:
     @property
     def policy_version(self) -> int:
         """Optimizer updates applied to the shared model, summed over all workers."""
-        return int(self.updates.sum())
+        return self.initial_updates + int(self.updates.sum())
 
     def request_stop(self) -> None:
         self._flags[0] = 1

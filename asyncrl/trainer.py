@@ -28,10 +28,10 @@ import torch
 from asyncrl import envs
 from asyncrl.algos import algo_module
 from asyncrl.algos.base import SharedState
-from asyncrl.checkpoint import save_checkpoint
+from asyncrl.checkpoint import CheckpointError, load_latest_good, save_checkpoint
 from asyncrl.config import Config
 from asyncrl.metrics import EpisodeStats, MetricsWriter, ProcessTreeMonitor, Progress, plot_learning_curve
-from asyncrl.shared import GlobalCounters
+from asyncrl.shared import GlobalCounters, load_optimizer_state_in_place
 
 REPORT_INTERVAL_S = 0.2
 """Seconds between a worker's statistics reports to the parent."""
@@ -162,6 +162,7 @@ class Trainer:
         self.failure: str | None = None
         self.solved_at: tuple[float, int] | None = None  # (wall_time_s, global_step)
         self._signal: int | None = None
+        self.generation = 0  # restarts + resumes so far; sets new workers' seeds
 
     # -- public -----------------------------------------------------------
 
@@ -186,23 +187,27 @@ class Trainer:
             json.dump(self.config.to_dict(), f, indent=2)
         torch.set_num_threads(1)
         self.shared = self.algo.make_shared(self.config, self.obs_dim, self.num_actions)
-        self.counters = GlobalCounters(run.workers)
+        resumed = self._load_resume_checkpoint() if run.resume else None
+        self.counters = GlobalCounters(run.workers, initial_step=resumed["global_step"] if resumed else 0,
+                                       initial_updates=resumed["policy_version"] if resumed else 0)
+        self.resumed_from_step = resumed["global_step"] if resumed else None
         self.procs: list = []
         self._retired: list = []  # processes of failed workers, joined at the end
         self._done: set[int] = set()
         self.failures: list[dict[str, Any]] = []
         self._traceback_shown = False
         old_handlers = self._install_signal_handlers()
-        self.t_start = time.monotonic()
-        self._last_row = (self.t_start, 0)
-        self._next_row = self.t_start + run.log_interval
-        self._next_checkpoint = self.t_start + run.checkpoint_interval
+        self.t_start = time.monotonic() - (resumed["wall_time_s"] if resumed else 0.0)
+        self._last_row = (time.monotonic(), self.counters.global_step)
+        self._next_row = time.monotonic() + run.log_interval
+        self._next_checkpoint = time.monotonic() + run.checkpoint_interval
         try:
             if not run.serial:
                 # Workers start before this process creates any thread (TensorBoard's
                 # writer, the progress display), so that forking them is safe.
                 self._start_workers()
-            self.writer = MetricsWriter(self.run_dir, self.algo.LOSS_NAMES)
+            self.writer = MetricsWriter(self.run_dir, self.algo.LOSS_NAMES,
+                                        keep_rows=resumed["metrics_rows"] if resumed else None)
             self.monitor = ProcessTreeMonitor()
             self.monitor.watch([p.pid for p in self.procs])
             self.progress = Progress("none" if self.quiet else run.progress, run.total_steps)
@@ -231,7 +236,7 @@ class Trainer:
     # -- the two execution modes ------------------------------------------
 
     def _train_serial(self) -> None:
-        learners = [self.algo.ActorLearner(i, self.config, self.shared, self.counters)
+        learners = [self.algo.ActorLearner(i, self._worker_config(), self.shared, self.counters)
                     for i in range(self.config.run.workers)]
         try:
             while self.stop_reason is None:
@@ -263,7 +268,37 @@ class Trainer:
             self._ctx.set_forkserver_preload(["asyncrl.trainer", self.algo.__name__])
         self.reports = self._ctx.Queue()
         for worker_id in range(self.config.run.workers):
-            self.procs.append(self._spawn(worker_id, self.config))
+            self.procs.append(self._spawn(worker_id, self._worker_config()))
+
+    def _worker_config(self) -> Config:
+        """The config a new worker starts from: seeds ``seed + generation * workers +
+        worker_id``, where the generation counts restarts and resumes, so that no two
+        workers of a run ever share a seed."""
+        run = self.config.run
+        return Config(run=dataclasses.replace(run, seed=run.seed + self.generation * run.workers),
+                      algo=self.config.algo)
+
+    def _load_resume_checkpoint(self) -> dict[str, Any]:
+        """Restore the shared state from ``RUN_DIR/checkpoint.pt`` (or the previous one if
+        it is damaged); returns the checkpoint.
+
+        Raises:
+            CheckpointError: if no readable checkpoint fits this run.
+        """
+        data, path, warning = load_latest_good(self.run_dir / "checkpoint.pt")
+        if warning:
+            print(f"asyncrl.run: warning: {warning}", file=sys.stderr, flush=True)
+        try:
+            self.shared.model.load_state_dict(data["model"])
+            load_optimizer_state_in_place(self.shared.optimizer, data["optimizer"])
+            if self.shared.target is not None:
+                self.shared.target.model.load_state_dict(data["target_model"])
+                self.shared.target.refreshes_tensor.fill_(int(data["target_refreshes"]))
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path} does not fit this run: {str(exc).splitlines()[0]}") from None
+        self.episodes.load_state_dict(data["episodes_window"])
+        self.generation = int(data["generation"]) + 1
+        return data
 
     def _spawn(self, worker_id: int, config: Config):
         # A restart forks while TensorBoard's writer thread runs; the child runs worker
@@ -287,14 +322,12 @@ class Trainer:
             self._traceback_shown = True
             print(traceback_text.rstrip(), file=sys.stderr, flush=True)
         if run.on_worker_failure == "restart" and len(self.failures) <= run.max_restarts:
-            restart = len(self.failures)
             print(f"asyncrl.run: worker {worker_id} {message}; restarting it with a fresh environment "
-                  f"(restart {restart} of at most {run.max_restarts})", file=sys.stderr, flush=True)
+                  f"(restart {len(self.failures)} of at most {run.max_restarts})", file=sys.stderr, flush=True)
             self._retired.append(self.procs[worker_id])
             self._done.discard(worker_id)
-            # Seeds seed + k * workers + worker_id: distinct from every earlier worker's.
-            fresh = Config(run=dataclasses.replace(run, seed=run.seed + restart * run.workers), algo=self.config.algo)
-            self.procs[worker_id] = self._spawn(worker_id, fresh)
+            self.generation += 1
+            self.procs[worker_id] = self._spawn(worker_id, self._worker_config())
             self.monitor.watch([self.procs[worker_id].pid])
             return
         limit = " (restart limit reached)" if run.on_worker_failure == "restart" else ""
@@ -404,9 +437,13 @@ class Trainer:
             "model": self.shared.model.state_dict(),
             "target_model": target.model.state_dict() if target is not None else None,
             "optimizer": self.shared.optimizer.state_dict(),
+            "target_refreshes": target.refreshes if target is not None else None,
             "global_step": self.counters.global_step,
             "policy_version": self.counters.policy_version,
             "episodes": self.episodes.count,
+            "episodes_window": self.episodes.state_dict(),
+            "generation": self.generation,
+            "metrics_rows": self.writer.rows,
             "wall_time_s": now - self.t_start,
         })
 
@@ -432,6 +469,7 @@ class Trainer:
             "reached_target": self.solved_at is not None,
             "time_to_target_s": self.solved_at[0] if self.solved_at else None,
             "steps_to_target": self.solved_at[1] if self.solved_at else None,
+            "resumed_from_step": self.resumed_from_step,
             "global_step": self.counters.global_step,
             "updates": self.counters.policy_version,
             "episodes": self.episodes.count,

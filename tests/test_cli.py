@@ -193,3 +193,42 @@ def test_env_that_keeps_raising_exhausts_the_restarts_with_one_traceback(tmp_pat
     assert result.stderr.count("restarting it with a fresh environment") == 2
     assert "(restart limit reached)" in result.stderr.strip().splitlines()[-1]
     assert len(json.loads((run_dir / "summary.json").read_text())["worker_failures"]) == 3
+
+
+def _rows(run_dir):
+    return (run_dir / "metrics.csv").read_text().splitlines()
+
+
+def test_resume_continues_model_optimizer_counters_and_metrics(tmp_path):
+    run_dir = tmp_path / "resumed"
+    first = cli("--workers", 2, "--total-steps", 15_000, "--target-return", "inf", "--run-dir", run_dir,
+                "--progress", "none", "--log-interval", 0.2)
+    assert first.returncode == 0, first.stderr
+    from asyncrl.checkpoint import load_checkpoint
+
+    before = load_checkpoint(run_dir / "checkpoint.pt")
+    rows_before = _rows(run_dir)
+    second = cli("--resume", run_dir, "--total-steps", 30_000, "--progress", "none")
+    assert second.returncode == 0, second.stderr
+    after = load_checkpoint(run_dir / "checkpoint.pt")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_from_step"] == before["global_step"] and summary["global_step"] >= 30_000
+    assert after["policy_version"] > before["policy_version"]
+    assert after["optimizer"]["state"][0]["step"] > before["optimizer"]["state"][0]["step"]
+    assert after["episodes"] > before["episodes"] and after["generation"] == before["generation"] + 1
+    rows = _rows(run_dir)
+    assert rows[: len(rows_before)] == rows_before  # the first run's rows, untouched
+    steps = [int(r.split(",")[0]) for r in rows[1:]]
+    times = [float(r.split(",")[1]) for r in rows[1:]]
+    assert steps == sorted(set(steps)) and times == sorted(times)  # no duplicated or reordered row
+    assert len(rows) > len(rows_before)
+
+
+def test_resume_rejects_changed_flags_and_missing_runs(tmp_path):
+    assert_one_line_error(cli("--resume", tmp_path / "nothing"), "cannot read")
+    run_dir = tmp_path / "r"
+    assert cli("--workers", 1, "--total-steps", 2000, "--target-return", "inf", "--run-dir", run_dir,
+               "--progress", "none").returncode == 0
+    assert_one_line_error(cli("--resume", run_dir, "--lr", "0.1"), "--lr cannot change")
+    (run_dir / "checkpoint.pt").write_bytes(b"damaged")
+    assert_one_line_error(cli("--resume", run_dir, "--total-steps", 4000), "and the previous one")
