@@ -65,6 +65,39 @@ class EpisodeStats:
         return sum(self.lengths) / len(self.lengths) if self.lengths else math.nan
 
 
+class EpisodeLog:
+    """``episodes.csv``: one row per finished episode, in the order the trainer receives
+    them: ``global_step`` (T when it ended, env steps), ``worker_id``, ``return``,
+    ``length`` (env steps).
+
+    Args:
+        run_dir: the run's folder.
+        keep_rows: when resuming, keep this many rows (the episodes counted in the
+            checkpoint) and append after them.
+    """
+
+    COLUMNS = ("global_step", "worker_id", "return", "length")
+
+    def __init__(self, run_dir: Path, keep_rows: int | None = None) -> None:
+        path = Path(run_dir) / "episodes.csv"
+        kept = path.read_text().splitlines(keepends=True)[1 : 1 + keep_rows] \
+            if keep_rows is not None and path.exists() else []
+        self._file = open(path, "w", newline="")
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(self.COLUMNS)
+        self._file.writelines(kept)
+
+    def write(self, worker_id: int, episodes: list[tuple[float, int, int]]) -> None:
+        for episode_return, length, global_step in episodes:
+            self._csv.writerow((global_step, worker_id, f"{episode_return:.6g}", length))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class ProcessTreeMonitor:
     """CPU and memory of this process and its worker processes, via psutil."""
 

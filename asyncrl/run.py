@@ -21,12 +21,12 @@ from asyncrl.envs import EnvError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
+    from asyncrl.trainer import RunDirError, Trainer, WorkerFailure
+
     try:
         config = parse_args(argv)
-        from asyncrl.trainer import Trainer, WorkerFailure
-
         trainer = Trainer(config)
-    except (CliError, EnvError) as exc:
+    except (CliError, EnvError, RunDirError) as exc:
         print(f"asyncrl.run: error: {exc}", file=sys.stderr)
         return 2
     try:

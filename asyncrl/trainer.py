@@ -30,7 +30,7 @@ from asyncrl.algos import algo_module
 from asyncrl.algos.base import SharedState
 from asyncrl.checkpoint import CheckpointError, load_latest_good, save_checkpoint
 from asyncrl.config import Config
-from asyncrl.metrics import EpisodeStats, MetricsWriter, ProcessTreeMonitor, Progress, plot_learning_curve
+from asyncrl.metrics import EpisodeLog, EpisodeStats, MetricsWriter, ProcessTreeMonitor, Progress, plot_learning_curve
 from asyncrl.shared import GlobalCounters, load_optimizer_state_in_place
 
 REPORT_INTERVAL_S = 0.2
@@ -38,6 +38,10 @@ REPORT_INTERVAL_S = 0.2
 
 JOIN_TIMEOUT_S = 10.0
 """Seconds the workers get to exit after a stop request before they are terminated."""
+
+
+class RunDirError(ValueError):
+    """A run folder that cannot be created or written."""
 
 
 class WorkerFailure(RuntimeError):
@@ -57,11 +61,12 @@ def prepare(config: Config) -> Setup:
     """Check the environment and fill in defaults that depend on it.
 
     Resolves ``target_return`` (the env's ``reward_threshold``; ``inf`` if it has none)
-    and ``run_dir`` (``runs/<algo>-<env>-<seed>-<timestamp>``).
+    and ``run_dir`` (``runs/<algo>-<env>-<seed>-<timestamp>``), and creates the folder.
 
     Raises:
         EnvError: if the environment cannot be made or its spaces do not suit the
             algorithm.
+        RunDirError: if the run folder cannot be created or written.
     """
     run = config.run
     env = envs.make_env(run.env, run.seed)
@@ -78,6 +83,14 @@ def prepare(config: Config) -> Setup:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         safe_env = run.env.replace(":", "_").replace("/", "_")
         run_dir = os.path.join("runs", f"{run.algo}-{safe_env}-{run.seed}-{stamp}")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        probe = os.path.join(run_dir, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as exc:
+        raise RunDirError(f"--run-dir {run_dir} is not a writable folder: {exc.strerror or exc}") from None
     run = dataclasses.replace(run, target_return=target, run_dir=run_dir)
     return Setup(Config(run=run, algo=config.algo), obs_dim, num_actions)
 
@@ -208,6 +221,7 @@ class Trainer:
                 self._start_workers()
             self.writer = MetricsWriter(self.run_dir, self.algo.LOSS_NAMES,
                                         keep_rows=resumed["metrics_rows"] if resumed else None)
+            self.episode_log = EpisodeLog(self.run_dir, keep_rows=resumed["episodes"] if resumed else None)
             self.monitor = ProcessTreeMonitor()
             self.monitor.watch([p.pid for p in self.procs])
             self.progress = Progress("none" if self.quiet else run.progress, run.total_steps)
@@ -242,7 +256,7 @@ class Trainer:
             while self.stop_reason is None:
                 for worker_id, learner in enumerate(learners):
                     learner.update()
-                    self._on_stats(learner.drain_stats())
+                    self._on_stats(worker_id, learner.drain_stats())
                 self._tick()
         finally:
             for learner in learners:
@@ -363,7 +377,7 @@ class Trainer:
             return
         while True:
             if kind == "stats":
-                self._on_stats(payload)
+                self._on_stats(worker_id, payload)
             elif kind == "done":
                 self._done.add(worker_id)
             elif kind == "error":
@@ -376,8 +390,9 @@ class Trainer:
             except (queue_mod.Empty, EOFError, OSError):
                 return
 
-    def _on_stats(self, stats: dict[str, Any]) -> None:
-        for episode_return, length in stats["episodes"]:
+    def _on_stats(self, worker_id: int, stats: dict[str, Any]) -> None:
+        self.episode_log.write(worker_id, stats["episodes"])
+        for episode_return, length, _ in stats["episodes"]:
             self.episodes.add(episode_return, length)
             if (self.solved_at is None and self.episodes.full
                     and self.episodes.mean_return >= self.config.run.target_return):
@@ -429,9 +444,11 @@ class Trainer:
                 if self._loss_updates else math.nan
         self._loss_sums, self._loss_updates = {}, 0
         self.writer.write(row)
+        self.episode_log.flush()
 
     def _checkpoint(self, now: float) -> None:
         target = self.shared.target
+        self.episode_log.flush()  # the checkpoint counts these rows as written
         save_checkpoint(self.run_dir / "checkpoint.pt", {
             "config": self.config.to_dict(),
             "model": self.shared.model.state_dict(),
@@ -453,8 +470,9 @@ class Trainer:
                              self.episodes.mean_return)
         self.progress.close()
         self._write_row(now)
-        self.writer.close()
         self._checkpoint(now)
+        self.writer.close()
+        self.episode_log.close()
         run = self.config.run
         summary = {
             "algo": run.algo,

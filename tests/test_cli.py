@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
+import torch
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,6 +122,7 @@ def test_worker_whose_env_raises_stops_the_run_once_without_orphans(tmp_path):
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_leaves_a_checkpoint_and_no_processes(tmp_path, signum, code):
     run_dir = tmp_path / f"interrupted-{code}"
+    shm_before = set(os.listdir("/dev/shm"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "asyncrl.run", "--workers", "3", "--total-steps", str(10**8),
                              "--target-return", "inf", "--run-dir", str(run_dir), "--progress", "none"],
@@ -143,6 +145,7 @@ def test_interrupt_leaves_a_checkpoint_and_no_processes(tmp_path, signum, code):
 
     assert load_checkpoint(run_dir / "checkpoint.pt")["global_step"] == summary["global_step"] > 0
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert set(os.listdir("/dev/shm")) - shm_before == set()  # no segment or semaphore left behind
 
 
 def _start_run(run_dir, *args):
@@ -220,8 +223,11 @@ def test_resume_continues_model_optimizer_counters_and_metrics(tmp_path):
     assert rows[: len(rows_before)] == rows_before  # the first run's rows, untouched
     steps = [int(r.split(",")[0]) for r in rows[1:]]
     times = [float(r.split(",")[1]) for r in rows[1:]]
-    assert steps == sorted(set(steps)) and times == sorted(times)  # no duplicated or reordered row
+    # No row repeated or reordered: wall time strictly increases, T never goes back.
+    assert all(b > a for a, b in zip(times, times[1:])) and steps == sorted(steps)
     assert len(rows) > len(rows_before)
+    episode_rows = (run_dir / "episodes.csv").read_text().splitlines()[1:]
+    assert len(episode_rows) == after["episodes"]
 
 
 def test_resume_rejects_changed_flags_and_missing_runs(tmp_path):
@@ -232,3 +238,71 @@ def test_resume_rejects_changed_flags_and_missing_runs(tmp_path):
     assert_one_line_error(cli("--resume", run_dir, "--lr", "0.1"), "--lr cannot change")
     (run_dir / "checkpoint.pt").write_bytes(b"damaged")
     assert_one_line_error(cli("--resume", run_dir, "--total-steps", 4000), "and the previous one")
+
+
+def test_one_worker_runs_with_one_seed_are_identical(tmp_path):
+    """With one worker nothing races: the same seed gives the same episodes, in the same
+    order, at the same env steps, and the same parameters."""
+    from asyncrl.checkpoint import load_checkpoint
+
+    outputs = []
+    for name in ("a", "b"):
+        run_dir = tmp_path / name
+        result = cli("--workers", 1, "--seed", 5, "--total-steps", 6000, "--target-return", "inf",
+                     "--run-dir", run_dir, "--progress", "none")
+        assert result.returncode == 0, result.stderr
+        outputs.append(((run_dir / "episodes.csv").read_text(), load_checkpoint(run_dir / "checkpoint.pt")))
+    (episodes_a, ckpt_a), (episodes_b, ckpt_b) = outputs
+    assert episodes_a == episodes_b and len(episodes_a.splitlines()) > 50
+    assert all(torch.equal(ckpt_a["model"][k], ckpt_b["model"][k]) for k in ckpt_a["model"])
+    assert ckpt_a["global_step"] == ckpt_b["global_step"]
+
+
+INVALID_FLAGS = [
+    (["--algo", "bogus"], "--algo must be one of"),
+    (["--env", ""], "cannot make environment"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--seed", "x"], "invalid int value"),
+    (["--total-steps", "0"], "--total-steps must be > 0"),
+    (["--target-return", "high"], "invalid _optional_float value"),
+    (["--max-seconds", "0"], "--max-seconds must be > 0"),
+    (["--run-dir", "/dev/null/run"], "is not a writable folder"),
+    (["--resume", "/nonexistent/run"], "cannot read"),
+    (["--log-interval", "0"], "--log-interval must be > 0"),
+    (["--checkpoint-interval", "-5"], "--checkpoint-interval must be > 0"),
+    (["--serial", "yes"], "unrecognized arguments: yes"),
+    (["--on-worker-failure", "ignore"], "--on-worker-failure must be restart or abort"),
+    (["--max-restarts", "-1"], "--max-restarts must be >= 0"),
+    (["--start-method", "thread"], "--start-method must be"),
+    (["--progress", "loud"], "--progress must be"),
+    (["--lr", "-1"], "--lr must be >= 0"),
+    (["--gamma", "1.01"], "--gamma must be in [0, 1]"),
+    (["--max-grad-norm", "0"], "--max-grad-norm must be > 0"),
+    (["--optimizer", "sgd"], "--optimizer must be rmsprop or adam"),
+    (["--rms-alpha", "-0.1"], "--rms-alpha must be in [0, 1]"),
+    (["--optim-eps", "0"], "--optim-eps must be > 0"),
+    (["--hidden-sizes", "64", "0"], "--hidden-sizes must be positive"),
+    (["--t-max", "0"], "--t-max must be >= 1"),
+    (["--entropy-coef", "-0.1"], "--entropy-coef must be >= 0"),
+    (["--value-coef", "-1"], "--value-coef must be >= 0"),
+    (["--shared-torso", "1"], "unrecognized arguments: 1"),
+    (["--algo", "n-step-q", "--target-update", "0"], "--target-update must be >= 1"),
+    (["--algo", "n-step-q", "--epsilon-steps", "-1"], "--epsilon-steps must be >= 0"),
+    (["--algo", "one-step-q", "--final-epsilons", "1.5"], "--final-epsilons must be in [0, 1]"),
+    (["--algo", "one-step-q", "--final-epsilon-probs", "0.5", "0.5"], "--final-epsilon-probs must be 3"),
+    (["--algo", "one-step-sarsa", "--async-update", "0"], "--async-update must be >= 1"),
+    (["--algo", "one-step-q", "--entropy-coef", "0.1"], "unrecognized arguments: --entropy-coef"),
+    (["--algo", "n-step-q", "--env", "MountainCarContinuous-v0"], "needs a discrete action space"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", INVALID_FLAGS, ids=[" ".join(a) for a, _ in INVALID_FLAGS])
+def test_every_flag_rejects_invalid_values_before_any_process_starts(argv, fragment, capsys, tmp_path):
+    from asyncrl.run import main
+
+    before = psutil.Process().children(recursive=True)
+    run_dir = [] if any(a in ("--run-dir", "--resume") for a in argv) else ["--run-dir", str(tmp_path / "x")]
+    assert main([*argv, *run_dir]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert psutil.Process().children(recursive=True) == before

@@ -78,7 +78,7 @@ class ActorLearner:
         self.shared_params = list(shared.model.parameters())
         self.policy = NumpyMLP(self.local.torso, self.local.policy)  # pi(.|s; theta'), views of theta'
         self.rng = np.random.default_rng(config.run.seed + worker_id)
-        self.stats = WorkerStats()
+        self.stats = WorkerStats(counters)
         t_max = self.cfg.t_max
         self._obs_buf = np.empty((t_max + 1, obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
 

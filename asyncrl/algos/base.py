@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from asyncrl.shared import TargetNetwork
+from asyncrl.shared import GlobalCounters, TargetNetwork
 
 
 @dataclass
@@ -37,7 +37,7 @@ class ActorLearner(Protocol):
         """
 
     def drain_stats(self) -> dict[str, Any]:
-        """Statistics since the last call: ``episodes`` (list of ``(return, length)``),
+        """Statistics since the last call: ``episodes`` (list of ``(return, length, T)``),
         ``loss_sums`` (name to sum over updates) and ``updates`` (count)."""
 
     def close(self) -> None:
@@ -45,15 +45,21 @@ class ActorLearner(Protocol):
 
 
 class WorkerStats:
-    """Per-worker statistics buffered between two reports to the trainer."""
+    """Per-worker statistics buffered between two reports to the trainer.
 
-    def __init__(self) -> None:
+    Args:
+        counters: the global step counter, read once per finished episode to stamp it
+            with ``T``.
+    """
+
+    def __init__(self, counters: GlobalCounters) -> None:
+        self.counters = counters
         self.episode_return = 0.0
         self.episode_length = 0
         self._reset()
 
     def _reset(self) -> None:
-        self.episodes: list[tuple[float, int]] = []
+        self.episodes: list[tuple[float, int, int]] = []  # (return, length, T at its end)
         self.loss_sums: dict[str, float] = {}
         self.updates = 0
 
@@ -62,7 +68,7 @@ class WorkerStats:
         self.episode_return += reward
         self.episode_length += 1
         if done:
-            self.episodes.append((self.episode_return, self.episode_length))
+            self.episodes.append((self.episode_return, self.episode_length, self.counters.global_step))
             self.episode_return = 0.0
             self.episode_length = 0
 

@@ -52,7 +52,7 @@ class ActorLearner:
         self.local_params = list(self.local.parameters())
         self.shared_params = list(shared.model.parameters())
         self.q = NumpyMLP(self.local.torso, self.local.head)  # Q(s, .; theta'), views of theta'
-        self.stats = WorkerStats()
+        self.stats = WorkerStats(counters)
         self._obs_buf = np.empty((self.cfg.t_max + 1, obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
 
     def update(self) -> int:

@@ -62,7 +62,7 @@ class ActorLearner:
         self.params = list(shared.model.parameters())
         self.q = NumpyMLP(shared.model.torso, shared.model.head)  # Q(s, .; theta), views of shared theta
         self.pending_action: int | None = None  # Sarsa: a', chosen at the previous step
-        self.stats = WorkerStats()
+        self.stats = WorkerStats(counters)
         n = self.cfg.async_update
         self._obs_buf = np.empty((n, obs_dim), dtype=np.float32)  # [I_AsyncUpdate, obs_dim]
         self._next_obs_buf = np.empty((n, obs_dim), dtype=np.float32)

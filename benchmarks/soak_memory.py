@@ -1,0 +1,94 @@
+"""Memory soak: resident memory of a long run's whole process tree must stay flat.
+
+Runs ``python -m asyncrl.run --workers W --max-seconds S`` (no target, so it trains the
+whole time) and samples the resident set size (RSS) of the trainer and every worker with
+psutil every ``--every`` seconds. Reports RSS after a warm-up (start) and at the end, and
+their ratio; the run passes if the end is within ``--tolerance`` of the start.
+
+    python benchmarks/soak_memory.py --minutes 10 --workers 2
+
+Writes ``benchmarks/results/soak_memory.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, write_results  # noqa: E402
+
+
+def tree_rss_mib(root: psutil.Process) -> tuple[float, int]:
+    """RSS of ``root`` and its descendants in MiB, and how many processes that is."""
+    procs = [root, *root.children(recursive=True)]
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20, len(procs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--algo", default="a3c")
+    parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds before the start sample")
+    parser.add_argument("--tolerance", type=float, default=0.10)
+    args = parser.parse_args()
+
+    seconds = args.minutes * 60
+    samples = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "asyncrl.run", "--algo", args.algo, "--workers", str(args.workers),
+             "--total-steps", str(10**12), "--target-return", "inf", "--max-seconds", str(seconds),
+             "--log-interval", "5", "--run-dir", str(Path(tmp) / "soak"), "--progress", "none"],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        root = psutil.Process(proc.pid)
+        start = time.monotonic()
+        while proc.poll() is None:
+            elapsed = time.monotonic() - start
+            try:
+                rss, count = tree_rss_mib(root)
+            except psutil.NoSuchProcess:
+                break
+            if count == args.workers + 1:  # a complete tree (not starting or stopping)
+                samples.append({"t_s": round(elapsed, 1), "rss_mib": round(rss, 1), "processes": count})
+                print(f"{elapsed:7.1f} s  RSS {rss:8.1f} MiB  ({count} processes)", flush=True)
+            time.sleep(args.every)
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"run failed ({proc.returncode}): {err[-2000:]}")
+
+    after_warmup = [s for s in samples if s["t_s"] >= args.warmup]
+    first, last = after_warmup[0], after_warmup[-1]
+    ratio = last["rss_mib"] / first["rss_mib"]
+    peak = max(s["rss_mib"] for s in after_warmup)
+    ok = abs(ratio - 1) <= args.tolerance
+    md = (f"{args.algo}, {args.workers} workers, {args.minutes:g} minutes of training "
+          f"({out.strip().splitlines()[-1].split(';')[0]}).\n\n"
+          f"| RSS at {first['t_s']:.0f} s | RSS at {last['t_s']:.0f} s | end / start | peak |\n"
+          f"|---|---|---|---|\n"
+          f"| {first['rss_mib']:.1f} MiB | {last['rss_mib']:.1f} MiB | {ratio:.3f} | {peak:.1f} MiB |\n\n"
+          f"{'Flat' if ok else 'NOT flat'}: within ±{args.tolerance:.0%} is the bar. RSS summed over the "
+          f"trainer and its {args.workers} workers, sampled every {args.every:g} s.\n")
+    write_results("soak_memory", {"args": vars(args), "samples": samples, "ratio": ratio, "flat": ok}, md)
+    print(md)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
