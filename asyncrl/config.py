@@ -134,6 +134,9 @@ class _LearnerFields:
     """Fields every algorithm has: optimizer, discount, network."""
 
     lr: float = field(default=7e-4, metadata={"help": "learning rate of the shared optimizer"})
+    lr_anneal: bool = field(
+        default=False, metadata={"help": "anneal the learning rate linearly to 0 at T = --total-steps"}
+    )
     gamma: float = field(default=0.99, metadata={"help": "discount factor"})
     max_grad_norm: float = field(
         default=40.0, metadata={"help": "clip each update's gradient to this global L2 norm"}

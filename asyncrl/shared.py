@@ -107,6 +107,12 @@ def load_optimizer_state_in_place(optimizer: torch.optim.Optimizer, state_dict: 
             live[name].copy_(torch.as_tensor(value))
 
 
+def linear_lr(base_lr: float, global_step: int, total_steps: int) -> float:
+    """``base_lr`` annealed linearly to 0 at ``T = total_steps`` (Mnih et al. 2016,
+    Supplementary Section 8: learning rates annealed to 0 over training)."""
+    return base_lr * max(0.0, 1.0 - global_step / total_steps)
+
+
 def make_shared_optimizer(name: str, params, lr: float, eps: float, rms_alpha: float = 0.99):
     """``SharedRMSprop`` or ``SharedAdam`` by name.
 

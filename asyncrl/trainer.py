@@ -27,7 +27,7 @@ import torch
 
 from asyncrl import envs
 from asyncrl.algos import algo_module
-from asyncrl.algos.base import SharedState
+from asyncrl.algos.base import SharedState, rng_state, set_rng_state
 from asyncrl.checkpoint import CheckpointError, load_latest_good, save_checkpoint
 from asyncrl.config import Config
 from asyncrl.metrics import EpisodeLog, EpisodeStats, MetricsWriter, ProcessTreeMonitor, Progress, plot_learning_curve
@@ -96,10 +96,12 @@ def prepare(config: Config) -> Setup:
 
 
 def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters,
-                 reports: Any, parent_pid: int) -> None:
+                 reports: Any, parent_pid: int, restore_rng: dict[str, Any] | None = None) -> None:
     """Entry point of an actor-learner process: update until told to stop.
 
-    Reports ``("stats", worker_id, stats)`` every ``REPORT_INTERVAL_S``, then
+    ``restore_rng`` (from a resumed checkpoint) replaces the seeded random state.
+    Reports ``("stats", worker_id, stats)`` (with the worker's random state) every
+    ``REPORT_INTERVAL_S``, then
     ``("done", worker_id, None)``; on an exception, ``("error", worker_id, traceback)``
     and exit code 1. Ctrl-C is left to the parent, which stops the workers in order.
     """
@@ -109,6 +111,8 @@ def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: 
     learner = None
     try:
         learner = algo_module(config.run.algo).ActorLearner(worker_id, config, shared, counters)
+        if restore_rng is not None:
+            set_rng_state(learner, restore_rng)
         total = config.run.total_steps
         next_report = time.monotonic() + REPORT_INTERVAL_S
         while not counters.stop_requested and counters.global_step < total:
@@ -116,10 +120,10 @@ def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: 
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + REPORT_INTERVAL_S
-                reports.put(("stats", worker_id, learner.drain_stats()))
+                reports.put(("stats", worker_id, _report(learner)))
                 if os.getppid() != parent_pid and not _alive(parent_pid):
                     return  # the trainer is gone: do not linger as an orphan
-        reports.put(("stats", worker_id, learner.drain_stats()))
+        reports.put(("stats", worker_id, _report(learner)))
         reports.put(("done", worker_id, None))
     except Exception:
         reports.put(("error", worker_id, traceback.format_exc()))
@@ -129,6 +133,10 @@ def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: 
     finally:
         if learner is not None:
             learner.close()
+
+
+def _report(learner) -> dict[str, Any]:
+    return {**learner.drain_stats(), "rng": rng_state(learner)}
 
 
 def _describe_exit(exitcode: int) -> str:
@@ -175,7 +183,9 @@ class Trainer:
         self.failure: str | None = None
         self.solved_at: tuple[float, int] | None = None  # (wall_time_s, global_step)
         self._signal: int | None = None
-        self.generation = 0  # restarts + resumes so far; sets new workers' seeds
+        self.generation = 0  # restarts so far (and before a resume); sets new workers' seeds
+        self._rng_states: dict[int, dict[str, Any]] = {}  # each worker's latest random state
+        self._restore_rng: dict[int, dict[str, Any]] = {}  # from a resumed checkpoint
 
     # -- public -----------------------------------------------------------
 
@@ -252,11 +262,14 @@ class Trainer:
     def _train_serial(self) -> None:
         learners = [self.algo.ActorLearner(i, self._worker_config(), self.shared, self.counters)
                     for i in range(self.config.run.workers)]
+        for worker_id, learner in enumerate(learners):
+            if worker_id in self._restore_rng:
+                set_rng_state(learner, self._restore_rng[worker_id])
         try:
             while self.stop_reason is None:
                 for worker_id, learner in enumerate(learners):
                     learner.update()
-                    self._on_stats(worker_id, learner.drain_stats())
+                    self._on_stats(worker_id, _report(learner))
                 self._tick()
         finally:
             for learner in learners:
@@ -282,12 +295,12 @@ class Trainer:
             self._ctx.set_forkserver_preload(["asyncrl.trainer", self.algo.__name__])
         self.reports = self._ctx.Queue()
         for worker_id in range(self.config.run.workers):
-            self.procs.append(self._spawn(worker_id, self._worker_config()))
+            self.procs.append(self._spawn(worker_id, self._worker_config(), self._restore_rng.get(worker_id)))
 
     def _worker_config(self) -> Config:
         """The config a new worker starts from: seeds ``seed + generation * workers +
-        worker_id``, where the generation counts restarts and resumes, so that no two
-        workers of a run ever share a seed."""
+        worker_id``, where the generation counts restarts, so that no two workers of a
+        run share a seed. (Resumed workers then take their saved random state.)"""
         run = self.config.run
         return Config(run=dataclasses.replace(run, seed=run.seed + self.generation * run.workers),
                       algo=self.config.algo)
@@ -311,16 +324,17 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{path} does not fit this run: {str(exc).splitlines()[0]}") from None
         self.episodes.load_state_dict(data["episodes_window"])
-        self.generation = int(data["generation"]) + 1
+        self.generation = int(data["generation"])
+        self._restore_rng = {int(k): v for k, v in data["worker_rng"].items()}
         return data
 
-    def _spawn(self, worker_id: int, config: Config):
+    def _spawn(self, worker_id: int, config: Config, restore_rng: dict[str, Any] | None = None):
         # A restart forks while TensorBoard's writer thread runs; the child runs worker
         # code only, which takes none of that thread's locks.
         proc = self._ctx.Process(
             target=_worker_main,
             name=f"asyncrl-worker-{worker_id}",
-            args=(worker_id, config, self.shared, self.counters, self.reports, os.getpid()),
+            args=(worker_id, config, self.shared, self.counters, self.reports, os.getpid(), restore_rng),
             daemon=True,
         )
         proc.start()
@@ -391,6 +405,7 @@ class Trainer:
                 return
 
     def _on_stats(self, worker_id: int, stats: dict[str, Any]) -> None:
+        self._rng_states[worker_id] = stats["rng"]
         self.episode_log.write(worker_id, stats["episodes"])
         for episode_return, length, _ in stats["episodes"]:
             self.episodes.add(episode_return, length)
@@ -460,6 +475,7 @@ class Trainer:
             "episodes": self.episodes.count,
             "episodes_window": self.episodes.state_dict(),
             "generation": self.generation,
+            "worker_rng": {str(k): v for k, v in self._rng_states.items()},
             "metrics_rows": self.writer.rows,
             "wall_time_s": now - self.t_start,
         })

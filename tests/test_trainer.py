@@ -78,3 +78,21 @@ def test_unusable_env_is_rejected_before_training(tmp_path, env_id, match):
 
     with pytest.raises(EnvError, match=match):
         Trainer(Config(run=RunConfig(env=env_id), algo=algo_config("a3c", env_id)))
+
+
+def test_resume_restores_each_workers_random_state(tmp_path, monkeypatch):
+    import asyncrl.trainer as trainer_module
+
+    first, ckpt = _train(tmp_path, "r", workers=2, serial=True, seed=1, total_steps=3000)
+    saved = ckpt["worker_rng"]
+    assert set(saved) == {"0", "1"} and saved["0"] != saved["1"]
+    restored = {}
+    real = trainer_module.set_rng_state
+    monkeypatch.setattr(trainer_module, "set_rng_state",
+                        lambda learner, state: (restored.__setitem__(learner.worker_id, state),
+                                                real(learner, state)))
+    run = RunConfig(workers=2, serial=True, seed=1, total_steps=6000, target_return=float("inf"),
+                    run_dir=str(tmp_path / "r"), resume=str(tmp_path / "r"))
+    summary = Trainer(Config(run=run, algo=algo_config("a3c", run.env)), quiet=True).train()
+    assert restored == {0: saved["0"], 1: saved["1"]}
+    assert summary["resumed_from_step"] == first["global_step"] and summary["global_step"] >= 6000

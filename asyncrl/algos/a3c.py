@@ -26,7 +26,14 @@ from asyncrl.envs import start_worker_env
 from asyncrl.losses import a3c_loss
 from asyncrl.networks import ActorCritic, NumpyMLP, build_actor_critic, sample_categorical
 from asyncrl.returns import n_step_returns, segment_end_flags
-from asyncrl.shared import GlobalCounters, hand_off_gradients, make_shared_optimizer, share_model, sync_local
+from asyncrl.shared import (
+    GlobalCounters,
+    hand_off_gradients,
+    linear_lr,
+    make_shared_optimizer,
+    share_model,
+    sync_local,
+)
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy")
 """Per-step means reported by every update; columns of ``metrics.csv``."""
@@ -72,6 +79,7 @@ class ActorLearner:
         self.cfg = config.algo
         self.shared = shared
         self.counters = counters
+        self.total_steps = config.run.total_steps
         self.env, self.obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id, "a3c")
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
@@ -126,6 +134,9 @@ class ActorLearner:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.local_params, cfg.max_grad_norm, foreach=True)
         hand_off_gradients(self.local_params, self.shared_params)
+        if cfg.lr_anneal:  # param_groups are per process: only this worker's copy changes
+            lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps)
+            self.shared.optimizer.param_groups[0]["lr"] = lr
         self.shared.optimizer.step()
         self.counters.add(self.worker_id, n)
         self.stats.update(metrics)

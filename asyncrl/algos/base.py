@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,7 +28,15 @@ class SharedState:
 
 
 class ActorLearner(Protocol):
-    """One actor-learner: acts in its own environment and updates the shared model."""
+    """One actor-learner: acts in its own environment and updates the shared model.
+
+    Attributes:
+        rng: its ``np.random.Generator`` (action sampling, exploration).
+        env: its Gymnasium environment.
+    """
+
+    rng: np.random.Generator
+    env: Any
 
     def update(self) -> int:
         """Act for up to one segment, apply one update to the shared model.
@@ -82,3 +91,15 @@ class WorkerStats:
         out = {"episodes": self.episodes, "loss_sums": self.loss_sums, "updates": self.updates}
         self._reset()
         return out
+
+
+def rng_state(learner: ActorLearner) -> dict[str, Any]:
+    """The random state of an actor-learner: its generator and its environment's."""
+    return {"rng": learner.rng.bit_generator.state,
+            "env": learner.env.unwrapped.np_random.bit_generator.state}
+
+
+def set_rng_state(learner: ActorLearner, state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` returned (after the environment's first reset)."""
+    learner.rng.bit_generator.state = state["rng"]
+    learner.env.unwrapped.np_random.bit_generator.state = state["env"]

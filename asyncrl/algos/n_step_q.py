@@ -23,7 +23,7 @@ from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.losses import q_loss
 from asyncrl.networks import NumpyMLP
 from asyncrl.returns import n_step_returns, segment_end_flags
-from asyncrl.shared import GlobalCounters, hand_off_gradients, sync_local
+from asyncrl.shared import GlobalCounters, hand_off_gradients, linear_lr, sync_local
 
 
 class ActorLearner:
@@ -44,6 +44,7 @@ class ActorLearner:
         self.cfg = config.algo
         self.shared = shared
         self.counters = counters
+        self.total_steps = config.run.total_steps
         self.env, self.obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id,
                                                        config.run.algo)
         self.rng = np.random.default_rng(config.run.seed + worker_id)
@@ -94,6 +95,9 @@ class ActorLearner:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.local_params, cfg.max_grad_norm, foreach=True)
         hand_off_gradients(self.local_params, self.shared_params)
+        if cfg.lr_anneal:  # param_groups are per process: only this worker's copy changes
+            lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps)
+            self.shared.optimizer.param_groups[0]["lr"] = lr
         self.shared.optimizer.step()
         counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)

@@ -33,7 +33,7 @@ from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.losses import q_loss
 from asyncrl.networks import NumpyMLP
 from asyncrl.returns import n_step_returns
-from asyncrl.shared import GlobalCounters
+from asyncrl.shared import GlobalCounters, linear_lr
 
 
 class ActorLearner:
@@ -55,6 +55,7 @@ class ActorLearner:
         self.sarsa = config.run.algo == "one-step-sarsa"
         self.shared = shared
         self.counters = counters
+        self.total_steps = config.run.total_steps
         self.env, self.obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id,
                                                        config.run.algo)
         self.rng = np.random.default_rng(config.run.seed + worker_id)
@@ -120,6 +121,9 @@ class ActorLearner:
             p.grad = None  # this process's gradient of theta; other processes have their own
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+        if cfg.lr_anneal:  # param_groups are per process: only this worker's copy changes
+            lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps)
+            self.shared.optimizer.param_groups[0]["lr"] = lr
         self.shared.optimizer.step()
         counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
