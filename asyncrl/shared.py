@@ -166,6 +166,40 @@ def hand_off_gradients(local_params: list[torch.Tensor], shared_params: list[tor
         shared_param.grad = local_param.grad
 
 
+def apply_update(
+    loss: torch.Tensor,
+    params: list[torch.Tensor],
+    shared_params: list[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    max_grad_norm: float,
+    lr: float | None = None,
+) -> None:
+    """One asynchronous update: ``d theta`` from ``loss``, clipped, applied to the shared
+    ``theta`` by the shared optimizer without locks (Mnih et al. 2016, "perform
+    asynchronous update of theta using d theta").
+
+    Args:
+        loss: scalar loss computed with ``params``.
+        params: the parameters ``loss`` depends on: a local copy theta' (its gradient is
+            handed off to ``shared_params``), or ``shared_params`` themselves.
+        shared_params: the shared model's parameters, in the same order.
+        optimizer: the shared optimizer over ``shared_params``.
+        max_grad_norm: clip the gradient to this global L2 norm.
+        lr: if given, the learning rate of this step (``optimizer.param_groups`` are
+            per process, so only this worker's copy changes).
+    """
+    for p in params:
+        p.grad = None
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+    if params is not shared_params:
+        hand_off_gradients(params, shared_params)
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    optimizer.step()
+
+
 class GlobalCounters:
     """The global step counter ``T`` and a stop flag, in shared memory, lock-free.
 

@@ -28,7 +28,7 @@ from asyncrl.networks import ActorCritic, NumpyMLP, build_actor_critic, sample_c
 from asyncrl.returns import n_step_returns, segment_end_flags
 from asyncrl.shared import (
     GlobalCounters,
-    hand_off_gradients,
+    apply_update,
     linear_lr,
     make_shared_optimizer,
     share_model,
@@ -129,15 +129,8 @@ class ActorLearner:
             cfg.value_coef,
             cfg.entropy_coef,
         )
-        for p in self.local_params:
-            p.grad = None
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.local_params, cfg.max_grad_norm, foreach=True)
-        hand_off_gradients(self.local_params, self.shared_params)
-        if cfg.lr_anneal:  # param_groups are per process: only this worker's copy changes
-            lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps)
-            self.shared.optimizer.param_groups[0]["lr"] = lr
-        self.shared.optimizer.step()
+        lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps) if cfg.lr_anneal else None
+        apply_update(loss, self.local_params, self.shared_params, self.shared.optimizer, cfg.max_grad_norm, lr)
         self.counters.add(self.worker_id, n)
         self.stats.update(metrics)
         return n

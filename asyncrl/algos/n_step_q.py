@@ -23,7 +23,7 @@ from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.losses import q_loss
 from asyncrl.networks import NumpyMLP
 from asyncrl.returns import n_step_returns, segment_end_flags
-from asyncrl.shared import GlobalCounters, hand_off_gradients, linear_lr, sync_local
+from asyncrl.shared import GlobalCounters, apply_update, linear_lr, sync_local
 
 
 class ActorLearner:
@@ -90,15 +90,8 @@ class ActorLearner:
         )
         q_values = self.local(torch.from_numpy(obs_buf[:n]))  # [n, A], theta'
         loss, metrics = q_loss(q_values[:, None], torch.tensor(actions)[:, None], torch.from_numpy(returns))
-        for p in self.local_params:
-            p.grad = None
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.local_params, cfg.max_grad_norm, foreach=True)
-        hand_off_gradients(self.local_params, self.shared_params)
-        if cfg.lr_anneal:  # param_groups are per process: only this worker's copy changes
-            lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps)
-            self.shared.optimizer.param_groups[0]["lr"] = lr
-        self.shared.optimizer.step()
+        lr = linear_lr(cfg.lr, counters.global_step, self.total_steps) if cfg.lr_anneal else None
+        apply_update(loss, self.local_params, self.shared_params, self.shared.optimizer, cfg.max_grad_norm, lr)
         counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
         return n

@@ -33,7 +33,7 @@ from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.losses import q_loss
 from asyncrl.networks import NumpyMLP
 from asyncrl.returns import n_step_returns
-from asyncrl.shared import GlobalCounters, linear_lr
+from asyncrl.shared import GlobalCounters, apply_update, linear_lr
 
 
 class ActorLearner:
@@ -117,14 +117,9 @@ class ActorLearner:
         )
         q_values = self.shared.model(torch.from_numpy(self._obs_buf[:k]))  # [k, A], theta
         loss, metrics = q_loss(q_values[None], torch.tensor(actions)[None], torch.from_numpy(targets))
-        for p in self.params:
-            p.grad = None  # this process's gradient of theta; other processes have their own
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
-        if cfg.lr_anneal:  # param_groups are per process: only this worker's copy changes
-            lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps)
-            self.shared.optimizer.param_groups[0]["lr"] = lr
-        self.shared.optimizer.step()
+        # The gradient of theta itself: a per-process .grad, other processes have their own.
+        lr = linear_lr(cfg.lr, counters.global_step, self.total_steps) if cfg.lr_anneal else None
+        apply_update(loss, self.params, self.params, self.shared.optimizer, cfg.max_grad_norm, lr)
         counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
         return k
