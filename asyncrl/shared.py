@@ -200,6 +200,9 @@ def apply_update(
     optimizer.step()
 
 
+_SLOT = 8  # int64s per worker slot: one 64-byte cache line
+
+
 class GlobalCounters:
     """The global step counter ``T`` and a stop flag, in shared memory, lock-free.
 
@@ -216,16 +219,18 @@ class GlobalCounters:
     def __init__(self, workers: int, initial_step: int = 0, initial_updates: int = 0) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        self.steps_tensor = torch.zeros(workers, dtype=torch.int64).share_memory_()
-        self.updates_tensor = torch.zeros(workers, dtype=torch.int64).share_memory_()
+        # One 64-byte row per worker (column 0 used): each worker writes its own cache line,
+        # so the per-step increments of two workers do not invalidate each other's line.
+        self.steps_tensor = torch.zeros(workers, _SLOT, dtype=torch.int64).share_memory_()
+        self.updates_tensor = torch.zeros(workers, _SLOT, dtype=torch.int64).share_memory_()
         self.flags_tensor = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.initial_step = int(initial_step)
         self.initial_updates = int(initial_updates)
         self._bind()
 
     def _bind(self) -> None:
-        self.steps = self.steps_tensor.numpy()  # [workers] int64, env steps per worker
-        self.updates = self.updates_tensor.numpy()  # [workers] int64, updates per worker
+        self.steps = self.steps_tensor.numpy()[:, 0]  # [workers] int64, env steps per worker
+        self.updates = self.updates_tensor.numpy()[:, 0]  # [workers] int64, updates per worker
         self._flags = self.flags_tensor.numpy()
 
     def __getstate__(self):

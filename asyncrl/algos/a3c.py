@@ -103,6 +103,7 @@ class ActorLearner:
             obs_buf[t] = obs
             action = sample_categorical(self.policy(obs_buf[t]), self.rng)
             obs, reward, terminated, truncated, _ = env.step(action)
+            self.counters.add(self.worker_id, 1, updates=0)  # T <- T + 1
             actions.append(action)
             rewards.append(float(reward))
             self.stats.step(float(reward), terminated or truncated)
@@ -131,7 +132,7 @@ class ActorLearner:
         )
         lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps) if cfg.lr_anneal else None
         apply_update(loss, self.local_params, self.shared_params, self.shared.optimizer, cfg.max_grad_norm, lr)
-        self.counters.add(self.worker_id, n)
+        self.counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
         return n
 
