@@ -65,6 +65,15 @@ class EpisodeStats:
         return sum(self.lengths) / len(self.lengths) if self.lengths else math.nan
 
 
+def _reopen_csv(path: Path, keep_rows: int | None) -> tuple[Any, list[str]]:
+    """Open ``path`` for writing from scratch, returning the file and, when resuming
+    (``keep_rows`` given), the first ``keep_rows`` data rows it held, to write back after
+    the header: rows written after the checkpoint are dropped, never duplicated."""
+    kept = path.read_text().splitlines(keepends=True)[1 : 1 + keep_rows] \
+        if keep_rows is not None and path.exists() else []
+    return open(path, "w", newline=""), kept
+
+
 class EpisodeLog:
     """``episodes.csv``: one row per finished episode, in the order the trainer receives
     them: ``global_step`` (T when it ended, env steps), ``worker_id``, ``return``,
@@ -79,10 +88,7 @@ class EpisodeLog:
     COLUMNS = ("global_step", "worker_id", "return", "length")
 
     def __init__(self, run_dir: Path, keep_rows: int | None = None) -> None:
-        path = Path(run_dir) / "episodes.csv"
-        kept = path.read_text().splitlines(keepends=True)[1 : 1 + keep_rows] \
-            if keep_rows is not None and path.exists() else []
-        self._file = open(path, "w", newline="")
+        self._file, kept = _reopen_csv(Path(run_dir) / "episodes.csv", keep_rows)
         self._csv = csv.writer(self._file)
         self._csv.writerow(self.COLUMNS)
         self._file.writelines(kept)
@@ -147,12 +153,8 @@ class MetricsWriter:
     def __init__(self, run_dir: Path, loss_names: tuple[str, ...], tensorboard: bool = True,
                  keep_rows: int | None = None) -> None:
         self.columns = (*BASE_COLUMNS, *loss_names)
-        path = Path(run_dir) / "metrics.csv"
-        kept: list[str] = []
-        if keep_rows is not None and path.exists():  # a resumed run: rows up to its checkpoint
-            kept = path.read_text().splitlines(keepends=True)[1 : 1 + keep_rows]
+        self._file, kept = _reopen_csv(Path(run_dir) / "metrics.csv", keep_rows)
         self.rows = len(kept)
-        self._file = open(path, "w", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
         self._csv.writeheader()
         self._file.writelines(kept)

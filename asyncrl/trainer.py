@@ -205,7 +205,6 @@ class Trainer:
                 are written first.
         """
         run = self.config.run
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "config.json", "w") as f:
             json.dump(self.config.to_dict(), f, indent=2)
         torch.set_num_threads(1)

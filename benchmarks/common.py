@@ -15,12 +15,20 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
 
+def child_env() -> dict[str, str]:
+    """This environment with the repository first on PYTHONPATH, for child processes."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def _timed_run(cmd: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=REPO)
+    return proc, time.perf_counter() - start
+
+
 def run_json(cmd: list[str], timeout: float) -> tuple[dict[str, Any] | None, float, str]:
     """Run ``cmd``; return (its JSON summary or None, process wall time in s, stderr tail)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
-    wall = time.perf_counter() - start
+    proc, wall = _timed_run(cmd, timeout)
     if proc.returncode != 0:
         return None, wall, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), wall, ""
@@ -29,10 +37,7 @@ def run_json(cmd: list[str], timeout: float) -> tuple[dict[str, Any] | None, flo
 def asyncrl_run(args: list[str], run_dir: Path, timeout: float = 600) -> dict[str, Any]:
     """Run ``python -m asyncrl.run ARGS`` and return its ``summary.json`` plus ``process_wall_s``."""
     cmd = [sys.executable, "-m", "asyncrl.run", *args, "--run-dir", str(run_dir), "--progress", "none"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
-    wall = time.perf_counter() - start
+    proc, wall = _timed_run(cmd, timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     summary = json.loads((run_dir / "summary.json").read_text())

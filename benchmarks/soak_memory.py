@@ -13,7 +13,6 @@ Writes ``benchmarks/results/soak_memory.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, write_results  # noqa: E402
+from common import REPO, child_env, write_results  # noqa: E402
 
 
 def tree_rss_mib(root: psutil.Process) -> tuple[float, int]:
@@ -51,12 +50,11 @@ def main() -> None:
     seconds = args.minutes * 60
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen(
             [sys.executable, "-m", "asyncrl.run", "--algo", args.algo, "--workers", str(args.workers),
              "--total-steps", str(10**12), "--target-return", "inf", "--max-seconds", str(seconds),
              "--log-interval", "5", "--run-dir", str(Path(tmp) / "soak"), "--progress", "none"],
-            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=child_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         root = psutil.Process(proc.pid)
         start = time.monotonic()
         while proc.poll() is None:

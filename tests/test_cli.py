@@ -16,10 +16,12 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 
 
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+
+
 def cli(*args, timeout=120, module="asyncrl.run"):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=REPO)
+                          text=True, timeout=timeout, env=CHILD_ENV, cwd=REPO)
 
 
 def assert_one_line_error(result, *fragments):
@@ -123,14 +125,7 @@ def test_worker_whose_env_raises_stops_the_run_once_without_orphans(tmp_path):
 def test_interrupt_leaves_a_checkpoint_and_no_processes(tmp_path, signum, code):
     run_dir = tmp_path / f"interrupted-{code}"
     shm_before = set(os.listdir("/dev/shm"))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "asyncrl.run", "--workers", "3", "--total-steps", str(10**8),
-                             "--target-return", "inf", "--run-dir", str(run_dir), "--progress", "none"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    deadline = time.monotonic() + 60
-    while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) < 3:
-        assert time.monotonic() < deadline and proc.poll() is None, "run did not start"
-        time.sleep(0.1)
+    proc = _start_run(run_dir, "--workers", 3, "--total-steps", 10**8, "--target-return", "inf")
     workers = psutil.Process(proc.pid).children(recursive=True)
     assert len(workers) >= 3
     sent = time.monotonic()
@@ -149,10 +144,10 @@ def test_interrupt_leaves_a_checkpoint_and_no_processes(tmp_path, signum, code):
 
 
 def _start_run(run_dir, *args):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    """Start ``asyncrl.run`` in the background; return once it has written 2 metrics rows."""
     proc = subprocess.Popen([sys.executable, "-m", "asyncrl.run", *map(str, args), "--run-dir", str(run_dir),
                              "--progress", "none"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV, cwd=REPO)
     deadline = time.monotonic() + 60
     while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) < 3:
         assert time.monotonic() < deadline and proc.poll() is None, "run did not start"
