@@ -261,11 +261,143 @@ class NStepQConfig(_ValueBasedFields):
             raise ValueError(f"--t-max must be >= 1, got {self.t_max}")
 
 
+@dataclass(frozen=True)
+class _BatchedFields(_LearnerFields):
+    """Fields of the batched learner: actor processes feed one learner process through
+    shared-memory rollout slots (``asyncrl.storage``)."""
+
+    max_grad_norm: float = field(
+        default=0.5, metadata={"help": "clip each update's gradient to this global L2 norm"}
+    )
+    envs_per_actor: int = field(
+        default=4, metadata={"help": "environments each actor process steps; the learner's batch holds "
+                                     "--workers x --envs-per-actor rollouts unless --batch-rollouts says"}
+    )
+    unroll_length: int = field(
+        default=5, metadata={"help": "T: env steps per rollout per environment"}
+    )
+    batch_rollouts: int = field(
+        default=0, metadata={"help": "B: rollouts per learner batch (0: one from every environment, "
+                                     "--workers x --envs-per-actor; --sync needs exactly that)"}
+    )
+    sync: bool = field(
+        default=True,
+        metadata={"help": "synchronous: actors wait for the new policy after each batch (classic A2C/PPO); "
+                          "--async: actors never wait, and the learner trains on whatever rollouts are full"},
+    )
+    correction: str = field(
+        default="none",
+        metadata={"help": "off-policy correction of stale rollouts: 'none' (use them as they are) or "
+                          "'vtrace' (V-trace targets and advantages, rho-bar = c-bar = 1; Espeholt et al. 2018)"},
+    )
+    learner_device: str = field(
+        default="cpu", metadata={"help": "device of the learner process: 'cpu', 'cuda' or 'cuda:N'"}
+    )
+    gae_lambda: float = field(
+        default=1.0, metadata={"help": "GAE lambda (1: n-step returns; Schulman et al. 2016)"}
+    )
+    entropy_coef: float = field(default=0.01, metadata={"help": "entropy bonus coefficient"})
+    value_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
+    shared_torso: bool = field(
+        default=False, metadata={"help": "policy and value heads share one torso (else one torso each)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("envs_per_actor", "unroll_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if self.batch_rollouts < 0:
+            raise ValueError(f"--batch-rollouts must be >= 0, got {self.batch_rollouts}")
+        if self.correction not in ("none", "vtrace"):
+            raise ValueError(f"--correction must be none or vtrace, got {self.correction!r}")
+        device = self.learner_device
+        if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ValueError(f"--learner-device must be cpu, cuda or cuda:N, got {device!r}")
+        _in_unit_interval(self, "gae_lambda")
+        for name in ("entropy_coef", "value_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+
+    def rollouts_per_batch(self, workers: int) -> int:
+        """``B`` for a run with ``workers`` actor processes.
+
+        Raises:
+            ValueError: if ``--sync`` is asked with a ``batch_rollouts`` other than the
+                number of environments, or ``batch_rollouts`` is not a multiple of
+                ``envs_per_actor``.
+        """
+        envs = workers * self.envs_per_actor
+        if self.batch_rollouts == 0:
+            return envs
+        if self.batch_rollouts % self.envs_per_actor:
+            raise ValueError(f"--batch-rollouts must be a multiple of --envs-per-actor ({self.envs_per_actor}): "
+                             f"a batch takes whole actor rollouts, got {self.batch_rollouts}")
+        if self.sync and self.batch_rollouts != envs:
+            raise ValueError(f"--sync trains on one rollout from every environment: --batch-rollouts must be 0 "
+                             f"or {envs} (--workers x --envs-per-actor), got {self.batch_rollouts}")
+        return self.batch_rollouts
+
+
+@dataclass(frozen=True)
+class A2CConfig(_BatchedFields):
+    """Advantage actor-critic on batched rollouts (A2C; Mnih et al. 2016's A3C made
+    synchronous, as in OpenAI baselines).
+
+    Defaults are OpenAI baselines' A2C: RMSProp lr 7e-4, alpha 0.99, eps 1e-5, grad-norm
+    0.5, value coef 0.5, entropy 0.01, 5-step rollouts, n-step returns (GAE lambda 1).
+    """
+
+
+@dataclass(frozen=True)
+class PPOConfig(_BatchedFields):
+    """Proximal policy optimisation with the clipped surrogate (Schulman et al. 2017).
+
+    Defaults follow CleanRL's ``ppo.py``: Adam lr 2.5e-4 (eps 1e-5), 128-step rollouts,
+    GAE lambda 0.95, 4 epochs of 256-sample minibatches, clip 0.2, entropy 0.01,
+    normalised advantages.
+    """
+
+    lr: float = field(default=2.5e-4, metadata={"help": "learning rate of the learner's optimizer"})
+    optimizer: str = field(default="adam", metadata={"help": "optimizer: 'rmsprop' or 'adam'"})
+    unroll_length: int = field(default=128, metadata={"help": "T: env steps per rollout per environment"})
+    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda (Schulman et al. 2016)"})
+    epochs: int = field(default=4, metadata={"help": "passes over each batch"})
+    minibatch_size: int = field(
+        default=256, metadata={"help": "samples (env steps) per gradient step; a batch has T x B samples"}
+    )
+    clip_range: float = field(default=0.2, metadata={"help": "epsilon: clip of the probability ratio"})
+    clip_anneal: bool = field(
+        default=False, metadata={"help": "anneal --clip-range linearly to 0 at T = --total-steps"}
+    )
+    value_clip: float | None = field(
+        default=None, metadata={"help": "clip each value update to +-this around the old value (default: off)"}
+    )
+    target_kl: float | None = field(
+        default=None,
+        metadata={"help": "stop a batch's epochs early once the approximate KL exceeds 1.5x this (default: off)"},
+    )
+    normalize_advantages: bool = field(
+        default=True, metadata={"help": "normalise advantages to mean 0, std 1 in each minibatch"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.epochs < 1 or self.minibatch_size < 1:
+            raise ValueError(f"--epochs and --minibatch-size must be >= 1, got {self.epochs}, {self.minibatch_size}")
+        _positive(self, "clip_range")
+        for name in ("value_clip", "target_kl"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
+
+
 ALGO_CONFIGS: dict[str, type] = {
     "a3c": A3CConfig,
     "one-step-q": OneStepConfig,
     "one-step-sarsa": OneStepConfig,
     "n-step-q": NStepQConfig,
+    "a2c": A2CConfig,
+    "ppo": PPOConfig,
 }
 """Algorithm name (the ``--algo`` value) to its config class."""
 
@@ -288,6 +420,14 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
             "epsilon_steps": 20_000, "final_epsilons": (0.1, 0.01, 0.05),
         }
         for algo, lr in (("one-step-q", 3e-4), ("one-step-sarsa", 3e-4), ("n-step-q", 1e-4))
+    },
+    # CartPole-v1, batched learner: rl-baselines3-zoo's hyperparameters (8 environments:
+    # 4 per actor with the default 2 actors on 2 cores). PPO's learning rate and clip
+    # anneal to 0 at --total-steps (the zoo's lin_1e-3 / lin_0.2 over 100k steps).
+    ("a2c", "CartPole-v1"): {"entropy_coef": 0.0, "envs_per_actor": 4},
+    ("ppo", "CartPole-v1"): {
+        "envs_per_actor": 4, "unroll_length": 32, "minibatch_size": 256, "gae_lambda": 0.8, "gamma": 0.98,
+        "epochs": 20, "entropy_coef": 0.0, "lr": 1e-3, "lr_anneal": True, "clip_range": 0.2, "clip_anneal": True,
     },
 }
 """Per-(algorithm, environment) defaults that replace the algorithm's general ones.
@@ -315,6 +455,10 @@ class Config:
 
     run: RunConfig
     algo: Any
+
+    def __post_init__(self) -> None:
+        if hasattr(self.algo, "rollouts_per_batch"):
+            self.algo.rollouts_per_batch(self.run.workers)  # raises ValueError if they do not fit
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": dataclasses.asdict(self.run), "algo": dataclasses.asdict(self.algo)}
@@ -375,6 +519,9 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type) -> None:
         if f.name == "algo":
             kwargs["choices"] = sorted(ALGO_CONFIGS)
         group.add_argument(_flag(f.name), **kwargs)
+        if f.name == "sync":
+            group.add_argument("--async", dest="sync", action="store_false", default=argparse.SUPPRESS,
+                               help="the same as --no-sync")
 
 
 def _show_default(value: Any) -> str:
@@ -450,7 +597,10 @@ def _resume_config(run_dir: str, argv: list[str] | None) -> Config:
         run = dataclasses.replace(saved.run, **given, run_dir=run_dir)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    return Config(run=run, algo=saved.algo)
+    try:
+        return Config(run=run, algo=saved.algo)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _parse_fresh(argv: list[str] | None) -> Config:
@@ -464,6 +614,6 @@ def _parse_fresh(argv: list[str] | None) -> Config:
     try:
         run = RunConfig(**{k: v for k, v in given.items() if k in run_fields})
         algo = algo_config(run.algo, run.env, **{k: v for k, v in given.items() if k not in run_fields})
+        return Config(run=run, algo=algo)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    return Config(run=run, algo=algo)

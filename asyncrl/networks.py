@@ -98,8 +98,8 @@ class NumpyMLP:
     forward pass always uses their current values (after ``sync_local``, or as other
     processes write them when the modules live in shared memory).
 
-    ``__call__(obs: [obs_dim] float32) -> [out] float32``, equal to
-    ``head(torso(obs))`` up to float rounding.
+    ``__call__(obs: [obs_dim] float32) -> [out] float32`` (or a batch,
+    ``[N, obs_dim] -> [N, out]``), equal to ``head(torso(obs))`` up to float rounding.
 
     Raises:
         TypeError: if ``torso`` is not an ``MLPTorso``.
@@ -114,10 +114,15 @@ class NumpyMLP:
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         h = obs
+        if h.ndim == 1:
+            for weight, bias in self.layers:
+                h = np.tanh(weight @ h + bias)  # [width]
+            weight, bias = self.head
+            return weight @ h + bias  # [out]
         for weight, bias in self.layers:
-            h = np.tanh(weight @ h + bias)  # [width]
+            h = np.tanh(h @ weight.T + bias)  # [N, width]
         weight, bias = self.head
-        return weight @ h + bias  # [out]
+        return h @ weight.T + bias  # [N, out]
 
 
 def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> int:
@@ -130,3 +135,18 @@ def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> int:
     top = max(values)
     cdf = list(itertools.accumulate(math.exp(v - top) for v in values))
     return min(bisect.bisect_right(cdf, rng.random() * cdf[-1]), len(cdf) - 1)
+
+
+def sample_categorical_batch(logits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sample one action per row of ``softmax(logits)``: ``logits: [N, A] float``.
+
+    Returns:
+        ``(actions, log_probs)``: ``[N]`` int64 actions and ``[N]`` float32
+        ``log softmax(logits)[a]`` of the actions drawn.
+    """
+    shifted = logits - logits.max(axis=1, keepdims=True)  # [N, A]
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # [N, A]
+    cdf = np.cumsum(np.exp(log_probs), axis=1)  # [N, A]
+    draws = rng.random(len(logits))[:, None] * cdf[:, -1:]  # [N, 1]
+    actions = np.minimum((cdf <= draws).sum(axis=1), logits.shape[1] - 1)  # [N]
+    return actions.astype(np.int64), log_probs[np.arange(len(actions)), actions].astype(np.float32)

@@ -73,3 +73,117 @@ def _check_shapes(**arrays: np.ndarray) -> None:
         raise ValueError(f"expected arrays of one shape [T, B], got {described}")
     if first[0] == 0:
         raise ValueError("need at least one time step (T >= 1)")
+
+
+def gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalized advantage estimation, GAE(gamma, lambda) (Schulman et al. 2016, eq. 16).
+
+    ``delta_t = r_t + gamma (1 - terminated_t) V(s_{t+1}) - V(s_t)`` and
+    ``A_t = delta_t + gamma lambda (1 - done_t) A_{t+1}`` with ``done = terminated or
+    truncated`` and ``A_T = 0``: the trace stops where an episode ends, and a truncated
+    step still bootstraps from its own ``V(s_{t+1})``. ``lam = 1`` gives the n-step
+    returns of A2C (``A_t + V(s_t) = n_step_returns``), ``lam = 0`` one-step TD.
+
+    Args:
+        rewards: ``[T, B]`` float, ``r_t``.
+        values: ``[T, B]`` float, ``V(s_t)``.
+        next_values: ``[T, B]`` float, ``V(s_{t+1})``: ``values[t + 1]`` inside an
+            episode, the value of the episode's last observation where ``truncated[t]``,
+            and the bootstrap ``V(s_T)`` at ``t = T - 1``; ignored where ``terminated[t]``.
+        terminated: ``[T, B]`` bool, ``s_{t+1}`` is terminal.
+        truncated: ``[T, B]`` bool, the episode was cut after step ``t``.
+        gamma: discount factor in [0, 1].
+        lam: GAE lambda in [0, 1].
+
+    Returns:
+        ``(advantages, returns)``: ``[T, B]`` float32 ``A_t`` and the value targets
+        ``A_t + V(s_t)``.
+
+    Raises:
+        ValueError: if the shapes differ or ``T`` is zero.
+    """
+    _check_shapes(rewards=rewards, values=values, next_values=next_values, terminated=terminated,
+                  truncated=truncated)
+    terminated = terminated.astype(bool)
+    not_done = ~(terminated | truncated.astype(bool))
+    deltas = rewards + gamma * ~terminated * next_values - values  # [T, B]
+    trace = gamma * lam * not_done  # [T, B]
+    advantages = np.empty(rewards.shape, dtype=np.float32)
+    running = np.zeros(rewards.shape[1], dtype=np.float32)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = deltas[t] + trace[t] * running
+        advantages[t] = running
+    return advantages, (advantages + values).astype(np.float32)
+
+
+def vtrace(
+    behaviour_log_probs: np.ndarray,
+    target_log_probs: np.ndarray,
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    gamma: float,
+    rho_bar: float = 1.0,
+    c_bar: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """V-trace targets and policy-gradient advantages for off-policy actor-critic
+    (Espeholt et al. 2018, IMPALA, Section 4.1, eq. 1 and Remark 1).
+
+    With ``rho_t = min(rho_bar, pi(a_t|s_t) / mu(a_t|s_t))``, ``c_t = min(c_bar, ...)``,
+    ``delta_t = rho_t (r_t + gamma (1 - terminated_t) V(s_{t+1}) - V(s_t))``:
+    ``v_t - V(s_t) = delta_t + gamma (1 - done_t) c_t (v_{t+1} - V(s_{t+1}))`` with
+    ``v_T = V(s_T)``, and the advantage ``rho_t (r_t + gamma (1 - terminated_t) v'_{t+1}
+    - V(s_t))`` where ``v'_{t+1} = v_{t+1}`` inside an episode and ``V(s_{t+1})`` where the
+    trace stops (the last step, a truncated step). On-policy (``pi = mu``) with
+    ``rho_bar = c_bar = 1`` the targets are the n-step returns.
+
+    Args:
+        behaviour_log_probs: ``[T, B]`` float, ``log mu(a_t|s_t)`` of the acting policy.
+        target_log_probs: ``[T, B]`` float, ``log pi(a_t|s_t)`` of the learner's policy.
+        rewards: ``[T, B]`` float.
+        values: ``[T, B]`` float, ``V(s_t)`` under the learner's value function.
+        next_values: ``[T, B]`` float, ``V(s_{t+1})`` as in ``gae``.
+        terminated: ``[T, B]`` bool.
+        truncated: ``[T, B]`` bool.
+        gamma: discount factor in [0, 1].
+        rho_bar: truncation of the importance weights in ``delta_t`` (paper: 1).
+        c_bar: truncation of the trace coefficients ``c_t`` (paper: 1).
+
+    Returns:
+        ``(vs, advantages)``: ``[T, B]`` float32 value targets ``v_t`` and policy-gradient
+        advantages.
+
+    Raises:
+        ValueError: if the shapes differ or ``T`` is zero.
+    """
+    _check_shapes(behaviour_log_probs=behaviour_log_probs, target_log_probs=target_log_probs,
+                  rewards=rewards, values=values, next_values=next_values, terminated=terminated,
+                  truncated=truncated)
+    ratios = np.exp(target_log_probs - behaviour_log_probs)  # [T, B]
+    rhos = np.minimum(rho_bar, ratios)
+    cs = np.minimum(c_bar, ratios)
+    terminated = terminated.astype(bool)
+    not_done = ~(terminated | truncated.astype(bool))
+    discounts = gamma * ~terminated  # [T, B]
+    deltas = rhos * (rewards + discounts * next_values - values)  # [T, B]
+    T = rewards.shape[0]
+    vs_minus_v = np.empty(rewards.shape, dtype=np.float32)
+    running = np.zeros(rewards.shape[1], dtype=np.float32)
+    for t in range(T - 1, -1, -1):
+        running = deltas[t] + gamma * not_done[t] * cs[t] * running
+        vs_minus_v[t] = running
+    vs = vs_minus_v + values  # [T, B]
+    next_vs = next_values.copy()  # v'_{t+1}: V(s_{t+1}) where the trace stops ...
+    next_vs[:-1] = np.where(not_done[:-1], vs[1:], next_values[:-1])  # ... v_{t+1} inside an episode
+    advantages = rhos * (rewards + discounts * next_vs - values)
+    return vs.astype(np.float32), advantages.astype(np.float32)

@@ -40,6 +40,17 @@ JOIN_TIMEOUT_S = 10.0
 """Seconds the workers get to exit after a stop request before they are terminated."""
 
 
+def copy_state_dict(state: Any) -> Any:
+    """A deep copy of a (nested) state dict, cloning its tensors."""
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, dict):
+        return {k: copy_state_dict(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [copy_state_dict(v) for v in state]
+    return state
+
+
 class RunDirError(ValueError):
     """A run folder that cannot be created or written."""
 
@@ -67,6 +78,7 @@ def prepare(config: Config) -> Setup:
         EnvError: if the environment cannot be made or its spaces do not suit the
             algorithm.
         RunDirError: if the run folder cannot be created or written.
+        DeviceError: if ``--learner-device`` asks for a device this machine lacks.
     """
     run = config.run
     env = envs.make_env(run.env, run.seed)
@@ -92,12 +104,20 @@ def prepare(config: Config) -> Setup:
     except OSError as exc:
         raise RunDirError(f"--run-dir {run_dir} is not a writable folder: {exc.strerror or exc}") from None
     run = dataclasses.replace(run, target_return=target, run_dir=run_dir)
+    device = getattr(config.algo, "learner_device", None)
+    if device is not None:
+        from asyncrl.algos.batched import check_device
+
+        check_device(device)  # before any process starts
     return Setup(Config(run=run, algo=config.algo), obs_dim, num_actions)
 
 
 def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters,
-                 reports: Any, parent_pid: int, restore_rng: dict[str, Any] | None = None) -> None:
-    """Entry point of an actor-learner process: update until told to stop.
+                 reports: Any, parent_pid: int, restore_rng: dict[str, Any] | None = None,
+                 role: str = "actor") -> None:
+    """Entry point of an actor-learner, actor or learner process: update until told to
+    stop, or until ``T`` reaches ``total_steps`` (the learner: until it has trained on
+    ``total_steps`` env steps).
 
     ``restore_rng`` (from a resumed checkpoint) replaces the seeded random state.
     Reports ``("stats", worker_id, stats)`` (with the worker's random state) every
@@ -110,12 +130,18 @@ def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the trainer's handler
     learner = None
     try:
-        learner = algo_module(config.run.algo).ActorLearner(worker_id, config, shared, counters)
+        algo = algo_module(config.run.algo)
+        if role == "learner":
+            learner = algo.Learner(worker_id, config, shared, counters)
+            finished = learner.finished
+        else:
+            learner = algo.ActorLearner(worker_id, config, shared, counters)
+            total = config.run.total_steps
+            finished = lambda: counters.global_step >= total  # noqa: E731
         if restore_rng is not None:
             set_rng_state(learner, restore_rng)
-        total = config.run.total_steps
         next_report = time.monotonic() + REPORT_INTERVAL_S
-        while not counters.stop_requested and counters.global_step < total:
+        while not counters.stop_requested and not finished():
             learner.update()
             now = time.monotonic()
             if now >= next_report:
@@ -174,11 +200,16 @@ class Trainer:
         self.config = setup.config
         self.obs_dim, self.num_actions = setup.obs_dim, setup.num_actions
         self.algo = algo_module(self.config.run.algo)
+        self.has_learner = hasattr(self.algo, "Learner")  # A2C, PPO: actors feed one learner process
+        self.learner_id = self.config.run.workers  # its slot in the counters, after the actors'
         self.quiet = quiet
         self.run_dir = Path(self.config.run.run_dir)
         self.episodes = EpisodeStats(100)
         self._loss_sums: dict[str, float] = {}
         self._loss_updates = 0
+        self._lag_sum = 0.0  # policy lag summed over learner batches (A2C, PPO)
+        self._lag_batches = 0
+        self._actors_done_at: float | None = None
         self.stop_reason: str | None = None
         self.failure: str | None = None
         self.solved_at: tuple[float, int] | None = None  # (wall_time_s, global_step)
@@ -210,7 +241,7 @@ class Trainer:
         torch.set_num_threads(1)
         self.shared = self.algo.make_shared(self.config, self.obs_dim, self.num_actions)
         resumed = self._load_resume_checkpoint() if run.resume else None
-        self.counters = GlobalCounters(run.workers, initial_step=resumed["global_step"] if resumed else 0,
+        self.counters = GlobalCounters(run.workers + self.has_learner, initial_step=resumed["global_step"] if resumed else 0,
                                        initial_updates=resumed["policy_version"] if resumed else 0)
         self.resumed_from_step = resumed["global_step"] if resumed else None
         self.procs: list = []
@@ -261,6 +292,8 @@ class Trainer:
     def _train_serial(self) -> None:
         learners = [self.algo.ActorLearner(i, self._worker_config(), self.shared, self.counters)
                     for i in range(self.config.run.workers)]
+        if self.has_learner:  # after the actors: each round it trains on their rollouts
+            learners.append(self.algo.Learner(self.learner_id, self._worker_config(), self.shared, self.counters))
         for worker_id, learner in enumerate(learners):
             if worker_id in self._restore_rng:
                 set_rng_state(learner, self._restore_rng[worker_id])
@@ -269,6 +302,8 @@ class Trainer:
                 for worker_id, learner in enumerate(learners):
                     learner.update()
                     self._on_stats(worker_id, _report(learner))
+                if self.has_learner and learners[-1].finished():
+                    self.stop_reason = "total_steps"
                 self._tick()
         finally:
             for learner in learners:
@@ -284,17 +319,36 @@ class Trainer:
                         self._on_worker_failure(worker_id, _describe_exit(proc.exitcode))
             if len(self._done) == len(self.procs) and self.stop_reason is None:
                 self.stop_reason = "total_steps"
+            if self.has_learner:
+                self._check_learner_starved()
             self._tick()
+
+    def _check_learner_starved(self) -> None:
+        """Stop a run whose actors have all finished while the learner still waits for
+        rollouts that will not come (an actor that died mid-rollout took its steps with
+        it), after a grace period for the last batch."""
+        actors_done = all(i in self._done for i in range(self.config.run.workers))
+        if not actors_done or self.learner_id in self._done or self.stop_reason is not None:
+            self._actors_done_at = None
+        elif self._actors_done_at is None:
+            self._actors_done_at = time.monotonic()
+        elif time.monotonic() - self._actors_done_at > 5.0:
+            self.stop_reason = "total_steps"
 
     def _start_workers(self) -> None:
         """The process graph: ``workers`` actor-learners sharing ``self.shared`` and
-        ``self.counters``, all reporting on one queue read by this process."""
+        ``self.counters``, all reporting on one queue read by this process; for A2C and
+        PPO, ``workers`` actors and one learner (id ``workers``) joined by the rollout
+        slots and the published policy in ``self.shared``."""
         self._ctx = torch.multiprocessing.get_context(self.config.run.start_method)
         if self.config.run.start_method == "forkserver":
             self._ctx.set_forkserver_preload(["asyncrl.trainer", self.algo.__name__])
         self.reports = self._ctx.Queue()
         for worker_id in range(self.config.run.workers):
             self.procs.append(self._spawn(worker_id, self._worker_config(), self._restore_rng.get(worker_id)))
+        if self.has_learner:  # one learner process, fed by the actors through shared-memory slots
+            self.procs.append(self._spawn(self.learner_id, self._worker_config(),
+                                          self._restore_rng.get(self.learner_id), role="learner"))
 
     def _worker_config(self) -> Config:
         """The config a new worker starts from: seeds ``seed + generation * workers +
@@ -320,6 +374,8 @@ class Trainer:
             if self.shared.target is not None:
                 self.shared.target.model.load_state_dict(data["target_model"])
                 self.shared.target.refreshes_tensor.fill_(int(data["target_refreshes"]))
+            if self.shared.policy is not None:
+                self.shared.policy.sequence.fill_(2 * int(data["policy_version"]))
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{path} does not fit this run: {str(exc).splitlines()[0]}") from None
         self.episodes.load_state_dict(data["episodes_window"])
@@ -327,13 +383,14 @@ class Trainer:
         self._restore_rng = {int(k): v for k, v in data["worker_rng"].items()}
         return data
 
-    def _spawn(self, worker_id: int, config: Config, restore_rng: dict[str, Any] | None = None):
+    def _spawn(self, worker_id: int, config: Config, restore_rng: dict[str, Any] | None = None,
+               role: str = "actor"):
         # A restart forks while TensorBoard's writer thread runs; the child runs worker
         # code only, which takes none of that thread's locks.
         proc = self._ctx.Process(
             target=_worker_main,
-            name=f"asyncrl-worker-{worker_id}",
-            args=(worker_id, config, self.shared, self.counters, self.reports, os.getpid(), restore_rng),
+            name="asyncrl-learner" if role == "learner" else f"asyncrl-worker-{worker_id}",
+            args=(worker_id, config, self.shared, self.counters, self.reports, os.getpid(), restore_rng, role),
             daemon=True,
         )
         proc.start()
@@ -343,16 +400,24 @@ class Trainer:
         """Apply ``--on-worker-failure``: replace the worker (a fresh environment and seed,
         same slot of the step counter) while restarts remain, else stop the run."""
         run = self.config.run
-        self.failures.append({"worker": worker_id, "message": message, "time": time.time(),
-                              "global_step": self.counters.global_step})
+        is_learner = self.has_learner and worker_id == self.learner_id
+        self.failures.append({"worker": "learner" if is_learner else worker_id, "message": message,
+                              "time": time.time(), "global_step": self.counters.global_step})
         if traceback_text and not self._traceback_shown:
             self._traceback_shown = True
             print(traceback_text.rstrip(), file=sys.stderr, flush=True)
+        if is_learner:  # the batches it held and its optimizer steps since the last publish are gone
+            self.failure = f"the learner {message}"
+            self.stop_reason = "worker_failed"
+            return
         if run.on_worker_failure == "restart" and len(self.failures) <= run.max_restarts:
             print(f"asyncrl.run: worker {worker_id} {message}; restarting it with a fresh environment "
                   f"(restart {len(self.failures)} of at most {run.max_restarts})", file=sys.stderr, flush=True)
             self._retired.append(self.procs[worker_id])
             self._done.discard(worker_id)
+            if self.shared.slots is not None:
+                self.procs[worker_id].join(timeout=2.0)
+                self.shared.slots.reclaim(worker_id)  # the rollouts it was writing
             self.generation += 1
             self.procs[worker_id] = self._spawn(worker_id, self._worker_config())
             self.monitor.watch([self.procs[worker_id].pid])
@@ -414,6 +479,9 @@ class Trainer:
         for name, value in stats["loss_sums"].items():
             self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
         self._loss_updates += stats["updates"]
+        if "policy_lag" in stats["loss_sums"]:
+            self._lag_sum += stats["loss_sums"]["policy_lag"]
+            self._lag_batches += stats["updates"]
 
     def _tick(self) -> None:
         """Check the stop conditions; write a metrics row and a checkpoint when due."""
@@ -424,8 +492,8 @@ class Trainer:
                 self.stop_reason = "interrupted"
             elif self.solved_at is not None:
                 self.stop_reason = "target_reached"
-            elif self.counters.global_step >= run.total_steps:
-                self.stop_reason = "total_steps"
+            elif self.counters.global_step >= run.total_steps and not self.has_learner:
+                self.stop_reason = "total_steps"  # (a learner finishes the last batches first)
             elif run.max_seconds is not None and now - self.t_start >= run.max_seconds:
                 self.stop_reason = "max_seconds"
         if now >= self._next_row:
@@ -449,7 +517,7 @@ class Trainer:
             "mean_length_100": self.episodes.mean_length,
             "steps_per_s": (step - last_step) / (now - last_time) if now > last_time else math.nan,
             "updates": self.counters.policy_version,
-            "workers_alive": (sum(p.is_alive() for p in self.procs) if self.procs
+            "workers_alive": (sum(p.is_alive() for p in self.procs[:self.config.run.workers]) if self.procs
                               else self.config.run.workers),
             **self.monitor.sample(),
         }
@@ -463,11 +531,12 @@ class Trainer:
     def _checkpoint(self, now: float) -> None:
         target = self.shared.target
         self.episode_log.flush()  # the checkpoint counts these rows as written
+        model, optimizer = self._snapshot()
         save_checkpoint(self.run_dir / "checkpoint.pt", {
             "config": self.config.to_dict(),
-            "model": self.shared.model.state_dict(),
+            "model": model,
             "target_model": target.model.state_dict() if target is not None else None,
-            "optimizer": self.shared.optimizer.state_dict(),
+            "optimizer": optimizer,
             "target_refreshes": target.refreshes if target is not None else None,
             "global_step": self.counters.global_step,
             "policy_version": self.counters.policy_version,
@@ -478,6 +547,20 @@ class Trainer:
             "metrics_rows": self.writer.rows,
             "wall_time_s": now - self.t_start,
         })
+
+    def _snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The shared model's and optimizer's state dicts; with a learner, copies taken
+        from one complete publication (never half of one)."""
+        if self.shared.policy is None:
+            return self.shared.model.state_dict(), self.shared.optimizer.state_dict()
+        out: list = []
+
+        def copy() -> None:
+            out[:] = [{k: v.clone() for k, v in self.shared.model.state_dict().items()},
+                      copy_state_dict(self.shared.optimizer.state_dict())]
+
+        self.shared.policy.read(copy)
+        return out[0], out[1]
 
     def _finish(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -503,6 +586,10 @@ class Trainer:
             "time_to_target_s": self.solved_at[0] if self.solved_at else None,
             "steps_to_target": self.solved_at[1] if self.solved_at else None,
             "resumed_from_step": self.resumed_from_step,
+            "learner": ({"sync": self.config.algo.sync, "correction": self.config.algo.correction,
+                         "device": self.config.algo.learner_device,
+                         "mean_policy_lag": self._lag_sum / self._lag_batches if self._lag_batches else None}
+                        if self.has_learner else None),
             "global_step": self.counters.global_step,
             "updates": self.counters.policy_version,
             "episodes": self.episodes.count,

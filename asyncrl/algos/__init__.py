@@ -1,7 +1,9 @@
 """Algorithms: one module per algorithm, each an actor-learner and its shared state.
 
 Each module provides ``make_shared(config, obs_dim, num_actions) -> SharedState`` and an
-``ActorLearner`` class following ``asyncrl.algos.base.ActorLearner``.
+``ActorLearner`` class following ``asyncrl.algos.base.ActorLearner``. The batched-learner
+algorithms (A2C, PPO) also provide ``Learner``: the same protocol for the one learner
+process, plus ``finished()``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ ALGO_MODULES = {
     "one-step-q": "asyncrl.algos.one_step",
     "one-step-sarsa": "asyncrl.algos.one_step",
     "n-step-q": "asyncrl.algos.n_step_q",
+    "a2c": "asyncrl.algos.a2c",
+    "ppo": "asyncrl.algos.ppo",
 }
 """``--algo`` value to the module implementing it."""
 

@@ -23,7 +23,7 @@ import torch
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
 from asyncrl.envs import start_worker_env
-from asyncrl.losses import a3c_loss
+from asyncrl.losses import actor_critic_loss
 from asyncrl.networks import ActorCritic, NumpyMLP, build_actor_critic, sample_categorical
 from asyncrl.returns import n_step_returns, segment_end_flags
 from asyncrl.shared import (
@@ -122,7 +122,7 @@ class ActorLearner:
             next_values,
             cfg.gamma,
         )
-        loss, metrics = a3c_loss(
+        loss, metrics = actor_critic_loss(
             logits[:n].unsqueeze(1),  # [n, 1, A]
             values[:n].unsqueeze(1),  # [n, 1]
             torch.tensor(actions).unsqueeze(1),  # [n, 1]

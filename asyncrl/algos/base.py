@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from asyncrl.shared import GlobalCounters, TargetNetwork
+from asyncrl.storage import PolicyStore, RolloutSlots
 
 
 @dataclass
@@ -20,11 +21,15 @@ class SharedState:
         model: the global model theta, in shared memory.
         optimizer: the shared optimizer (statistics in shared memory).
         target: the shared target network theta^- of the value-based methods, or None.
+        slots: the rollout slots between actors and the learner (A2C, PPO), or None.
+        policy: the learner's published policy (A2C, PPO; ``model`` is its weights), or None.
     """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     target: TargetNetwork | None = None
+    slots: RolloutSlots | None = None
+    policy: PolicyStore | None = None
 
 
 class ActorLearner(Protocol):
@@ -59,12 +64,13 @@ class WorkerStats:
     Args:
         counters: the global step counter, read once per finished episode to stamp it
             with ``T``.
+        num_envs: environments the worker steps (each has its own running episode).
     """
 
-    def __init__(self, counters: GlobalCounters) -> None:
+    def __init__(self, counters: GlobalCounters, num_envs: int = 1) -> None:
         self.counters = counters
-        self.episode_return = 0.0
-        self.episode_length = 0
+        self.episode_returns = [0.0] * num_envs
+        self.episode_lengths = [0] * num_envs
         self._reset()
 
     def _reset(self) -> None:
@@ -72,14 +78,16 @@ class WorkerStats:
         self.loss_sums: dict[str, float] = {}
         self.updates = 0
 
-    def step(self, reward: float, done: bool) -> None:
-        """Account one env step; ``done`` ends the episode (terminated or truncated)."""
-        self.episode_return += reward
-        self.episode_length += 1
+    def step(self, reward: float, done: bool, env_index: int = 0) -> None:
+        """Account one env step of environment ``env_index``; ``done`` ends its episode
+        (terminated or truncated)."""
+        self.episode_returns[env_index] += reward
+        self.episode_lengths[env_index] += 1
         if done:
-            self.episodes.append((self.episode_return, self.episode_length, self.counters.global_step))
-            self.episode_return = 0.0
-            self.episode_length = 0
+            self.episodes.append((self.episode_returns[env_index], self.episode_lengths[env_index],
+                                  self.counters.global_step))
+            self.episode_returns[env_index] = 0.0
+            self.episode_lengths[env_index] = 0
 
     def update(self, metrics: dict[str, float]) -> None:
         """Account one update's loss metrics."""
@@ -93,13 +101,22 @@ class WorkerStats:
         return out
 
 
-def rng_state(learner: ActorLearner) -> dict[str, Any]:
-    """The random state of an actor-learner: its generator and its environment's."""
+def _envs(learner: Any) -> list:
+    envs = getattr(learner, "envs", None)
+    if envs is None:
+        envs = [] if learner.env is None else [learner.env]
+    return envs
+
+
+def rng_state(learner: Any) -> dict[str, Any]:
+    """The random state of an actor-learner (or actor, or learner): its generator and
+    its environments'."""
     return {"rng": learner.rng.bit_generator.state,
-            "env": learner.env.unwrapped.np_random.bit_generator.state}
+            "envs": [env.unwrapped.np_random.bit_generator.state for env in _envs(learner)]}
 
 
-def set_rng_state(learner: ActorLearner, state: dict[str, Any]) -> None:
-    """Restore what ``rng_state`` returned (after the environment's first reset)."""
+def set_rng_state(learner: Any, state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` returned (after the environments' first reset)."""
     learner.rng.bit_generator.state = state["rng"]
-    learner.env.unwrapped.np_random.bit_generator.state = state["env"]
+    for env, env_state in zip(_envs(learner), state["envs"]):
+        env.unwrapped.np_random.bit_generator.state = env_state

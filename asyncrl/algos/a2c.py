@@ -1,0 +1,65 @@
+"""Advantage actor-critic on batched rollouts (A2C): A3C's loss, one learner, many actors.
+
+The learner's update on a ``[T, B]`` batch: one forward pass over the ``T + 1``
+observations of every rollout; advantages from GAE(lambda) (lambda = 1: A3C's n-step
+returns, Mnih et al. 2016, Algorithm S3) or, with ``--correction vtrace``, from V-trace
+(Espeholt et al. 2018); the actor-critic loss averaged over the ``T * B`` steps; one
+clipped optimizer step (``asyncrl.updaters``). Actors and slots: ``asyncrl.algos.batched``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from asyncrl.algos.batched import Actor, build_model, greedy_action, learner_factory, make_shared, \
+    time_major_next_values
+from asyncrl.returns import gae, vtrace
+from asyncrl.shared import linear_lr
+
+LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "policy_lag")
+"""Per-batch means reported by the learner; columns of ``metrics.csv``."""
+
+ActorLearner = Actor
+
+
+def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: float,
+          rng: np.random.Generator) -> dict[str, float]:
+    """One A2C update on ``batch`` (``RolloutSlots.batch`` layout, ``[T, B]``) through
+    ``updater`` (``asyncrl.updaters``).
+
+    Returns:
+        ``policy_loss``, ``value_loss``, ``entropy`` (per-step means).
+    """
+    obs, actions = batch["obs"], batch["actions"]
+    T, B = actions.shape
+    logits, values = updater.forward(obs.reshape((T + 1) * B, -1))  # [(T+1)*B, A], [(T+1)*B]
+    np_values = values.reshape(T + 1, B).cpu().numpy()  # [T+1, B]
+    host = {name: batch[name].cpu().numpy() for name in ("rewards", "terminated", "truncated", "final_values")}
+    next_values = time_major_next_values(np_values, host["final_values"], host["truncated"])  # [T, B]
+    if cfg.correction == "vtrace":
+        log_probs = F.log_softmax(logits.reshape(T + 1, B, -1)[:T], dim=-1)
+        log_probs = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
+        returns, advantages = vtrace(batch["log_probs"].cpu().numpy(), log_probs.cpu().numpy(), host["rewards"],
+                                     np_values[:T], next_values, host["terminated"], host["truncated"], cfg.gamma)
+    else:
+        advantages, returns = gae(host["rewards"], np_values[:T], next_values, host["terminated"],
+                                  host["truncated"], cfg.gamma, cfg.gae_lambda)
+    device = actions.device
+    N = T * B
+    lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
+    return updater.step(
+        obs[:T].reshape(N, -1), "actor_critic", lr,  # [N, obs_dim]
+        actions=actions.reshape(N),
+        returns=torch.from_numpy(returns.reshape(N)).to(device),
+        advantages=torch.from_numpy(advantages.reshape(N)).to(device),
+        value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef,
+    )
+
+
+Learner = learner_factory(learn)
+
+__all__ = ["LOSS_NAMES", "ActorLearner", "Learner", "build_model", "greedy_action", "learn", "make_shared"]

@@ -1,0 +1,332 @@
+"""The batched learner's two halves, shared by A2C and PPO: actors and the learner.
+
+Actor processes each step ``envs_per_actor`` environments with a local copy of the
+published policy, and write each environment's ``unroll_length``-step rollout into a
+shared-memory slot (``asyncrl.storage.RolloutSlots``). The learner process takes ``B``
+full slots, stacks them ``[T, B, ...]``, runs one algorithm update (``learn``: A2C or
+PPO) on its own copy of the model on ``--learner-device``, and publishes the new
+weights (and optimizer statistics, for checkpoints) back to CPU shared memory with a
+new ``policy_version``; actors pick them up at their next rollout.
+
+``--sync`` has exactly ``B`` slots, and the learner frees them only after publishing:
+every actor waits for the new policy, which makes this classic synchronous A2C/PPO.
+``--async`` has ``2B`` slots freed as soon as the learner has copied them: actors never
+wait, and a rollout may come from a policy a few versions old (the *policy lag*,
+``learner version - behaviour version``, logged per batch); ``--correction vtrace``
+corrects for it (Espeholt et al. 2018).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from asyncrl.algos.base import SharedState, WorkerStats
+from asyncrl.config import Config
+from asyncrl.envs import start_worker_env
+from asyncrl.networks import ActorCritic, NumpyMLP, build_actor_critic, sample_categorical_batch
+from asyncrl.shared import GlobalCounters, load_optimizer_state_in_place, make_shared_optimizer, share_model
+from asyncrl.storage import PolicyStore, RolloutSlots
+from asyncrl.updaters import make_updater
+
+SLOT_WAIT_S = 0.1
+"""Seconds an actor or the learner waits on a slot queue before checking for a stop."""
+
+
+class DeviceError(ValueError):
+    """A learner device that this machine does not have."""
+
+
+def check_device(name: str) -> torch.device:
+    """The learner's ``torch.device`` for ``--learner-device name``.
+
+    Raises:
+        DeviceError: if ``name`` asks for CUDA and none is available, or for a CUDA
+            index this machine does not have.
+    """
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--learner-device {name}: CUDA is not available on this machine "
+                              f"(torch {torch.__version__}); use --learner-device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"--learner-device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def build_model(config: Config, obs_dim: int, num_actions: int) -> ActorCritic:
+    """The actor-critic network described by ``config.algo`` (not shared)."""
+    a = config.algo
+    return build_actor_critic(obs_dim, num_actions, a.hidden_sizes, a.shared_torso)
+
+
+def greedy_action(model: ActorCritic, obs: torch.Tensor) -> int:
+    """``argmax_a pi(a|s)`` for one observation ``obs: [obs_dim] float32``."""
+    logits, _ = model(obs)
+    return int(logits.argmax())
+
+
+def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
+    """The published policy, its optimizer statistics (for checkpoints) and the rollout
+    slots, in shared memory: one slot per actor rollout, ``B / envs_per_actor`` of them
+    with ``--sync``, twice that with ``--async``.
+
+    Raises:
+        ValueError: if ``--sync`` is combined with a partial ``--batch-rollouts``.
+    """
+    a = config.algo
+    torch.manual_seed(config.run.seed)
+    model = share_model(build_model(config, obs_dim, num_actions))
+    optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
+                                      rms_alpha=a.rms_alpha)
+    slots_per_batch = a.rollouts_per_batch(config.run.workers) // a.envs_per_actor
+    ctx = torch.multiprocessing.get_context(config.run.start_method)
+    slots = RolloutSlots(slots_per_batch if a.sync else 2 * slots_per_batch, a.unroll_length, a.envs_per_actor,
+                         (obs_dim,), ctx)
+    return SharedState(model=model, optimizer=optimizer, slots=slots, policy=PolicyStore(model))
+
+
+class Actor:
+    """An actor process's work: roll out ``envs_per_actor`` environments with the
+    published policy and hand each rollout to the learner.
+
+    Args:
+        worker_id: index of this actor, 0-based; environment ``e`` of actor ``i`` is seeded
+            ``seed + i * envs_per_actor + e``.
+        config: the run's configuration (``config.algo`` an ``A2CConfig`` or ``PPOConfig``).
+        shared: from ``make_shared``.
+        counters: the global step counter ``T``.
+
+    Raises:
+        EnvError: if an environment cannot be made or has unsuitable spaces.
+    """
+
+    def __init__(self, worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters):
+        a = config.algo
+        self.worker_id = worker_id
+        self.shared = shared
+        self.counters = counters
+        E, T = a.envs_per_actor, a.unroll_length
+        self.envs, first_obs = [], []
+        for e in range(E):
+            env, obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id * E + e, config.run.algo)
+            self.envs.append(env)
+            first_obs.append(obs)
+        self.env = self.envs[0]
+        self.obs = np.stack(first_obs).astype(np.float32)  # [E, obs_dim]
+        self.local = build_model(config, obs_dim, int(self.env.action_space.n))
+        self.local_params = list(self.local.state_dict().values())
+        self.shared_params = list(shared.model.state_dict().values())
+        self.policy = NumpyMLP(self.local.torso, self.local.policy)  # views of the local copy
+        self.value = NumpyMLP(self.local.value_torso or self.local.torso, self.local.value)
+        self.version = -1
+        self.rng = np.random.default_rng(config.run.seed + worker_id)
+        self.stats = WorkerStats(counters, num_envs=E)
+        self.rollout = {  # one rollout per environment, in a slot's time-major layout
+            "obs": np.zeros((T + 1, E, obs_dim), np.float32),
+            "actions": np.zeros((T, E), np.int64),
+            "rewards": np.zeros((T, E), np.float32),
+            "terminated": np.zeros((T, E), bool),
+            "truncated": np.zeros((T, E), bool),
+            "log_probs": np.zeros((T, E), np.float32),
+            "values": np.zeros((T + 1, E), np.float32),
+            "final_values": np.zeros((T, E), np.float32),
+        }
+
+    def _refresh_policy(self) -> None:
+        store = self.shared.policy
+        if store.version != self.version:
+            self.version = store.read(lambda: torch._foreach_copy_(self.local_params, self.shared_params))
+
+    def update(self) -> int:
+        """Fill one slot with a rollout of every environment; returns env steps taken
+        (0 if a stop came while waiting for a free slot)."""
+        slots = self.shared.slots
+        index = None
+        while index is None:
+            index = slots.acquire(self.worker_id, SLOT_WAIT_S)
+            if index is None and self.counters.stop_requested:
+                return 0
+        self._refresh_policy()  # with --sync, the learner published before freeing the slots
+        r = self.rollout
+        obs_buf, values, final_values = r["obs"], r["values"], r["final_values"]
+        actions_buf, log_probs_buf = r["actions"], r["log_probs"]
+        rewards, terminated_buf, truncated_buf = r["rewards"], r["terminated"], r["truncated"]
+        final_values.fill(0.0)
+        E, T = len(self.envs), slots.unroll_length
+        for t in range(T):
+            obs_buf[t] = self.obs
+            values[t] = self.value(self.obs)[:, 0]
+            actions, log_probs = sample_categorical_batch(self.policy(self.obs), self.rng)
+            actions_buf[t] = actions
+            log_probs_buf[t] = log_probs
+            for e, env in enumerate(self.envs):
+                obs, reward, terminated, truncated, _ = env.step(int(actions[e]))
+                rewards[t, e] = reward
+                terminated_buf[t, e] = terminated
+                truncated_buf[t, e] = truncated
+                self.stats.step(float(reward), terminated or truncated, e)
+                if terminated or truncated:
+                    if truncated and not terminated:
+                        final_values[t, e] = self.value(np.asarray(obs, np.float32))[0]
+                    obs, _ = env.reset()
+                self.obs[e] = obs
+            self.counters.add(self.worker_id, E, updates=0)  # T <- T + E
+        obs_buf[T] = self.obs
+        values[T] = self.value(self.obs)[:, 0]
+        slots.commit(index, r, self.version)
+        return E * T
+
+    def drain_stats(self) -> dict[str, Any]:
+        return self.stats.drain()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+LearnFn = Callable[[Any, Any, dict[str, torch.Tensor], float, np.random.Generator], dict[str, float]]
+"""``learn(algo_config, updater, batch, progress, rng) -> metrics``: one update through an
+``asyncrl.updaters`` updater on a batch from ``RolloutSlots.batch`` (on the learner's
+device); ``progress`` is the share of ``--total-steps`` trained on so far, for annealing."""
+
+
+class Learner:
+    """The learner process's work: batch full slots, update, publish.
+
+    Args:
+        learner_id: its slot in the global counters (the number of actors).
+        config: the run's configuration.
+        shared: from ``make_shared``.
+        counters: the global counters; the learner adds one update per batch.
+        learn: the algorithm's update (``LearnFn``).
+
+    Raises:
+        DeviceError: if ``--learner-device`` is not available.
+    """
+
+    def __init__(self, learner_id: int, config: Config, shared: SharedState, counters: GlobalCounters,
+                 learn: LearnFn) -> None:
+        a = self.cfg = config.algo
+        self.learner_id = learner_id
+        self.shared = shared
+        self.counters = counters
+        self.learn = learn
+        self.device = check_device(a.learner_device)
+        self.batch_rollouts = a.rollouts_per_batch(config.run.workers)
+        self.slots_per_batch = self.batch_rollouts // a.envs_per_actor
+        self.total_steps = config.run.total_steps
+        self.trained_steps = counters.initial_step  # env steps in the batches trained on, incl. a resumed run's
+        self.model = build_model(config, *_model_dims(shared.model)).to(self.device)
+        self.model.load_state_dict(shared.model.state_dict())
+        self.optimizer = _make_optimizer(a, self.model.parameters(), self.device)
+        # (a copy: on a CPU, load_state_dict would keep the shared tensors themselves)
+        self.optimizer.load_state_dict(copy.deepcopy(shared.optimizer.state_dict()))  # creates the state
+        self.updater = make_updater(self.model, self.optimizer, a.max_grad_norm, self.device)
+        # (after make_updater, which may move the parameters and statistics into flat buffers)
+        self._state_pairs = _optimizer_state_pairs(self.optimizer, shared.optimizer)
+        self._tensors = list(self.model.state_dict().values())
+        self.rng = np.random.default_rng(config.run.seed + 1_000_003)
+        self.env = None
+        self.stats = WorkerStats(counters)
+        self._pending: list[int] = []
+
+    def finished(self) -> bool:
+        """Whether the learner has trained on ``--total-steps`` env steps."""
+        return self.trained_steps >= self.total_steps
+
+    def update(self) -> int:
+        """Wait for a full batch (up to ``SLOT_WAIT_S`` per slot), update, publish.
+
+        Returns:
+            0 (the learner takes no env steps).
+        """
+        slots, B = self.shared.slots, self.batch_rollouts
+        self._pending += slots.take(self.slots_per_batch - len(self._pending), SLOT_WAIT_S)
+        if len(self._pending) < self.slots_per_batch:
+            return 0
+        indices, self._pending = self._pending, []
+        batch = slots.batch(indices)
+        if not self.cfg.sync:
+            slots.release(indices)  # actors may refill them while this batch trains
+        lag = float((self.shared.policy.version - batch["policy_version"]).float().mean())
+        batch = {name: self._to_device(tensor) for name, tensor in batch.items()}
+        progress = self.trained_steps / self.total_steps
+        metrics = self.learn(self.cfg, self.updater, batch, progress, self.rng)
+        self.shared.policy.publish(self._tensors, self._publish_optimizer_state)
+        self.counters.add(self.learner_id, 0, updates=1)
+        if self.cfg.sync:
+            slots.release(indices)  # only now: every actor waits for the new policy
+        self.trained_steps += slots.unroll_length * B
+        self.stats.update({**metrics, "policy_lag": lag})
+        return 0
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)  # page-locked: asynchronous copy
+
+    @torch.no_grad()
+    def _publish_optimizer_state(self) -> None:
+        for shared_tensor, own in self._state_pairs:
+            shared_tensor.copy_(own)
+
+    def drain_stats(self) -> dict[str, Any]:
+        return self.stats.drain()
+
+    def close(self) -> None:
+        pass
+
+
+def _model_dims(model: ActorCritic) -> tuple[int, int]:
+    first = next(m for m in model.torso.net if isinstance(m, torch.nn.Linear))
+    return first.in_features, model.policy.out_features
+
+
+def _make_optimizer(a: Any, params, device: torch.device) -> torch.optim.Optimizer:
+    """The learner's own optimizer (process-local, on ``device``): fused Adam on CPU,
+    multi-tensor (foreach) kernels elsewhere."""
+    params = list(params)
+    if a.optimizer == "adam":
+        if device.type == "cpu":
+            return torch.optim.Adam(params, lr=a.lr, eps=a.optim_eps, fused=True)
+        return torch.optim.Adam(params, lr=a.lr, eps=a.optim_eps, foreach=True)
+    return torch.optim.RMSprop(params, lr=a.lr, alpha=a.rms_alpha, eps=a.optim_eps, foreach=True)
+
+
+def _optimizer_state_pairs(own: torch.optim.Optimizer, shared: torch.optim.Optimizer) -> list:
+    """``(shared tensor, own tensor)`` for every optimizer statistic, in parameter order."""
+    own_params = [p for g in own.param_groups for p in g["params"]]
+    shared_params = [p for g in shared.param_groups for p in g["params"]]
+    pairs = []
+    for mine, theirs in zip(own_params, shared_params):
+        for name, tensor in shared.state[theirs].items():
+            pairs.append((tensor, own.state[mine][name]))
+    return pairs
+
+
+def learner_factory(learn: LearnFn) -> Callable[..., Learner]:
+    """``Learner(learner_id, config, shared, counters)`` for an algorithm's ``learn``."""
+    def make(learner_id: int, config: Config, shared: SharedState, counters: GlobalCounters) -> Learner:
+        return Learner(learner_id, config, shared, counters, learn)
+    return make
+
+
+def time_major_next_values(values: np.ndarray, final_values: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+    """``V(s_{t+1})`` for every step of a ``[T, B]`` batch, as ``returns.gae`` and
+    ``returns.vtrace`` expect: ``values[t + 1]``, except the cut episode's own last
+    value where ``truncated[t]``.
+
+    Args:
+        values: ``[T+1, B]`` float32 ``V(s_0) .. V(s_T)``.
+        final_values: ``[T, B]`` float32 values of the last observations of truncated episodes.
+        truncated: ``[T, B]`` bool.
+
+    Returns:
+        ``[T, B]`` float32.
+    """
+    return np.where(truncated, final_values, values[1:]).astype(np.float32)

@@ -1,0 +1,106 @@
+"""Proximal policy optimisation on batched rollouts (Schulman et al. 2017).
+
+The learner's update on a ``[T, B]`` batch: advantages from GAE(lambda) with the
+behaviour policy's values (or, with ``--correction vtrace``, V-trace targets and
+advantages under the learner's current policy, for stale ``--async`` rollouts), then
+``--epochs`` passes over shuffled minibatches of the clipped surrogate objective with
+the behaviour policy's log-probabilities as ``pi_old``; optional value clipping and an
+early stop once the approximate KL exceeds ``1.5 * --target-kl``; the learning rate and
+the clip range anneal linearly with ``--lr-anneal`` / ``--clip-anneal``. Actors and
+slots: ``asyncrl.algos.batched``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from asyncrl.algos.batched import Actor, build_model, greedy_action, learner_factory, make_shared, \
+    time_major_next_values
+from asyncrl.returns import gae, vtrace
+from asyncrl.shared import linear_lr
+
+LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "epochs", "policy_lag")
+"""Per-batch means reported by the learner; columns of ``metrics.csv`` (``epochs``: passes
+made before a KL early stop)."""
+
+ActorLearner = Actor
+
+
+def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: float,
+          rng: np.random.Generator) -> dict[str, float]:
+    """One PPO update on ``batch`` (``RolloutSlots.batch`` layout, ``[T, B]``) through
+    ``updater`` (``asyncrl.updaters``).
+
+    Returns:
+        Means over the minibatch steps of ``ppo_loss``'s metrics, and ``epochs``.
+    """
+    obs, actions = batch["obs"], batch["actions"]
+    T, B = actions.shape
+    device = actions.device
+    host = {name: batch[name].cpu().numpy() for name in ("rewards", "terminated", "truncated", "final_values")}
+    old_log_probs = batch["log_probs"]  # [T, B], behaviour policy mu = pi_old
+    if cfg.correction == "vtrace":
+        logits, values = updater.forward(obs.reshape((T + 1) * B, -1))  # [(T+1)*B, A], [(T+1)*B]
+        log_probs = F.log_softmax(logits.reshape(T + 1, B, -1)[:T], dim=-1)
+        log_probs = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
+        np_values = values.reshape(T + 1, B).cpu().numpy()  # [T+1, B] under the learner's critic
+        next_values = time_major_next_values(np_values, host["final_values"], host["truncated"])
+        returns, advantages = vtrace(old_log_probs.cpu().numpy(), log_probs.cpu().numpy(), host["rewards"],
+                                     np_values[:T], next_values, host["terminated"], host["truncated"], cfg.gamma)
+    else:
+        np_values = batch["values"].cpu().numpy()  # [T+1, B] under the behaviour critic
+        next_values = time_major_next_values(np_values, host["final_values"], host["truncated"])
+        advantages, returns = gae(host["rewards"], np_values[:T], next_values, host["terminated"],
+                                  host["truncated"], cfg.gamma, cfg.gae_lambda)
+    N = T * B
+    flat = {  # [N, ...]
+        "obs": obs[:T].reshape(N, -1),
+        "actions": actions.reshape(N),
+        "old_log_probs": old_log_probs.reshape(N),
+        "old_values": torch.from_numpy(np_values[:T].reshape(N)).to(device),
+        "advantages": torch.from_numpy(advantages.reshape(N)).to(device),
+        "returns": torch.from_numpy(returns.reshape(N)).to(device),
+    }
+    lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
+    clip_range = linear_lr(cfg.clip_range, progress, 1.0) if cfg.clip_anneal else cfg.clip_range
+    clip_range = max(clip_range, 1e-8)
+    full_batch = cfg.minibatch_size >= N  # one minibatch: no shuffling, no gathers
+    if full_batch and cfg.normalize_advantages and N > 1:
+        flat["advantages"] = (flat["advantages"] - flat["advantages"].mean()) / (flat["advantages"].std() + 1e-8)
+    sums: dict[str, float] = {}
+    steps = epochs = 0
+    for _ in range(cfg.epochs):
+        epochs += 1
+        kl_exceeded = False
+        order = None if full_batch else torch.from_numpy(rng.permutation(N)).to(device)
+        for start in range(0, N, cfg.minibatch_size):
+            if full_batch:
+                mb = flat
+            else:
+                idx = order[start:start + cfg.minibatch_size]
+                mb = {name: tensor[idx] for name, tensor in flat.items()}
+                if cfg.normalize_advantages and len(idx) > 1:
+                    a = mb["advantages"]
+                    mb["advantages"] = (a - a.mean()) / (a.std() + 1e-8)
+            metrics = updater.step(mb["obs"], "ppo", lr, actions=mb["actions"], old_log_probs=mb["old_log_probs"],
+                                   old_values=mb["old_values"], advantages=mb["advantages"],
+                                   returns=mb["returns"], clip_range=clip_range, value_clip=cfg.value_clip,
+                                   value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
+            steps += 1
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0.0) + value
+            if cfg.target_kl is not None and metrics["approx_kl"] > 1.5 * cfg.target_kl:
+                kl_exceeded = True
+                break
+        if kl_exceeded:
+            break
+    return {**{name: value / steps for name, value in sums.items()}, "epochs": float(epochs)}
+
+
+Learner = learner_factory(learn)
+
+__all__ = ["LOSS_NAMES", "ActorLearner", "Learner", "build_model", "greedy_action", "learn", "make_shared"]

@@ -1,0 +1,255 @@
+"""Shared-memory rollout slots and the published policy, between actors and the learner.
+
+Actors write fixed-length rollouts (one per environment they step, ``E`` in all) into
+a preallocated slot and hand its index to the learner through a *full* queue; the
+learner stacks the slots' rollouts into ``[T, B, ...]`` batches and gives the indices back through a *free* queue (TorchBeast's buffers, Sample
+Factory's trajectory slots). Only indices travel through the queues; the data never
+leaves shared memory until the learner copies it.
+
+The learner publishes new weights into a shared-memory copy of the model guarded by a
+sequence lock: the sequence is odd while a copy is in progress, and ``policy_version``
+is the number of completed publications. Readers copy and retry if the sequence moved,
+so an actor never acts with half-written weights, and the learner never waits for one.
+"""
+
+from __future__ import annotations
+
+import queue as queue_mod
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FREE, WRITING, FULL, READING = 0, 1, 2, 3
+"""Slot states: in the free queue, held by an actor, in the full queue, held by the learner."""
+
+STATE_NAMES = ("free", "writing", "full", "reading")
+
+
+class SlotError(RuntimeError):
+    """A slot used out of its free -> writing -> full -> reading -> free cycle."""
+
+
+class RolloutSlots:
+    """``num_slots`` preallocated slots, each one actor's rollouts of ``unroll_length``
+    steps in each of its ``envs_per_slot`` environments.
+
+    Per slot (time-major; ``T = unroll_length``, ``E = envs_per_slot``):
+
+    - ``obs: [T+1, E, *obs_shape] float32``: ``s_0 .. s_T``; ``s_T`` is the bootstrap state.
+    - ``actions: [T, E] int64``, ``rewards: [T, E] float32``.
+    - ``terminated: [T, E] bool``: ``s_{t+1}`` is terminal; ``truncated: [T, E] bool``: a
+      time limit cut the episode after step ``t`` (then ``s_{t+1}`` is the next episode's
+      first state, and ``final_values[t]`` the value of the cut episode's last one).
+    - ``log_probs: [T, E] float32``: ``log mu(a_t|s_t)`` of the behaviour policy.
+    - ``values: [T+1, E] float32``: ``V(s_t)`` under the behaviour policy's critic.
+    - ``final_values: [T, E] float32``: see ``truncated`` (0 elsewhere).
+    - ``policy_version: int64``: the version of the policy that acted.
+
+    An actor takes one whole slot per rollout, so actors never hold part of what they
+    need while waiting for the rest (with several environments per actor, taking them
+    one by one can leave every actor short of a slot).
+
+    Args:
+        num_slots: number of slots, >= 1.
+        unroll_length: ``T``, env steps per rollout.
+        envs_per_slot: ``E``, environments per actor.
+        obs_shape: shape of one observation.
+        ctx: the multiprocessing context whose queues carry the indices.
+
+    Raises:
+        ValueError: if ``num_slots``, ``unroll_length`` or ``envs_per_slot`` is below 1.
+    """
+
+    FIELDS = ("obs", "actions", "rewards", "terminated", "truncated", "log_probs", "values", "final_values")
+
+    def __init__(self, num_slots: int, unroll_length: int, envs_per_slot: int, obs_shape: tuple[int, ...],
+                 ctx) -> None:
+        if min(num_slots, unroll_length, envs_per_slot) < 1:
+            raise ValueError(f"need num_slots, unroll_length and envs_per_slot >= 1, got {num_slots}, "
+                             f"{unroll_length}, {envs_per_slot}")
+        S, T, E = num_slots, unroll_length, envs_per_slot
+        self.num_slots, self.unroll_length, self.envs_per_slot = S, T, E
+
+        def shared(shape, dtype):
+            return torch.zeros(shape, dtype=dtype).share_memory_()
+
+        self.obs = shared((S, T + 1, E, *obs_shape), torch.float32)
+        self.actions = shared((S, T, E), torch.int64)
+        self.rewards = shared((S, T, E), torch.float32)
+        self.terminated = shared((S, T, E), torch.bool)
+        self.truncated = shared((S, T, E), torch.bool)
+        self.log_probs = shared((S, T, E), torch.float32)
+        self.values = shared((S, T + 1, E), torch.float32)
+        self.final_values = shared((S, T, E), torch.float32)
+        self.policy_version = shared((S,), torch.int64)
+        self.state = shared((S,), torch.int64)  # FREE / WRITING / FULL / READING
+        self.owner = shared((S,), torch.int64)  # worker id of the last actor to take it
+        self.cycles = shared((S,), torch.int64)  # completed free -> full -> free cycles
+        self.free: Any = ctx.Queue()
+        self.full: Any = ctx.Queue()
+        for index in range(S):
+            self.free.put(index)
+        self._bind()
+
+    def _bind(self) -> None:
+        self._state = self.state.numpy()
+        self._owner = self.owner.numpy()
+        self._cycles = self.cycles.numpy()
+        self._arrays = {name: getattr(self, name).numpy() for name in self.FIELDS}
+        self._versions = self.policy_version.numpy()
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._bind()
+
+    def _require(self, index: int, expected: int) -> None:
+        if self._state[index] != expected:
+            raise SlotError(f"slot {index} is {STATE_NAMES[self._state[index]]}, expected "
+                            f"{STATE_NAMES[expected]}")
+
+    def _move(self, index: int, expected: int, new: int) -> None:
+        self._require(index, expected)
+        self._state[index] = new
+
+    # -- actor side ---------------------------------------------------------
+
+    def acquire(self, worker_id: int, timeout: float) -> int | None:
+        """Take a free slot for writing; None if none came within ``timeout`` seconds."""
+        try:
+            index = self.free.get(timeout=timeout)
+        except queue_mod.Empty:
+            return None
+        self._owner[index] = worker_id
+        self._move(index, FREE, WRITING)
+        return index
+
+    def commit(self, index: int, rollout: dict[str, np.ndarray], policy_version: int) -> None:
+        """Write one rollout (arrays shaped as one slot's fields) and hand it to the learner.
+
+        Raises:
+            SlotError: if this slot was not acquired for writing.
+        """
+        self._require(index, WRITING)
+        for name, array in self._arrays.items():
+            array[index] = rollout[name]
+        self._versions[index] = policy_version
+        self._move(index, WRITING, FULL)
+        self.full.put(index)
+
+    # -- learner side -------------------------------------------------------
+
+    def take(self, count: int, timeout: float) -> list[int]:
+        """Up to ``count`` full slots, waiting at most ``timeout`` seconds for each; fewer
+        (possibly none) if they did not come. The slots are the caller's until released."""
+        taken: list[int] = []
+        while len(taken) < count:
+            try:
+                index = self.full.get(timeout=timeout)
+            except queue_mod.Empty:
+                break
+            self._move(index, FULL, READING)
+            taken.append(index)
+        return taken
+
+    def give_back_unread(self, indices: list[int]) -> None:
+        """Return slots taken but not read to the full queue (a partial batch at a stop)."""
+        for index in indices:
+            self._move(index, READING, FULL)
+            self.full.put(index)
+
+    def batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """Copy the slots ``indices`` (``k`` of them, ``B = k * E`` rollouts) into
+        time-major tensors: ``obs: [T+1, B, *obs_shape]``, ``values: [T+1, B]``, the other
+        fields ``[T, B]``, and ``policy_version: [B]``; rollout ``j * E + e`` is environment
+        ``e`` of slot ``indices[j]``. The copies are the caller's; the slots can be released.
+
+        Raises:
+            SlotError: if a slot is not held by the learner (never written, or released).
+        """
+        for index in indices:
+            self._require(index, READING)
+        idx = torch.as_tensor(indices)
+        out = {}
+        for name in self.FIELDS:
+            tensor = getattr(self, name).index_select(0, idx)  # [k, T(+1), E, ...]
+            tensor = tensor.transpose(0, 1)  # [T(+1), k, E, ...]
+            out[name] = tensor.reshape(tensor.shape[0], -1, *tensor.shape[3:])  # [T(+1), B, ...]
+        out["policy_version"] = self.policy_version.index_select(0, idx).repeat_interleave(self.envs_per_slot)  # [B]
+        return out
+
+    def release(self, indices: list[int]) -> None:
+        """Give read slots back to the actors."""
+        for index in indices:
+            self._move(index, READING, FREE)
+            self._cycles[index] += 1
+            self.free.put(index)
+
+    def reclaim(self, worker_id: int) -> int:
+        """Free the slots a dead actor was writing (called by the trainer before it
+        restarts that actor). Returns how many were reclaimed."""
+        reclaimed = 0
+        for index in np.flatnonzero((self._state == WRITING) & (self._owner == worker_id)):
+            self._state[index] = FREE
+            self.free.put(int(index))
+            reclaimed += 1
+        return reclaimed
+
+
+class PolicyStore:
+    """The learner's latest policy, published to the actors in shared memory.
+
+    Args:
+        model: the shared-memory copy of the model actors read from (``share_memory()``).
+        initial_version: ``policy_version`` to start from (a resumed run's).
+    """
+
+    def __init__(self, model: nn.Module, initial_version: int = 0) -> None:
+        self.model = model
+        self.sequence = torch.full((1,), 2 * int(initial_version), dtype=torch.int64).share_memory_()
+        self._bind()
+
+    def _bind(self) -> None:
+        self._seq = self.sequence.numpy()
+        self._params = [t for t in self.model.state_dict().values()]
+
+    def __getstate__(self):
+        return {"model": self.model, "sequence": self.sequence}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._bind()
+
+    @property
+    def version(self) -> int:
+        """Completed publications (``policy_version``); mid-publication, the last one."""
+        return int(self._seq[0]) // 2
+
+    @torch.no_grad()
+    def publish(self, tensors: list[torch.Tensor], extra=None) -> int:
+        """Copy ``tensors`` (the learner's ``state_dict().values()``, on any device) into the
+        shared model; ``extra()``, if given, runs inside the same publication (e.g. copying
+        optimizer statistics). Returns the new version."""
+        self._seq[0] += 1  # odd: writing
+        torch._foreach_copy_(self._params, [t.detach() for t in tensors])
+        if extra is not None:
+            extra()
+        self._seq[0] += 1  # even: complete
+        return int(self._seq[0]) // 2
+
+    def read(self, copy_fn, poll_s: float = 1e-4) -> int:
+        """Run ``copy_fn()`` (which copies from ``self.model``) until it ran on one complete
+        publication; returns that version."""
+        while True:
+            before = int(self._seq[0])
+            if before % 2:
+                time.sleep(poll_s)
+                continue
+            copy_fn()
+            if int(self._seq[0]) == before:
+                return before // 2

@@ -1,0 +1,104 @@
+"""The batched learner (A2C, PPO): determinism, slot cycling in real runs, sync vs async,
+the learner device, and learning."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from asyncrl.algos.batched import DeviceError, check_device
+from asyncrl.checkpoint import load_checkpoint
+from asyncrl.config import Config, RunConfig, algo_config
+from asyncrl.trainer import Trainer
+
+
+def _train(tmp_path, name, algo="a2c", algo_overrides=None, **run_kwargs):
+    run = RunConfig(**{"algo": algo, "target_return": math.inf, "run_dir": str(tmp_path / name), **run_kwargs})
+    trainer = Trainer(Config(run=run, algo=algo_config(algo, run.env, **(algo_overrides or {}))), quiet=True)
+    summary = trainer.train()
+    return trainer, summary, load_checkpoint(tmp_path / name / "checkpoint.pt")
+
+
+def _same_params(a, b):
+    return all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.parametrize("algo", ["a2c", "ppo"])
+def test_sync_one_actor_is_deterministic_and_equals_serial(tmp_path, algo):
+    small = {"unroll_length": 8, "minibatch_size": 16, "epochs": 2} if algo == "ppo" else {}
+    _, s1, c1 = _train(tmp_path, "p1", algo, small, workers=1, seed=5, total_steps=1600)
+    _, s2, c2 = _train(tmp_path, "p2", algo, small, workers=1, seed=5, total_steps=1600)
+    _, s3, c3 = _train(tmp_path, "serial", algo, small, workers=1, seed=5, total_steps=1600, serial=True)
+    _, _, c4 = _train(tmp_path, "other", algo, small, workers=1, seed=6, total_steps=1600)
+    steps_per_batch = (8 if algo == "ppo" else 5) * 4  # T x B (4 envs per actor)
+    assert s1["updates"] == s2["updates"] == s3["updates"] == math.ceil(1600 / steps_per_batch)
+    assert _same_params(c1, c2) and _same_params(c1, c3)
+    assert not _same_params(c1, c4)
+    assert c1["policy_version"] == s1["updates"]
+    assert s1["learner"]["mean_policy_lag"] == 0.0  # sync: always the newest policy
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_every_slot_cycles_free_full_free_in_a_run(tmp_path, sync):
+    trainer, summary, _ = _train(tmp_path, "run", "a2c", {"sync": sync}, workers=2, seed=0, total_steps=6000)
+    slots = trainer.shared.slots
+    assert slots.num_slots == (2 if sync else 4)  # one slot per actor rollout; twice that when async
+    cycles = slots.cycles.tolist()
+    assert sum(cycles) == summary["updates"] * 2  # each batch took, and freed, one slot per actor
+    assert min(cycles) >= 1
+    lag = summary["learner"]["mean_policy_lag"]
+    assert lag == 0.0 if sync else 0.0 <= lag <= 3.0  # async: at most the slots in flight
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "policy_lag" in header
+
+
+def test_async_vtrace_and_ppo_options_run(tmp_path):
+    _, summary, ckpt = _train(tmp_path, "run", "ppo",
+                              {"sync": False, "correction": "vtrace", "unroll_length": 16, "value_clip": 0.2,
+                               "target_kl": 0.01, "clip_anneal": True, "lr_anneal": True},
+                              workers=2, seed=0, total_steps=5000)
+    assert summary["stop_reason"] == "total_steps" and summary["updates"] >= 5000 // (16 * 8)
+    assert summary["learner"] == {"sync": False, "correction": "vtrace", "device": "cpu",
+                                  "mean_policy_lag": summary["learner"]["mean_policy_lag"]}
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    for column in ("approx_kl", "clip_fraction", "epochs", "policy_lag"):
+        assert column in header
+    assert ckpt["optimizer"]["state"][0]["step"].item() > 0  # the learner's statistics were published
+
+
+def test_learner_device_cuda_fails_cleanly_before_any_process_starts(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        check_device("cuda")
+    assert check_device("cpu") == torch.device("cpu")
+    result = subprocess.run([sys.executable, "-m", "asyncrl.run", "--algo", "ppo", "--learner-device", "cuda",
+                             "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "CUDA is not available" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_sync_refuses_a_partial_batch():
+    with pytest.raises(ValueError, match="--sync trains on one rollout from every environment"):
+        Config(run=RunConfig(algo="a2c", workers=2), algo=algo_config("a2c", "CartPole-v1", batch_rollouts=4))
+    with pytest.raises(ValueError, match="multiple of --envs-per-actor"):
+        Config(run=RunConfig(algo="a2c", workers=2),
+               algo=algo_config("a2c", "CartPole-v1", sync=False, batch_rollouts=6))
+    Config(run=RunConfig(algo="a2c", workers=2), algo=algo_config("a2c", "CartPole-v1", sync=False,
+                                                                   batch_rollouts=4))
+
+
+def test_resume_restores_the_learner_and_its_policy_version(tmp_path):
+    trainer, first, ckpt = _train(tmp_path, "run", "ppo", {"unroll_length": 8}, workers=1, seed=0, total_steps=1024)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    resumed = Trainer(Config.from_dict({**config, "run": {**config["run"], "total_steps": 2048,
+                                                          "resume": str(tmp_path / "run")}}), quiet=True)
+    summary = resumed.train()
+    assert summary["resumed_from_step"] == first["global_step"]
+    assert summary["updates"] == 2048 // 32
+    assert resumed.shared.policy.version == summary["updates"]

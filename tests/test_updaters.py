@@ -1,0 +1,96 @@
+"""The learner's NumPy fast path against torch autograd: gradients, optimizer steps, metrics."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from asyncrl.networks import build_actor_critic
+from asyncrl.shared import make_shared_optimizer
+from asyncrl.updaters import NumpyUpdater, TorchUpdater, make_updater, numpy_path_applies
+
+
+def _inputs(loss, N=24, A=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    common = {"actions": torch.randint(0, A, (N,), generator=g), "returns": torch.randn(N, generator=g) * 3,
+              "advantages": torch.randn(N, generator=g), "value_coef": 0.5, "entropy_coef": 0.01}
+    if loss == "ppo":
+        common.pop("returns")
+        return {**common, "returns": torch.randn(N, generator=g) * 3,
+                "old_log_probs": torch.log(torch.rand(N, generator=g) * 0.8 + 0.1),
+                "old_values": torch.randn(N, generator=g), "clip_range": 0.2}
+    return common
+
+
+def _pair(shared_torso, optimizer, max_grad_norm, seed=0):
+    torch.manual_seed(seed)
+    model = build_actor_critic(5, 3, (16, 16), shared_torso=shared_torso)
+    state = make_shared_optimizer(optimizer, build_actor_critic(5, 3, (16, 16), shared_torso).parameters(),
+                                  lr=1e-2, eps=1e-5).state_dict()
+    make = (lambda ps: torch.optim.Adam(ps, lr=1e-2, eps=1e-5)) if optimizer == "adam" else \
+        (lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.99, eps=1e-5))
+    models = [model, copy.deepcopy(model)]
+    optimizers = [make(list(m.parameters())) for m in models]
+    for opt in optimizers:
+        opt.load_state_dict(copy.deepcopy(state))  # (load_state_dict keeps CPU tensors as they are)
+    return (TorchUpdater(models[0], optimizers[0], max_grad_norm),
+            NumpyUpdater(models[1], optimizers[1], max_grad_norm), models, optimizers)
+
+
+@pytest.mark.parametrize("loss", ["actor_critic", "ppo"])
+@pytest.mark.parametrize("shared_torso", [True, False])
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+@pytest.mark.parametrize("max_grad_norm", [0.05, 100.0])  # clipping active / inactive
+def test_numpy_updater_steps_like_torch(loss, shared_torso, optimizer, max_grad_norm):
+    torch_up, numpy_up, models, optimizers = _pair(shared_torso, optimizer, max_grad_norm)
+    obs = torch.randn(24, 5, generator=torch.Generator().manual_seed(1))
+    extra = {"value_clip": 0.3} if loss == "ppo" else {}
+    for step in range(4):
+        inputs = {**_inputs(loss, seed=step), **extra}
+        lr = 1e-2 * (1 - step / 8)
+        m_torch = torch_up.step(obs, loss, lr, **inputs)
+        m_numpy = numpy_up.step(obs, loss, lr, **inputs)
+        assert set(m_torch) == set(m_numpy)
+        for name in m_torch:
+            assert m_numpy[name] == pytest.approx(m_torch[name], rel=1e-4, abs=1e-6), name
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+    params = [list(m.parameters()) for m in models]
+    for pa, pb in zip(*params):
+        for key, value in optimizers[0].state[pa].items():
+            torch.testing.assert_close(optimizers[1].state[pb][key], value, rtol=1e-4, atol=1e-7)
+    logits_t, values_t = torch_up.forward(obs)
+    logits_n, values_n = numpy_up.forward(obs)
+    torch.testing.assert_close(logits_n, logits_t, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(values_n, values_t, rtol=1e-4, atol=1e-5)
+
+
+def test_numpy_updater_keeps_the_torch_tensors_in_step():
+    """Parameters and statistics are views: the torch model sees every NumPy step."""
+    _, numpy_up, models, optimizers = _pair(False, "adam", 1.0)
+    obs = torch.randn(8, 5)
+    before = {k: v.clone() for k, v in models[1].state_dict().items()}
+    numpy_up.step(obs, "actor_critic", None, **_inputs("actor_critic", N=8))
+    after = models[1].state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before)
+    first = next(iter(models[1].parameters()))
+    assert optimizers[1].state[first]["step"].item() == 1.0
+    assert optimizers[1].state[first]["exp_avg"].abs().sum() > 0
+    logits, values = models[1](obs)  # the torch module computes with the updated weights
+    torch.testing.assert_close(logits, numpy_up.forward(obs)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_path_applies_only_where_it_is_exact():
+    model = build_actor_critic(4, 2, (8,), False)
+    adam = torch.optim.Adam(model.parameters())
+    assert numpy_path_applies(model, adam, torch.device("cpu"))
+    assert not numpy_path_applies(model, adam, torch.device("meta"))
+    assert not numpy_path_applies(model, torch.optim.Adam(model.parameters(), weight_decay=0.1), torch.device("cpu"))
+    assert not numpy_path_applies(model, torch.optim.Adam(model.parameters(), amsgrad=True), torch.device("cpu"))
+    assert not numpy_path_applies(model, torch.optim.RMSprop(model.parameters(), momentum=0.9), torch.device("cpu"))
+    assert not numpy_path_applies(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"))
+    assert isinstance(make_updater(model, torch.optim.SGD(model.parameters(), lr=0.1), 1.0, torch.device("cpu")),
+                      TorchUpdater)
+    with pytest.raises(ValueError, match="state created first"):
+        NumpyUpdater(model, adam, 1.0)
