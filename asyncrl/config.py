@@ -103,6 +103,11 @@ class RunConfig:
             "seconds per worker)"
         },
     )
+    pin_workers: bool = field(
+        default=False,
+        metadata={"help": "pin worker i (the learner: i = --workers) to usable core i mod cores, with "
+                          "psutil's cpu_affinity"},
+    )
     progress: str = field(
         default="auto",
         metadata={

@@ -191,6 +191,19 @@ def apply_update(
     for p in params:
         p.grad = None
     loss.backward()
+    apply_gradients(params, shared_params, optimizer, max_grad_norm, lr)
+
+
+def apply_gradients(
+    params: list[torch.Tensor],
+    shared_params: list[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    max_grad_norm: float,
+    lr: float | None = None,
+) -> None:
+    """``apply_update`` after the gradient: ``params[i].grad`` already holds it (from
+    ``backward`` or computed otherwise, e.g. ``updaters.NumpyQGradient``); clip it, hand it
+    to ``shared_params`` and step the shared optimizer. Arguments as ``apply_update``."""
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
     if params is not shared_params:
         hand_off_gradients(params, shared_params)

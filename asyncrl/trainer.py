@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from asyncrl import envs
@@ -126,6 +127,8 @@ def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: 
     and exit code 1. Ctrl-C is left to the parent, which stops the workers in order.
     """
     torch.set_num_threads(1)
+    if config.run.pin_workers:
+        pin_to_core(worker_id)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the trainer's handler
     learner = None
@@ -159,6 +162,15 @@ def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: 
     finally:
         if learner is not None:
             learner.close()
+
+
+def pin_to_core(index: int) -> int:
+    """Pin this process to usable core ``index mod cores`` (``psutil``); returns the core."""
+    process = psutil.Process()
+    cores = sorted(process.cpu_affinity())
+    core = cores[index % len(cores)]
+    process.cpu_affinity([core])
+    return core
 
 
 def _report(learner) -> dict[str, Any]:
@@ -597,7 +609,8 @@ class Trainer:
             "wall_time_s": now - self.t_start,
             "steps_per_s": self.counters.global_step / max(now - self.t_start, 1e-9),
             "cpu_count": os.cpu_count(),
-            "oversubscribed": run.workers > (os.cpu_count() or 1),
+            "oversubscribed": run.workers + self.has_learner > (os.cpu_count() or 1),
+            "pinned": run.pin_workers,
             "python": platform.python_version(),
             "torch": torch.__version__,
         }

@@ -343,3 +343,75 @@ class NumpyUpdater:
             np.divide(g, tmp, out=tmp)
             tmp *= lr
             self.flat_params -= tmp
+
+
+# ---------------------------------------------------------------------------
+# The asynchronous value-based methods: the gradient of the squared TD error in NumPy.
+
+
+def q_loss_grad(q_values: np.ndarray, actions: np.ndarray, targets: np.ndarray
+                ) -> tuple[dict[str, float], np.ndarray]:
+    """``losses.q_loss`` (``sum_i (y_i - Q(s_i, a_i))^2``) with its gradient.
+
+    Args:
+        q_values: ``[N, A]``; actions: ``[N]`` int; targets: ``[N]``.
+
+    Returns:
+        ``(metrics, d loss / d q_values [N, A])``: only the taken actions' entries are
+        non-zero, ``-2 (y_i - Q(s_i, a_i))``.
+    """
+    rows = np.arange(len(actions))
+    q_taken = q_values[rows, actions]
+    errors = targets - q_taken
+    d_q = np.zeros_like(q_values)
+    d_q[rows, actions] = -2.0 * errors
+    n = float(len(actions))
+    return {"td_loss": float((errors**2).sum()) / n, "q_taken": float(q_taken.sum()) / n}, d_q
+
+
+class NumpyQGradient:
+    """The gradient of ``losses.q_loss`` for a ``QNetwork`` of an ``MLPTorso`` (tanh),
+    computed in NumPy and written into the parameters' ``.grad`` tensors.
+
+    The asynchronous value-based actor-learners update every few env steps on a handful
+    of observations, where torch's autograd costs far more than the arithmetic. The
+    ``.grad`` tensors are this process's own (a parameter's ``.grad`` is a per-process
+    attribute even when the parameter lives in shared memory), allocated once and
+    overwritten by each call; clipping and the optimizer step stay torch's.
+
+    Args:
+        model: the network whose parameters the gradient is taken at (the shared theta,
+            or a local copy theta'); parameters on the CPU.
+
+    Raises:
+        TypeError: if ``model`` is not a ``QNetwork`` of an ``MLPTorso``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        from asyncrl.networks import QNetwork
+
+        if not isinstance(model, QNetwork) or not isinstance(model.torso, MLPTorso):
+            raise TypeError("NumpyQGradient needs a QNetwork of an MLPTorso")
+        self.params = list(model.parameters())
+        for p in self.params:
+            p.grad = torch.zeros_like(p, memory_format=torch.contiguous_format)
+
+        def layer(linear: nn.Linear):
+            return (linear.weight.detach().numpy(), linear.weight.grad.numpy(),
+                    linear.bias.detach().numpy(), linear.bias.grad.numpy())
+
+        self.torso = [layer(lin) for lin in _linears(model.torso)]
+        self.head = layer(model.head)
+
+    def __call__(self, obs: np.ndarray, actions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """Write ``d q_loss / d theta`` for ``obs: [N, obs_dim]``, ``actions: [N]``,
+        ``targets: [N]`` into the ``.grad`` tensors; returns ``q_loss``'s metrics."""
+        hidden = NumpyUpdater._torso_forward(self.torso, obs)
+        W, dW, b, db = self.head
+        q_values = hidden[-1] @ W.T + b  # [N, A]
+        metrics, d_q = q_loss_grad(q_values, actions, targets)
+        d_q = d_q.astype(np.float32)
+        np.matmul(d_q.T, hidden[-1], out=dW)
+        np.sum(d_q, axis=0, out=db)
+        NumpyUpdater._torso_backward(self.torso, hidden, d_q @ W)
+        return metrics

@@ -43,6 +43,8 @@ def main() -> None:
                         help="train normally; by default --lr 0 freezes the initial policy so that every "
                         "worker count does the same work per step (same episode lengths, full updates)")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--run-args", default="", help="more asyncrl.run flags for every run, as one string "
+                        "(e.g. \"--hidden-sizes 64 64\")")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
 
@@ -57,7 +59,8 @@ def main() -> None:
                 run_dir = Path(tmp) / f"{workers}-{repeat}"
                 summary = asyncrl_run(["--algo", args.algo, "--workers", str(workers), "--seed", str(repeat),
                                        "--total-steps", str(args.total_steps), "--target-return", "inf",
-                                       "--log-interval", "0.5", *([] if args.learning else ["--lr", "0"])],
+                                       "--log-interval", "0.5", *([] if args.learning else ["--lr", "0"]),
+                                       *args.run_args.split()],
                                       run_dir)
                 runs.append({"workers": workers, "repeat": repeat,
                              "steady_steps_per_s": steady_steps_per_s(run_dir),
@@ -73,7 +76,7 @@ def main() -> None:
                           "overall": spread([r["overall_steps_per_s"] for r in rows])}
     base = table[args.workers[0]]["steady"]["median"]
     workload = "learning" if args.learning else "frozen initial policy (--lr 0: full updates, fixed episode lengths)"
-    md = [f"{args.algo} on CartPole-v1, {workload}, {args.total_steps:,} env steps a run, "
+    md = [f"{args.algo} {args.run_args} on CartPole-v1, {workload}, {args.total_steps:,} env steps a run, "
           f"{args.repeats} repeats, {cores} usable cores.", "",
           "| workers | env steps/s (steady) | env steps/s (whole run) | ratio to "
           f"{args.workers[0]} worker (medians) | |", "|---|---|---|---|---|"]
@@ -88,7 +91,7 @@ def main() -> None:
                "ratio cannot exceed it."]
     markdown = "\n".join(md) + "\n"
     write_results(args.name or f"{args.algo}_scaling",
-                  {"algo": args.algo, "usable_cores": cores, "learning": args.learning, "total_steps": args.total_steps,
+                  {"algo": args.algo, "run_args": args.run_args, "usable_cores": cores, "learning": args.learning, "total_steps": args.total_steps,
                    "runs": runs, "cpu_ceiling": ceiling, "table": {str(k): v for k, v in table.items()}},
                   markdown)
     print(markdown)

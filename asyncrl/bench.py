@@ -1,0 +1,495 @@
+"""``python -m asyncrl.bench speedup``: the paper's Table 2 on this machine.
+
+For each method in ``--algos`` and each worker count in ``--workers``, over ``--seeds``,
+trains with ``python -m asyncrl.run`` (a child process per run, one at a time) until the
+mean return of the last 100 episodes reaches a reference score (default: the
+environment's threshold) or a time cap, and records wall time, env steps, env steps/s,
+per-core CPU utilisation (psutil) and whether the score was reached. From these:
+
+- **speedup** at n workers: time to the score with 1 worker ÷ time with n
+  (Mnih et al. 2016, Table 2), per seed, then median and range over seeds;
+- **data efficiency** at n workers: env steps to the score with 1 worker ÷ env steps with
+  n (above 1: n workers need fewer env steps);
+- **throughput ratio**: env steps/s with n workers ÷ with 1.
+
+Methods: ``a3c``, ``one-step-q``, ``one-step-sarsa``, ``n-step-q`` (asynchronous
+actor-learners) and ``a2c-sync``, ``a2c-async``, ``ppo-sync``, ``ppo-async`` (the batched
+learner with n actors). A row whose processes outnumber the physical cores is marked
+*oversubscribed*: it measures time sharing, not scaling.
+
+Writes ``runs.csv`` and ``runs.json`` (every run, with the machine description), ``table.md``
+(laid out like the paper's Table 2), ``speedup.png`` (speedup against workers, with the
+ideal line) and ``return_vs_time.png`` (mean return against wall time per worker count).
+
+    python -m asyncrl.bench speedup --quick
+    python -m asyncrl.bench speedup --algos a3c n-step-q --workers 1 2 4 8 16 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+METHODS: dict[str, list[str]] = {
+    "a3c": ["--algo", "a3c"],
+    "one-step-q": ["--algo", "one-step-q"],
+    "one-step-sarsa": ["--algo", "one-step-sarsa"],
+    "n-step-q": ["--algo", "n-step-q"],
+    "a2c-sync": ["--algo", "a2c", "--sync"],
+    "a2c-async": ["--algo", "a2c", "--async"],
+    "ppo-sync": ["--algo", "ppo", "--sync"],
+    "ppo-async": ["--algo", "ppo", "--async"],
+}
+"""Method name to its ``asyncrl.run`` flags."""
+
+LEARNER_METHODS = frozenset(m for m in METHODS if m.startswith(("a2c", "ppo")))
+
+PAPER_TABLE_2 = {
+    "1-step Q": (1.0, 3.0, 6.3, 13.3, 24.1),
+    "1-step SARSA": (1.0, 2.8, 5.9, 13.1, 22.1),
+    "n-step Q": (1.0, 2.7, 5.9, 10.7, 17.2),
+    "A3C": (1.0, 2.1, 3.7, 6.9, 12.5),
+}
+"""Mnih et al. 2016, Table 2: training speedup with 1, 2, 4, 8, 16 threads (Atari, averaged over
+seven games), for reference beside this machine's figures."""
+
+QUICK = {"algos": ["a3c", "n-step-q", "a2c-sync", "a2c-async", "ppo-sync", "ppo-async"], "workers": [1, 2, 4],
+         "seeds": [0], "target_return": 200.0, "max_seconds": 30.0}
+"""``--quick``: what fits in under 5 minutes on 2 cores (a reference score of 200 instead of
+CartPole-v1's 475, one seed, a 30 s cap per run)."""
+
+FULL = {"algos": ["a3c", "one-step-q", "one-step-sarsa", "n-step-q", "a2c-sync", "a2c-async", "ppo-sync",
+                  "ppo-async"], "workers": [1, 2, 4, 8, 16], "seeds": [0, 1, 2], "target_return": None,
+        "max_seconds": 300.0}
+"""The full study's defaults."""
+
+
+@dataclass
+class StudyConfig:
+    """What ``speedup`` measures.
+
+    Attributes:
+        algos: method names (keys of ``METHODS``).
+        workers: worker (or actor) counts; the first is the baseline of every ratio.
+        seeds: seeds, run for every (method, workers).
+        env: Gymnasium environment id.
+        target_return: the reference score; None: the environment's threshold.
+        max_seconds: wall-time cap of one run, in seconds.
+        total_steps: env-step cap of one run.
+        pin_workers: pin each worker process to a core.
+        out: output folder.
+    """
+
+    algos: list[str] = field(default_factory=lambda: list(FULL["algos"]))
+    workers: list[int] = field(default_factory=lambda: list(FULL["workers"]))
+    seeds: list[int] = field(default_factory=lambda: list(FULL["seeds"]))
+    env: str = "CartPole-v1"
+    target_return: float | None = None
+    max_seconds: float = 300.0
+    total_steps: int = 10_000_000
+    pin_workers: bool = False
+    out: str = "bench/speedup"
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.algos if a not in METHODS]
+        if unknown:
+            raise ValueError(f"--algos: unknown method {unknown[0]!r}; expected some of {', '.join(METHODS)}")
+        if not self.workers or min(self.workers) < 1:
+            raise ValueError(f"--workers must be positive counts, got {self.workers}")
+        if not self.seeds:
+            raise ValueError("--seeds needs at least one seed")
+        if not self.max_seconds > 0 or self.total_steps < 1:
+            raise ValueError("--max-seconds and --total-steps must be positive")
+
+
+# ---------------------------------------------------------------------------
+# The computations (pure functions, tested on synthetic runs).
+
+
+def processes(method: str, workers: int) -> int:
+    """Processes a run keeps busy: the workers, plus the learner for A2C and PPO."""
+    return workers + (method in LEARNER_METHODS)
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def ratios_to_baseline(runs: list[dict[str, Any]], key: str, invert: bool = True) -> dict[tuple[str, int], dict]:
+    """Per-seed ratios of each (method, workers) run to the same method and seed at the
+    baseline worker count (the smallest in ``runs``), summarised over seeds.
+
+    With ``invert`` (times, steps to the score) the ratio is ``baseline / value``, so 2
+    means twice as fast; otherwise ``value / baseline`` (throughput). A run that did not
+    reach the score has no time or steps to it: its seed gives no ratio, for that worker
+    count and, if it is the baseline run, for every worker count.
+
+    Args:
+        runs: dicts with ``method``, ``workers``, ``seed``, ``reached_target`` and ``key``.
+        key: ``time_to_target_s``, ``steps_to_target`` or ``steps_per_s``.
+        invert: see above.
+
+    Returns:
+        ``{(method, workers): {"median", "min", "max", "n", "seeds"}}`` where ``n`` counts
+        the seeds that gave a ratio and ``seeds`` all seeds run.
+    """
+    needs_target = key != "steps_per_s"
+
+    def value(run: dict[str, Any]) -> float | None:
+        if needs_target and not run["reached_target"]:
+            return None
+        v = run.get(key)
+        return float(v) if v is not None and v > 0 else None
+
+    base_workers = min(r["workers"] for r in runs) if runs else 1
+    baseline = {(r["method"], r["seed"]): value(r) for r in runs if r["workers"] == base_workers}
+    out: dict[tuple[str, int], dict] = {}
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["method"], run["workers"]), []).append(run)
+    for (method, workers), group in groups.items():
+        values = []
+        for run in group:
+            base, this = baseline.get((method, run["seed"])), value(run)
+            if base is not None and this is not None:
+                values.append(base / this if invert else this / base)
+        out[(method, workers)] = {**_spread(values), "seeds": len(group)}
+    return out
+
+
+def study_tables(runs: list[dict[str, Any]]) -> dict[str, dict[tuple[str, int], dict]]:
+    """Speedup, data efficiency and throughput ratio (see the module docstring), plus the
+    share of seeds that reached the score, for every (method, workers) of ``runs``."""
+    reached: dict[tuple[str, int], dict] = {}
+    for run in runs:
+        cell = reached.setdefault((run["method"], run["workers"]), {"reached": 0, "seeds": 0})
+        cell["seeds"] += 1
+        cell["reached"] += bool(run["reached_target"])
+    return {
+        "speedup": ratios_to_baseline(runs, "time_to_target_s"),
+        "data_efficiency": ratios_to_baseline(runs, "steps_to_target"),
+        "throughput": ratios_to_baseline(runs, "steps_per_s", invert=False),
+        "reached": reached,
+    }
+
+
+def _cell(s: dict[str, Any]) -> str:
+    if s["median"] is None:
+        return "—"
+    text = f"{s['median']:.2f}" if s["n"] == 1 else f"{s['median']:.2f} ({s['min']:.2f}–{s['max']:.2f})"
+    return text + (f" [{s['n']}/{s['seeds']}]" if s["n"] < s["seeds"] else "")
+
+
+def machine_line(machine: dict[str, Any], pinned: bool) -> str:
+    """One line describing the machine, for every Markdown output."""
+    return (f"Machine: {machine['cpu_model']}, {machine['physical_cores']} physical / {machine['logical_cores']} "
+            f"logical cores ({machine['usable_cores']} usable), {machine['memory_gib']} GiB, {machine['os']}; "
+            f"Python {machine['python']}, torch {machine['torch']}, gymnasium {machine['gymnasium']}; "
+            f"workers {'pinned to cores' if pinned else 'not pinned'}.")
+
+
+def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyConfig) -> str:
+    """The study's tables, laid out like Mnih et al. 2016's Table 2 (methods as rows,
+    worker counts as columns)."""
+    tables = study_tables(runs)
+    workers = sorted({r["workers"] for r in runs})
+    methods = [m for m in config.algos if any(r["method"] == m for r in runs)]
+    physical = machine["physical_cores"] or machine["logical_cores"]
+    score = runs[0]["target_return"] if runs else config.target_return
+    lines = [machine_line(machine, config.pin_workers), "",
+             f"{config.env}, reference score {score} (mean return of the last 100 episodes), seeds "
+             f"{' '.join(map(str, config.seeds))}, at most {config.max_seconds:g} s a run. Cells: median (range) over "
+             "seeds; [k/n]: only k of n seeds reached the score at both worker counts. *oversubscribed*: more busy "
+             f"processes than the {physical} physical cores (A2C/PPO count their learner): time sharing, not scaling.",
+             ""]
+    header = "| method | " + " | ".join(f"{w} worker{'s' if w > 1 else ''}" for w in workers) + " |"
+    rule = "|---|" + "---|" * len(workers)
+
+    def block(title: str, key: str) -> None:
+        lines.extend([f"**{title}**", "", header, rule])
+        for m in methods:
+            cells = []
+            for w in workers:
+                s = tables[key].get((m, w))
+                text = _cell(s) if s else ""
+                if s and processes(m, w) > physical:
+                    text += " *oversubscribed*"
+                cells.append(text)
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+
+    block(f"Training speedup (time to the score with {workers[0]} worker ÷ with n)", "speedup")
+    block(f"Data efficiency (env steps to the score with {workers[0]} worker ÷ with n)", "data_efficiency")
+    block(f"Throughput (env steps/s with n workers ÷ with {workers[0]})", "throughput")
+    lines.extend(["**Runs** (medians over seeds)", "",
+                  "| method | workers | reached | time to score (s) | env steps to score | env steps/s | "
+                  "CPU per core (%) |", "|---|---|---|---|---|---|---|"])
+    for m in methods:
+        for w in workers:
+            group = [r for r in runs if r["method"] == m and r["workers"] == w]
+            if not group:
+                continue
+            reached = tables["reached"][(m, w)]
+
+            def med(key: str, digits: int = 1, rows=group) -> str:
+                values = [r[key] for r in rows if r.get(key) is not None]
+                return f"{statistics.median(values):,.{digits}f}" if values else "—"
+
+            cpu = [statistics.median([r["cpu_percent_per_core"][i] for r in group])
+                   for i in range(len(group[0]["cpu_percent_per_core"]))]
+            lines.append(f"| {m} | {w}{' *oversubscribed*' if processes(m, w) > physical else ''} | "
+                         f"{reached['reached']}/{reached['seeds']} | {med('time_to_target_s')} | "
+                         f"{med('steps_to_target', 0)} | {med('steps_per_s', 0)} | "
+                         f"{' / '.join(f'{c:.0f}' for c in cpu)} |")
+    paper_workers = (1, 2, 4, 8, 16)
+    lines.extend(["", "For reference, the paper's Table 2 (Atari, 16 CPU threads, speedup):", "",
+                  "| method | " + " | ".join(f"{w}" for w in paper_workers) + " |", "|---|" + "---|" * 5])
+    for name, values in PAPER_TABLE_2.items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Running.
+
+
+def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir: Path) -> dict[str, Any]:
+    """One ``python -m asyncrl.run`` child process; returns its summary plus
+    ``cpu_percent_per_core`` (each core's utilisation over the run, psutil) and
+    ``process_wall_s``.
+
+    Raises:
+        RuntimeError: if the run fails (its stderr's last line is quoted).
+    """
+    import psutil
+
+    cmd = [sys.executable, "-m", "asyncrl.run", *METHODS[method], "--env", config.env, "--workers", str(workers),
+           "--seed", str(seed), "--max-seconds", str(config.max_seconds), "--total-steps", str(config.total_steps),
+           "--run-dir", str(run_dir), "--progress", "none", "--log-interval", "0.5"]
+    if config.target_return is not None:
+        cmd += ["--target-return", str(config.target_return)]
+    if config.pin_workers:
+        cmd.append("--pin-workers")
+    psutil.cpu_percent(percpu=True)  # starts the measurement interval
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=config.max_seconds + 120)
+    wall = time.perf_counter() - start
+    per_core = psutil.cpu_percent(percpu=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"{' '.join(cmd[2:])} failed with exit code {proc.returncode}: {tail}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {**summary, "cpu_percent_per_core": per_core, "process_wall_s": wall}
+
+
+def speedup_study(config: StudyConfig, runner: Callable[..., dict[str, Any]] = run_once,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the study and write its outputs into ``config.out``.
+
+    Worker counts run back to back within each seed and method (1, 2, 4, ... then the
+    next method, then the next seed), so slow drifts of background load fall on every
+    count alike. Each run keeps its folder under ``config.out/runs``.
+
+    Args:
+        config: what to run.
+        runner: ``runner(method, workers, seed, config, run_dir) -> summary`` (``run_once``;
+            tests pass a fake).
+        log: where progress lines go.
+
+    Returns:
+        ``{"machine", "config", "runs", "paths"}``, also written to ``runs.json``.
+    """
+    from asyncrl.metrics import machine_info
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    runs: list[dict[str, Any]] = []
+    for seed in config.seeds:
+        for method in config.algos:
+            for workers in config.workers:
+                run_dir = out / "runs" / f"{method}-w{workers}-s{seed}"
+                summary = runner(method, workers, seed, config, run_dir)
+                run = {
+                    "method": method, "workers": workers, "seed": seed,
+                    "processes": processes(method, workers),
+                    "oversubscribed": processes(method, workers) > (machine["physical_cores"] or 1),
+                    "pinned": config.pin_workers,
+                    **{k: summary.get(k) for k in ("reached_target", "time_to_target_s", "steps_to_target",
+                                                   "global_step", "wall_time_s", "steps_per_s",
+                                                   "target_return", "stop_reason", "process_wall_s")},
+                    "cpu_percent_per_core": summary.get("cpu_percent_per_core", []),
+                    "run_dir": str(run_dir),
+                }
+                runs.append(run)
+                t = run["time_to_target_s"]
+                log(f"{method:<15} {workers:>3} workers seed {seed}: "
+                    f"{'%.1f s' % t if t is not None else 'not reached'} to {run['target_return']}, "
+                    f"{run['steps_per_s'] or 0:,.0f} steps/s{' (oversubscribed)' if run['oversubscribed'] else ''}")
+    paths = write_outputs(runs, machine, config)
+    return {"machine": machine, "config": asdict(config), "runs": runs, "paths": paths}
+
+
+def write_outputs(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyConfig) -> dict[str, str]:
+    """``runs.csv``, ``runs.json``, ``table.md``, ``speedup.png``, ``return_vs_time.png``;
+    every one carries the machine description. Returns their paths."""
+    out = Path(config.out)
+    paths = {name: str(out / name) for name in ("runs.csv", "runs.json", "table.md", "speedup.png",
+                                                "return_vs_time.png")}
+    tables = study_tables(runs)
+    (out / "runs.json").write_text(json.dumps({
+        "machine": machine, "config": asdict(config), "runs": runs,
+        "tables": {name: {f"{m}|{w}": v for (m, w), v in table.items()} for name, table in tables.items()},
+    }, indent=2))
+    machine_columns = {f"machine_{k}": v for k, v in machine.items()}
+    with open(out / "runs.csv", "w", newline="") as f:
+        columns = [k for k in runs[0] if k != "cpu_percent_per_core"] + ["cpu_percent_per_core"] + \
+            list(machine_columns) if runs else list(machine_columns)
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for run in runs:
+            writer.writerow({**run, "cpu_percent_per_core": " ".join(f"{c:.1f}" for c in run["cpu_percent_per_core"]),
+                             **machine_columns})
+    (out / "table.md").write_text(markdown(runs, machine, config))
+    _plot_speedup(runs, tables, machine, config, out / "speedup.png")
+    _plot_returns(runs, machine, config, out / "return_vs_time.png")
+    return paths
+
+
+def _plot_speedup(runs, tables, machine, config, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workers = sorted({r["workers"] for r in runs})
+    physical = machine["physical_cores"] or machine["logical_cores"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    ax.plot(workers, [w / workers[0] for w in workers], "k--", label="ideal (linear)")
+    for method in dict.fromkeys(r["method"] for r in runs):
+        xs, ys, lo, hi = [], [], [], []
+        for w in workers:
+            s = tables["speedup"].get((method, w))
+            if s and s["median"] is not None:
+                xs.append(w)
+                ys.append(s["median"])
+                lo.append(s["median"] - s["min"])
+                hi.append(s["max"] - s["median"])
+        if xs:
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=method)
+    if max(workers) > physical:
+        ax.axvspan(physical + 0.5, max(workers) * 1.1, color="grey", alpha=0.15,
+                   label=f"oversubscribed (> {physical} physical cores)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(workers, [str(w) for w in workers])
+    ax.set_xlabel("workers (actor-learners, or actors)")
+    ax.set_ylabel("training speedup (time to score, 1 worker ÷ n)")
+    ax.set_title(f"{config.env}: speedup, {machine['physical_cores']} physical cores", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.text(0.01, 0.005, machine_line(machine, config.pin_workers), fontsize=5, wrap=True)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_returns(runs, machine, config, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from asyncrl.metrics import read_metrics
+
+    methods = list(dict.fromkeys(r["method"] for r in runs))
+    cols = min(3, len(methods))
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    seed = config.seeds[0]
+    for ax, method in zip(axes.flat, methods):
+        for run in runs:
+            if run["method"] != method or run["seed"] != seed:
+                continue
+            metrics_path = Path(run["run_dir"]) / "metrics.csv"
+            if not metrics_path.exists():
+                continue
+            m = read_metrics(metrics_path)
+            label = f"{run['workers']} worker{'s' if run['workers'] > 1 else ''}"
+            ax.plot(m["wall_time_s"], m["mean_return_100"], label=label + (" (oversub.)" if run["oversubscribed"] else ""))
+        if runs and runs[0]["target_return"] is not None:
+            ax.axhline(runs[0]["target_return"], color="k", linestyle=":", linewidth=1)
+        ax.set_title(method, fontsize=10)
+        ax.set_xlabel("wall time (s)")
+        ax.set_ylabel("mean return (last 100)")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    fig.text(0.01, 0.005, machine_line(machine, config.pin_workers) + f" Seed {seed}.", fontsize=5, wrap=True)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# Command line.
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m asyncrl.bench",
+                                     description="Benchmarks of asyncrl on this machine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("speedup", help="training speedup and data efficiency against worker count (Table 2)",
+                       description=__doc__.split("\n\n")[1])
+    p.add_argument("--algos", nargs="+", choices=list(METHODS), help=f"methods (default: {' '.join(FULL['algos'])})")
+    p.add_argument("--workers", type=int, nargs="+", help="worker counts (default: 1 2 4 8 16)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2)")
+    p.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id (default: %(default)s)")
+    p.add_argument("--target-return", type=float,
+                   help="reference score (default: the env's threshold; --quick: 200)")
+    p.add_argument("--max-seconds", type=float, help="wall-time cap of one run (default: 300; --quick: 30)")
+    p.add_argument("--total-steps", type=int, default=10_000_000, help="env-step cap of one run (default: %(default)s)")
+    p.add_argument("--pin-workers", action="store_true", help="pin each worker process to a core (psutil)")
+    p.add_argument("--quick", action="store_true",
+                   help="a3c, n-step-q, a2c and ppo (sync and async) at 1 2 4 workers, seed 0, score 200, 30 s cap: "
+                        "under 5 minutes on 2 cores")
+    p.add_argument("--out", default="bench/speedup", help="output folder (default: %(default)s)")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    try:
+        config = StudyConfig(
+            algos=args.algos or list(defaults["algos"]), workers=args.workers or list(defaults["workers"]),
+            seeds=args.seeds if args.seeds is not None else list(defaults["seeds"]), env=args.env,
+            target_return=args.target_return if args.target_return is not None else defaults["target_return"],
+            max_seconds=args.max_seconds or defaults["max_seconds"], total_steps=args.total_steps,
+            pin_workers=args.pin_workers, out=args.out)
+    except ValueError as exc:
+        print(f"asyncrl.bench: error: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        result = speedup_study(config)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"asyncrl.bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("asyncrl.bench: interrupted", file=sys.stderr)
+        return 130
+    print(Path(result["paths"]["table.md"]).read_text())
+    print("wrote " + ", ".join(result["paths"].values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

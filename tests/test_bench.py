@@ -1,0 +1,93 @@
+"""The speedup study: its computations on synthetic timings, and its outputs."""
+
+import csv
+import json
+
+import pytest
+
+from asyncrl import bench
+from asyncrl.bench import StudyConfig, ratios_to_baseline, speedup_study, study_tables
+
+
+def _run(method, workers, seed, time=None, steps=None, steps_per_s=1000.0):
+    return {"method": method, "workers": workers, "seed": seed, "reached_target": time is not None,
+            "time_to_target_s": time, "steps_to_target": steps, "steps_per_s": steps_per_s, "target_return": 475.0,
+            "cpu_percent_per_core": [50.0, 50.0]}
+
+
+def test_speedup_and_data_efficiency_pair_seeds_and_skip_runs_that_never_reach_the_score():
+    runs = [
+        _run("a3c", 1, 0, 10.0, 1000, 100), _run("a3c", 2, 0, 5.0, 1100, 190), _run("a3c", 4, 0, 4.0, 2000, 300),
+        _run("a3c", 1, 1, 20.0, 2000, 110), _run("a3c", 2, 1, 8.0, 1600, 200), _run("a3c", 4, 1, None, None, 320),
+        _run("a3c", 1, 2, None, None, 90), _run("a3c", 2, 2, 6.0, 900, 180), _run("a3c", 4, 2, 3.0, 800, 280),
+    ]
+    tables = study_tables(runs)
+    s2 = tables["speedup"][("a3c", 2)]
+    # seed 0: 10 / 5 = 2.0; seed 1: 20 / 8 = 2.5; seed 2: the 1-worker run never reached -> no ratio
+    assert (s2["median"], s2["min"], s2["max"], s2["n"], s2["seeds"]) == (2.25, 2.0, 2.5, 2, 3)
+    s4 = tables["speedup"][("a3c", 4)]
+    assert (s4["median"], s4["n"]) == (2.5, 1)  # seed 0 only: 10 / 4; seed 1 never reached at 4 workers
+    d2 = tables["data_efficiency"][("a3c", 2)]
+    assert d2["median"] == pytest.approx((1000 / 1100 + 2000 / 1600) / 2)
+    assert tables["speedup"][("a3c", 1)]["median"] == 1.0
+    # throughput needs no score: every seed counts
+    t2 = tables["throughput"][("a3c", 2)]
+    assert t2["n"] == 3 and t2["median"] == pytest.approx(190 / 100)
+    assert tables["reached"][("a3c", 4)] == {"reached": 2, "seeds": 3}
+
+
+def test_no_seed_reaching_the_score_gives_no_speedup_and_methods_stay_apart():
+    runs = [_run("n-step-q", 1, 0), _run("n-step-q", 2, 0), _run("a3c", 1, 0, 4.0, 10), _run("a3c", 2, 0, 1.0, 10)]
+    speedup = ratios_to_baseline(runs, "time_to_target_s")
+    assert speedup[("n-step-q", 2)]["median"] is None and speedup[("n-step-q", 2)]["n"] == 0
+    assert speedup[("a3c", 2)]["median"] == 4.0
+    table = bench.markdown(runs, _machine(), StudyConfig(algos=["a3c", "n-step-q"], workers=[1, 2], seeds=[0]))
+    assert "| n-step-q | — | — |" in table
+
+
+def _machine():
+    return {"cpu_model": "Test CPU", "physical_cores": 2, "logical_cores": 4, "usable_cores": 4, "memory_gib": 8.0,
+            "os": "TestOS", "python": "3.x", "torch": "t", "gymnasium": "g", "numpy": "n"}
+
+
+def test_every_output_carries_the_machine_description_and_marks_oversubscription(tmp_path, monkeypatch):
+    monkeypatch.setattr("asyncrl.metrics.machine_info", _machine)
+    timings = {1: 10.0, 2: 5.5, 4: 5.0}
+
+    def fake_runner(method, workers, seed, config, run_dir):
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.csv").write_text("wall_time_s,mean_return_100\n1.0,20\n2.0,200\n")
+        return {"reached_target": True, "time_to_target_s": timings[workers] + seed,
+                "steps_to_target": 1000 * workers, "global_step": 1000 * workers, "wall_time_s": timings[workers],
+                "steps_per_s": 100.0 * workers, "target_return": 200.0, "stop_reason": "target_reached",
+                "cpu_percent_per_core": [90.0, 80.0]}
+
+    config = StudyConfig(algos=["a3c", "ppo-sync"], workers=[1, 2, 4], seeds=[0, 1], out=str(tmp_path / "out"),
+                         max_seconds=30)
+    result = speedup_study(config, runner=fake_runner, log=lambda line: None)
+    out = tmp_path / "out"
+    assert len(result["runs"]) == 12
+    data = json.loads((out / "runs.json").read_text())
+    assert data["machine"]["cpu_model"] == "Test CPU" and data["config"]["pin_workers"] is False
+    with open(out / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and all(r["machine_cpu_model"] == "Test CPU" for r in rows)
+    assert all(r["machine_physical_cores"] == "2" for r in rows)
+    table = (out / "table.md").read_text()
+    assert table.startswith("Machine: Test CPU, 2 physical / 4 logical cores")
+    assert "workers not pinned" in table
+    # a3c: 2 workers fit the 2 physical cores, 4 do not; ppo-sync's learner makes 2 actors 3 processes
+    # speedups: seed 0 10/5.5 = 1.82 and 10/5 = 2.00; seed 1 11/6.5 = 1.69 and 11/6 = 1.83
+    assert "| a3c | 1.00 (1.00–1.00) | 1.76 (1.69–1.82) | 1.92 (1.83–2.00) *oversubscribed* |" in table
+    assert "| ppo-sync | 1.00 (1.00–1.00) | 1.76 (1.69–1.82) *oversubscribed* |" in table
+    assert "| a3c | 2 | 2/2 | 6.0 |" in table
+    for name in ("speedup.png", "return_vs_time.png"):
+        assert (out / name).stat().st_size > 5000
+
+
+def test_bad_study_input_is_one_line_and_exit_code_2(capsys):
+    assert bench.main(["speedup", "--workers", "0", "--out", "unused"]) == 2
+    assert "--workers must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["speedup", "--algos", "dqn"])
+    assert exc.value.code == 2
