@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from asyncrl.networks import build_actor_critic
+from asyncrl.losses import q_loss
+from asyncrl.networks import build_actor_critic, build_q_network
 from asyncrl.shared import make_shared_optimizer
-from asyncrl.updaters import NumpyUpdater, TorchUpdater, make_updater, numpy_path_applies
+from asyncrl.updaters import NumpyQGradient, NumpyUpdater, TorchUpdater, make_updater, numpy_path_applies
 
 
 def _inputs(loss, N=24, A=3, seed=0):
@@ -94,3 +95,22 @@ def test_numpy_path_applies_only_where_it_is_exact():
                       TorchUpdater)
     with pytest.raises(ValueError, match="state created first"):
         NumpyUpdater(model, adam, 1.0)
+
+
+@pytest.mark.parametrize("hidden", [(7,), (16, 16)])
+def test_numpy_q_gradient_equals_autograd_of_q_loss(hidden):
+    torch.manual_seed(0)
+    model = build_q_network(4, 3, hidden)
+    reference = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(1)
+    obs, actions, targets = torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g), torch.randn(6, generator=g)
+    loss, want = q_loss(reference(obs)[None], actions[None], targets[None])
+    loss.backward()
+    gradient = NumpyQGradient(model)
+    for _ in range(2):  # the second call overwrites the first's gradient, never adds to it
+        metrics = gradient(obs.numpy(), actions.numpy(), targets.numpy())
+    assert metrics == pytest.approx(want, rel=1e-5)
+    for (name, p), q in zip(reference.named_parameters(), model.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(TypeError, match="QNetwork"):
+        NumpyQGradient(build_actor_critic(4, 2, (8,)))

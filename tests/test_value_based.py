@@ -45,14 +45,14 @@ def make_learner(algo, monkeypatch=None, **algo_kwargs):
     learner.env = Recorder(learner.env)
     learner.env.obs = learner.obs
     recorded = []
-    if monkeypatch is not None:
-        real_q_loss = module.q_loss
+    if monkeypatch is not None:  # record the (actions, targets) of every gradient taken
+        real_gradient = learner.gradient
 
-        def recording_q_loss(q_values, actions, targets):
-            recorded.append((actions.clone(), targets.clone()))
-            return real_q_loss(q_values, actions, targets)
+        def recording_gradient(obs, actions, targets):
+            recorded.append((torch.as_tensor(actions).clone(), torch.as_tensor(targets).clone()))
+            return real_gradient(obs, actions, targets)
 
-        monkeypatch.setattr(module, "q_loss", recording_q_loss)
+        monkeypatch.setattr(learner, "gradient", recording_gradient)
     return learner, shared, counters, recorded
 
 

@@ -13,17 +13,16 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
 from asyncrl.config import Config
 from asyncrl.envs import start_worker_env
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
-from asyncrl.losses import q_loss
 from asyncrl.networks import NumpyMLP
 from asyncrl.returns import n_step_returns, segment_end_flags
-from asyncrl.shared import GlobalCounters, apply_update, linear_lr, sync_local
+from asyncrl.shared import GlobalCounters, apply_gradients, linear_lr, sync_local
+from asyncrl.updaters import NumpyQGradient
 
 
 class ActorLearner:
@@ -53,6 +52,8 @@ class ActorLearner:
         self.local_params = list(self.local.parameters())
         self.shared_params = list(shared.model.parameters())
         self.q = NumpyMLP(self.local.torso, self.local.head)  # Q(s, .; theta'), views of theta'
+        self.target_q = NumpyMLP(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
+        self.gradient = NumpyQGradient(self.local)  # d loss / d theta', into theta'.grad
         self.stats = WorkerStats(counters)
         self._obs_buf = np.empty((self.cfg.t_max + 1, obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
 
@@ -80,18 +81,17 @@ class ActorLearner:
         self.obs = env.reset()[0] if terminated or truncated else obs
 
         next_values = np.zeros((n, 1), dtype=np.float32)
-        with torch.no_grad():  # max_a Q(s_{t+n}, a; theta^-); unused if terminated
-            next_values[-1, 0] = target.model(torch.from_numpy(obs_buf[n])).max().item()
+        next_values[-1, 0] = self.target_q(obs_buf[n]).max()  # max_a Q(s_{t+n}, a; theta^-); unused if terminated
         returns = n_step_returns(
             np.asarray(rewards, dtype=np.float32)[:, None],  # [n, 1]
             *segment_end_flags(n, terminated, truncated),
             next_values,
             cfg.gamma,
         )
-        q_values = self.local(torch.from_numpy(obs_buf[:n]))  # [n, A], theta'
-        loss, metrics = q_loss(q_values[:, None], torch.tensor(actions)[:, None], torch.from_numpy(returns))
+        # the gradient of q_loss at theta' (NumPy: updaters.NumpyQGradient, tested against autograd)
+        metrics = self.gradient(obs_buf[:n], np.asarray(actions), returns[:, 0])
         lr = linear_lr(cfg.lr, counters.global_step, self.total_steps) if cfg.lr_anneal else None
-        apply_update(loss, self.local_params, self.shared_params, self.shared.optimizer, cfg.max_grad_norm, lr)
+        apply_gradients(self.local_params, self.shared_params, self.shared.optimizer, cfg.max_grad_norm, lr)
         counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
         return n

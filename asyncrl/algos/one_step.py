@@ -23,17 +23,16 @@ goes, which differs only by what other actor-learners write within the window.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
 from asyncrl.config import Config
 from asyncrl.envs import start_worker_env
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
-from asyncrl.losses import q_loss
 from asyncrl.networks import NumpyMLP
 from asyncrl.returns import n_step_returns
-from asyncrl.shared import GlobalCounters, apply_update, linear_lr
+from asyncrl.shared import GlobalCounters, apply_gradients, linear_lr
+from asyncrl.updaters import NumpyQGradient
 
 
 class ActorLearner:
@@ -62,6 +61,8 @@ class ActorLearner:
         self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
         self.params = list(shared.model.parameters())
         self.q = NumpyMLP(shared.model.torso, shared.model.head)  # Q(s, .; theta), views of shared theta
+        self.target_q = NumpyMLP(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
+        self.gradient = NumpyQGradient(shared.model)  # d loss / d theta, into this process's theta.grad
         self.pending_action: int | None = None  # Sarsa: a', chosen at the previous step
         self.stats = WorkerStats(counters)
         n = self.cfg.async_update
@@ -101,25 +102,24 @@ class ActorLearner:
             self.obs = next_obs
         k = len(actions)
 
-        with torch.no_grad():
-            next_q = target.model(torch.from_numpy(self._next_obs_buf[:k]))  # [k, A], theta^-
-            if self.sarsa:
-                next_values = next_q.gather(1, torch.tensor(next_actions).unsqueeze(1)).squeeze(1)  # [k]
-            else:
-                next_values = next_q.max(dim=1).values  # [k]
+        next_q = self.target_q(self._next_obs_buf[:k])  # [k, A], theta^-
+        if self.sarsa:
+            next_values = next_q[np.arange(k), next_actions]  # [k]
+        else:
+            next_values = next_q.max(axis=1)  # [k]
         # k independent one-step targets: a batch of B = k sequences of length T = 1.
         targets = n_step_returns(
             np.asarray(rewards, dtype=np.float32)[None],  # [1, k]
             np.asarray(terminated)[None],
             np.asarray(truncated)[None],
-            next_values.numpy()[None],
+            next_values.astype(np.float32)[None],
             cfg.gamma,
         )
-        q_values = self.shared.model(torch.from_numpy(self._obs_buf[:k]))  # [k, A], theta
-        loss, metrics = q_loss(q_values[None], torch.tensor(actions)[None], torch.from_numpy(targets))
-        # The gradient of theta itself: a per-process .grad, other processes have their own.
+        # The gradient of q_loss at theta itself, into a per-process .grad (other processes
+        # have their own); NumPy: updaters.NumpyQGradient, tested against autograd.
+        metrics = self.gradient(self._obs_buf[:k], np.asarray(actions), targets[0])
         lr = linear_lr(cfg.lr, counters.global_step, self.total_steps) if cfg.lr_anneal else None
-        apply_update(loss, self.params, self.params, self.shared.optimizer, cfg.max_grad_norm, lr)
+        apply_gradients(self.params, self.params, self.shared.optimizer, cfg.max_grad_norm, lr)
         counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
         return k
