@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{summary['stop_reason']}: T={summary['global_step']:,} env steps in {summary['wall_time_s']:.1f} s "
         f"({summary['steps_per_s']:,.0f} steps/s, {summary['workers']} "
-        f"{'actors + 1 learner' if summary['learner'] else 'workers'} on {summary['cpu_count']} cores"
+        f"{('actor' if summary['workers'] == 1 else 'actors') + ' + 1 learner' if summary['learner'] else 'workers'} "
+        f"on {summary['cpu_count']} cores"
         f"{', oversubscribed' if summary['oversubscribed'] else ''}); "
         f"mean return (last 100) {summary['mean_return_100'] or float('nan'):.1f}, "
         f"target {summary['target_return']} {target}; run dir {trainer.run_dir}"

@@ -1,10 +1,16 @@
 """Shared-memory rollout slots and the published policy, between actors and the learner.
 
 Actors write fixed-length rollouts (one per environment they step, ``E`` in all) into
-a preallocated slot and hand its index to the learner through a *full* queue; the
-learner stacks the slots' rollouts into ``[T, B, ...]`` batches and gives the indices back through a *free* queue (TorchBeast's buffers, Sample
-Factory's trajectory slots). Only indices travel through the queues; the data never
-leaves shared memory until the learner copies it.
+a preallocated slot and mark it *full*; the learner stacks full slots' rollouts into
+``[T, B, ...]`` batches and marks them *free* again (TorchBeast's buffers, Sample Factory's
+trajectory slots). The data never leaves shared memory until the learner copies it.
+
+The hand-over is a state per slot in shared memory (free -> writing -> full -> reading ->
+free), polled with a short back-off, rather than index queues: a process killed at any
+instant (SIGKILL) leaves at most its own slot half-written, which the trainer reclaims,
+whereas one killed inside a ``multiprocessing.Queue`` operation can leave that queue's
+lock held and every other process waiting on it for ever. Each actor owns fixed slots, so
+only it and the learner ever write a slot's state.
 
 The learner publishes new weights into a shared-memory copy of the model guarded by a
 sequence lock: the sequence is odd while a copy is in progress, and ``policy_version``
@@ -14,22 +20,30 @@ so an actor never acts with half-written weights, and the learner never waits fo
 
 from __future__ import annotations
 
-import queue as queue_mod
 import time
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 FREE, WRITING, FULL, READING = 0, 1, 2, 3
-"""Slot states: in the free queue, held by an actor, in the full queue, held by the learner."""
+"""Slot states: free, being written by its actor, full, being read by the learner."""
 
 STATE_NAMES = ("free", "writing", "full", "reading")
+
+POLL_MIN_S, POLL_MAX_S = 2e-5, 3e-4
+"""Back-off between two looks at the slot states, in seconds: it doubles from the first to
+the second while nothing changes (so a waiting process costs little CPU, and notices a
+change within a third of a millisecond)."""
 
 
 class SlotError(RuntimeError):
     """A slot used out of its free -> writing -> full -> reading -> free cycle."""
+
+
+def _wait(poll: float) -> float:
+    time.sleep(poll)
+    return min(2 * poll, POLL_MAX_S)
 
 
 class RolloutSlots:
@@ -50,28 +64,30 @@ class RolloutSlots:
 
     An actor takes one whole slot per rollout, so actors never hold part of what they
     need while waiting for the rest (with several environments per actor, taking them
-    one by one can leave every actor short of a slot).
+    one by one can leave every actor short of a slot). Actor ``w`` owns slots
+    ``w * slots_per_actor .. (w + 1) * slots_per_actor - 1``.
 
     Args:
-        num_slots: number of slots, >= 1.
+        actors: number of actors, >= 1.
+        slots_per_actor: slots each actor owns, >= 1 (1: the actor waits for the learner
+            after every rollout; 2: it can fill one while the learner reads the other).
         unroll_length: ``T``, env steps per rollout.
         envs_per_slot: ``E``, environments per actor.
         obs_shape: shape of one observation.
-        ctx: the multiprocessing context whose queues carry the indices.
 
     Raises:
-        ValueError: if ``num_slots``, ``unroll_length`` or ``envs_per_slot`` is below 1.
+        ValueError: if a count is below 1.
     """
 
     FIELDS = ("obs", "actions", "rewards", "terminated", "truncated", "log_probs", "values", "final_values")
 
-    def __init__(self, num_slots: int, unroll_length: int, envs_per_slot: int, obs_shape: tuple[int, ...],
-                 ctx) -> None:
-        if min(num_slots, unroll_length, envs_per_slot) < 1:
-            raise ValueError(f"need num_slots, unroll_length and envs_per_slot >= 1, got {num_slots}, "
-                             f"{unroll_length}, {envs_per_slot}")
-        S, T, E = num_slots, unroll_length, envs_per_slot
-        self.num_slots, self.unroll_length, self.envs_per_slot = S, T, E
+    def __init__(self, actors: int, slots_per_actor: int, unroll_length: int, envs_per_slot: int,
+                 obs_shape: tuple[int, ...]) -> None:
+        if min(actors, slots_per_actor, unroll_length, envs_per_slot) < 1:
+            raise ValueError(f"need actors, slots_per_actor, unroll_length and envs_per_slot >= 1, got {actors}, "
+                             f"{slots_per_actor}, {unroll_length}, {envs_per_slot}")
+        S, T, E = actors * slots_per_actor, unroll_length, envs_per_slot
+        self.num_slots, self.slots_per_actor, self.unroll_length, self.envs_per_slot = S, slots_per_actor, T, E
 
         def shared(shape, dtype):
             return torch.zeros(shape, dtype=dtype).share_memory_()
@@ -86,17 +102,17 @@ class RolloutSlots:
         self.final_values = shared((S, T, E), torch.float32)
         self.policy_version = shared((S,), torch.int64)
         self.state = shared((S,), torch.int64)  # FREE / WRITING / FULL / READING
-        self.owner = shared((S,), torch.int64)  # worker id of the last actor to take it
+        self.committed_ns = shared((S,), torch.int64)  # when it became full: the learner takes the oldest first
         self.cycles = shared((S,), torch.int64)  # completed free -> full -> free cycles
-        self.free: Any = ctx.Queue()
-        self.full: Any = ctx.Queue()
-        for index in range(S):
-            self.free.put(index)
         self._bind()
+
+    def owned(self, worker_id: int) -> range:
+        """The slots actor ``worker_id`` writes."""
+        return range(worker_id * self.slots_per_actor, (worker_id + 1) * self.slots_per_actor)
 
     def _bind(self) -> None:
         self._state = self.state.numpy()
-        self._owner = self.owner.numpy()
+        self._committed = self.committed_ns.numpy()
         self._cycles = self.cycles.numpy()
         self._arrays = {name: getattr(self, name).numpy() for name in self.FIELDS}
         self._versions = self.policy_version.numpy()
@@ -120,14 +136,19 @@ class RolloutSlots:
     # -- actor side ---------------------------------------------------------
 
     def acquire(self, worker_id: int, timeout: float) -> int | None:
-        """Take a free slot for writing; None if none came within ``timeout`` seconds."""
-        try:
-            index = self.free.get(timeout=timeout)
-        except queue_mod.Empty:
-            return None
-        self._owner[index] = worker_id
-        self._move(index, FREE, WRITING)
-        return index
+        """Take one of actor ``worker_id``'s free slots for writing; None if none became
+        free within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        poll = POLL_MIN_S
+        owned = self.owned(worker_id)
+        while True:
+            for index in owned:
+                if self._state[index] == FREE:
+                    self._state[index] = WRITING
+                    return index
+            if time.monotonic() >= deadline:
+                return None
+            poll = _wait(poll)
 
     def commit(self, index: int, rollout: dict[str, np.ndarray], policy_version: int) -> None:
         """Write one rollout (arrays shaped as one slot's fields) and hand it to the learner.
@@ -139,29 +160,25 @@ class RolloutSlots:
         for name, array in self._arrays.items():
             array[index] = rollout[name]
         self._versions[index] = policy_version
-        self._move(index, WRITING, FULL)
-        self.full.put(index)
+        self._committed[index] = time.monotonic_ns()
+        self._move(index, WRITING, FULL)  # last: the data is complete before the learner can see it
 
     # -- learner side -------------------------------------------------------
 
     def take(self, count: int, timeout: float) -> list[int]:
-        """Up to ``count`` full slots, waiting at most ``timeout`` seconds for each; fewer
-        (possibly none) if they did not come. The slots are the caller's until released."""
-        taken: list[int] = []
-        while len(taken) < count:
-            try:
-                index = self.full.get(timeout=timeout)
-            except queue_mod.Empty:
-                break
-            self._move(index, FULL, READING)
-            taken.append(index)
-        return taken
-
-    def give_back_unread(self, indices: list[int]) -> None:
-        """Return slots taken but not read to the full queue (a partial batch at a stop)."""
-        for index in indices:
-            self._move(index, READING, FULL)
-            self.full.put(index)
+        """Up to ``count`` full slots, oldest first, waiting at most ``timeout`` seconds
+        for them; fewer (possibly none) if they did not come. The slots are the caller's
+        until released."""
+        deadline = time.monotonic() + timeout
+        poll = POLL_MIN_S
+        while True:
+            full = np.flatnonzero(self._state == FULL)
+            if len(full) >= count or time.monotonic() >= deadline:
+                chosen = [int(i) for i in full[np.argsort(self._committed[full], kind="stable")][:count]]
+                for index in chosen:
+                    self._move(index, FULL, READING)
+                return chosen
+            poll = _wait(poll)
 
     def batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """Copy the slots ``indices`` (``k`` of them, ``B = k * E`` rollouts) into
@@ -184,20 +201,19 @@ class RolloutSlots:
         return out
 
     def release(self, indices: list[int]) -> None:
-        """Give read slots back to the actors."""
+        """Give read slots back to their actors."""
         for index in indices:
-            self._move(index, READING, FREE)
             self._cycles[index] += 1
-            self.free.put(index)
+            self._move(index, READING, FREE)
 
     def reclaim(self, worker_id: int) -> int:
-        """Free the slots a dead actor was writing (called by the trainer before it
-        restarts that actor). Returns how many were reclaimed."""
+        """Free the slot a dead actor was writing (called by the trainer once the actor has
+        exited, before it restarts it). Returns how many slots were reclaimed."""
         reclaimed = 0
-        for index in np.flatnonzero((self._state == WRITING) & (self._owner == worker_id)):
-            self._state[index] = FREE
-            self.free.put(int(index))
-            reclaimed += 1
+        for index in self.owned(worker_id):
+            if self._state[index] == WRITING:
+                self._state[index] = FREE
+                reclaimed += 1
         return reclaimed
 
 

@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -45,7 +46,7 @@ def test_sync_one_actor_is_deterministic_and_equals_serial(tmp_path, algo):
 def test_every_slot_cycles_free_full_free_in_a_run(tmp_path, sync):
     trainer, summary, _ = _train(tmp_path, "run", "a2c", {"sync": sync}, workers=2, seed=0, total_steps=6000)
     slots = trainer.shared.slots
-    assert slots.num_slots == (2 if sync else 4)  # one slot per actor rollout; twice that when async
+    assert slots.num_slots == (2 if sync else 4)  # one slot per actor; two when async
     cycles = slots.cycles.tolist()
     assert sum(cycles) == summary["updates"] * 2  # each batch took, and freed, one slot per actor
     assert min(cycles) >= 1
@@ -102,3 +103,29 @@ def test_resume_restores_the_learner_and_its_policy_version(tmp_path):
     assert summary["resumed_from_step"] == first["global_step"]
     assert summary["updates"] == 2048 // 32
     assert resumed.shared.policy.version == summary["updates"]
+
+
+@pytest.mark.parametrize("sync_flag", ["--sync", "--async"])
+def test_killed_actor_is_replaced_its_slot_reclaimed_and_the_run_finishes(tmp_path, sync_flag):
+    """SIGKILL can hit an actor anywhere: mid-rollout (its slot half-written) or waiting for
+    a free slot. The run must neither hang (the learner waiting for the dead actor's slot)
+    nor lose the learner; evaluate then reads the checkpoint."""
+    import psutil
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "asyncrl.run", "--algo", "a2c", "--workers", "2", sync_flag,
+                             "--total-steps", "60000", "--target-return", "inf", "--run-dir", str(run_dir),
+                             "--progress", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None, "run did not start"
+        time.sleep(0.1)
+    psutil.Process(proc.pid).children()[0].kill()  # actor 0: forked first
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [f["worker"] for f in summary["worker_failures"]] == [0]
+    assert summary["stop_reason"] == "total_steps" and summary["global_step"] >= 60000
+    result = subprocess.run([sys.executable, "-m", "asyncrl.evaluate", str(run_dir), "--episodes", "2"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "over 2 episodes" in result.stdout

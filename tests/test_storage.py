@@ -1,18 +1,20 @@
 """Rollout slots: the free -> writing -> full -> reading -> free cycle, the batch layout,
 and the published policy's sequence lock."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 
 from asyncrl.networks import build_actor_critic
-from asyncrl.storage import FREE, FULL, PolicyStore, RolloutSlots, SlotError
+from asyncrl.storage import FREE, PolicyStore, RolloutSlots, SlotError
 
 
 @pytest.fixture
 def slots():
-    return RolloutSlots(num_slots=3, unroll_length=4, envs_per_slot=2, obs_shape=(3,),
-                        ctx=torch.multiprocessing.get_context("fork"))
+    """Two actors with two slots each."""
+    return RolloutSlots(actors=2, slots_per_actor=2, unroll_length=4, envs_per_slot=2, obs_shape=(3,))
 
 
 def _rollout(mark: float, T=4, E=2):
@@ -28,12 +30,13 @@ def _rollout(mark: float, T=4, E=2):
 
 
 def test_slots_cycle_free_full_free_and_batch_is_time_major(slots):
-    a = slots.acquire(worker_id=0, timeout=1.0)
-    b = slots.acquire(worker_id=1, timeout=1.0)
+    a = slots.acquire(worker_id=1, timeout=1.0)
+    b = slots.acquire(worker_id=0, timeout=1.0)
+    assert a in slots.owned(1) == range(2, 4) and b in slots.owned(0) == range(0, 2)
     slots.commit(a, _rollout(1), policy_version=5)
     slots.commit(b, _rollout(2), policy_version=7)
     taken = slots.take(2, timeout=1.0)
-    assert sorted(taken) == sorted([a, b])
+    assert taken == [a, b]  # oldest first
     batch = slots.batch(taken)
     assert batch["obs"].shape == (5, 4, 3) and batch["values"].shape == (5, 4)
     assert batch["rewards"].shape == batch["actions"].shape == batch["terminated"].shape == (4, 4)
@@ -45,13 +48,13 @@ def test_slots_cycle_free_full_free_and_batch_is_time_major(slots):
             np.testing.assert_array_equal(batch["values"][:, column].numpy(), want)
             np.testing.assert_array_equal(batch["obs"][:, column, 2].numpy(), want)
             np.testing.assert_array_equal(batch["actions"][:, column].numpy(), want[:4])
-    assert batch["policy_version"].tolist() == [5 if i == a else 7 for i in taken for _ in range(2)]
+    assert batch["policy_version"].tolist() == [5, 5, 7, 7]
     slots.release(taken)
-    assert slots.cycles.tolist()[a] == slots.cycles.tolist()[b] == 1
+    assert slots.cycles[a].item() == slots.cycles[b].item() == 1
     assert slots.state[a].item() == slots.state[b].item() == FREE
-    # every slot comes back: three acquires succeed, a fourth finds none
-    held = [slots.acquire(0, timeout=1.0) for _ in range(3)]
-    assert sorted(held) == [0, 1, 2]
+    # every slot comes back: each actor gets its two, and a third waits in vain
+    held = [slots.acquire(w, timeout=1.0) for w in (0, 0, 1, 1)]
+    assert sorted(held) == [0, 1, 2, 3]
     assert slots.acquire(0, timeout=0.05) is None
 
 
@@ -59,35 +62,35 @@ def test_no_unwritten_slot_reaches_the_learner(slots):
     index = slots.acquire(0, timeout=1.0)
     with pytest.raises(SlotError, match="writing, expected reading"):
         slots.batch([index])  # not committed
-    slots.full.put(index)  # a bug that queued a slot without writing it ...
-    with pytest.raises(SlotError, match="writing, expected full"):
-        slots.take(1, timeout=1.0)  # ... is refused by the learner
-    other = slots.acquire(0, timeout=1.0)
-    slots.commit(other, _rollout(3), 0)
+    assert slots.take(1, timeout=0.05) == []  # a slot being written is never taken
+    slots.commit(index, _rollout(3), 0)
     with pytest.raises(SlotError, match="full, expected writing"):
-        slots.commit(other, _rollout(3), 0)  # twice
+        slots.commit(index, _rollout(3), 0)  # twice
+    with pytest.raises(SlotError, match="full, expected reading"):
+        slots.batch([index])  # not taken
     taken = slots.take(1, timeout=1.0)
     slots.release(taken)
     with pytest.raises(SlotError, match="free, expected reading"):
         slots.release(taken)  # twice
 
 
-def test_reclaim_frees_a_dead_actors_slots(slots):
-    mine = slots.acquire(worker_id=4, timeout=1.0)
-    theirs = slots.acquire(worker_id=5, timeout=1.0)
-    assert slots.reclaim(4) == 1
+def test_take_waits_for_slots_committed_meanwhile(slots):
+    first = slots.acquire(0, timeout=1.0)
+    slots.commit(first, _rollout(1), 0)
+    assert slots.take(2, timeout=0.05) == [first]  # only one came in time
+    second = slots.acquire(1, timeout=1.0)
+    timer = threading.Timer(0.05, slots.commit, args=(second, _rollout(2), 0))
+    timer.start()
+    assert slots.take(1, timeout=5.0) == [second]
+    timer.join()
+
+
+def test_reclaim_frees_a_dead_actors_slot(slots):
+    mine = slots.acquire(worker_id=0, timeout=1.0)
+    theirs = slots.acquire(worker_id=1, timeout=1.0)
+    assert slots.reclaim(0) == 1
     assert slots.state[mine].item() == FREE and slots.state[theirs].item() != FREE
-    assert slots.acquire(0, timeout=1.0) is not None  # the third, never used
-    assert slots.acquire(0, timeout=1.0) == mine
-
-
-def test_partial_take_can_be_given_back(slots):
-    index = slots.acquire(0, timeout=1.0)
-    slots.commit(index, _rollout(1), 0)
-    taken = slots.take(2, timeout=0.05)
-    assert taken == [index]
-    slots.give_back_unread(taken)
-    assert slots.state[index].item() == FULL
+    assert slots.reclaim(0) == 0
 
 
 def test_policy_store_versions_and_consistent_reads():

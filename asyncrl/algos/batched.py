@@ -1,17 +1,17 @@
 """The batched learner's two halves, shared by A2C and PPO: actors and the learner.
 
 Actor processes each step ``envs_per_actor`` environments with a local copy of the
-published policy, and write each environment's ``unroll_length``-step rollout into a
-shared-memory slot (``asyncrl.storage.RolloutSlots``). The learner process takes ``B``
-full slots, stacks them ``[T, B, ...]``, runs one algorithm update (``learn``: A2C or
+published policy, and write the ``unroll_length``-step rollouts of all of them into one
+shared-memory slot (``asyncrl.storage.RolloutSlots``). The learner process takes full
+slots until it has ``B`` rollouts, stacks them ``[T, B, ...]``, runs one algorithm update (``learn``: A2C or
 PPO) on its own copy of the model on ``--learner-device``, and publishes the new
 weights (and optimizer statistics, for checkpoints) back to CPU shared memory with a
 new ``policy_version``; actors pick them up at their next rollout.
 
-``--sync`` has exactly ``B`` slots, and the learner frees them only after publishing:
+``--sync`` gives each actor one slot, which the learner frees only after publishing:
 every actor waits for the new policy, which makes this classic synchronous A2C/PPO.
-``--async`` has ``2B`` slots freed as soon as the learner has copied them: actors never
-wait, and a rollout may come from a policy a few versions old (the *policy lag*,
+``--async`` gives each actor two slots, freed as soon as the learner has copied them:
+actors never wait for the learner, and a rollout may come from a policy a few versions old (the *policy lag*,
 ``learner version - behaviour version``, logged per batch); ``--correction vtrace``
 corrects for it (Espeholt et al. 2018).
 """
@@ -34,7 +34,7 @@ from asyncrl.storage import PolicyStore, RolloutSlots
 from asyncrl.updaters import make_updater
 
 SLOT_WAIT_S = 0.1
-"""Seconds an actor or the learner waits on a slot queue before checking for a stop."""
+"""Seconds an actor or the learner waits for a slot before checking for a stop."""
 
 
 class DeviceError(ValueError):
@@ -72,8 +72,7 @@ def greedy_action(model: ActorCritic, obs: torch.Tensor) -> int:
 
 def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
     """The published policy, its optimizer statistics (for checkpoints) and the rollout
-    slots, in shared memory: one slot per actor rollout, ``B / envs_per_actor`` of them
-    with ``--sync``, twice that with ``--async``.
+    slots, in shared memory: one slot per actor with ``--sync``, two with ``--async``.
 
     Raises:
         ValueError: if ``--sync`` is combined with a partial ``--batch-rollouts``.
@@ -83,10 +82,8 @@ def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
     model = share_model(build_model(config, obs_dim, num_actions))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
                                       rms_alpha=a.rms_alpha)
-    slots_per_batch = a.rollouts_per_batch(config.run.workers) // a.envs_per_actor
-    ctx = torch.multiprocessing.get_context(config.run.start_method)
-    slots = RolloutSlots(slots_per_batch if a.sync else 2 * slots_per_batch, a.unroll_length, a.envs_per_actor,
-                         (obs_dim,), ctx)
+    a.rollouts_per_batch(config.run.workers)  # raises if the batch does not fit the actors
+    slots = RolloutSlots(config.run.workers, 1 if a.sync else 2, a.unroll_length, a.envs_per_actor, (obs_dim,))
     return SharedState(model=model, optimizer=optimizer, slots=slots, policy=PolicyStore(model))
 
 
@@ -240,7 +237,7 @@ class Learner:
         return self.trained_steps >= self.total_steps
 
     def update(self) -> int:
-        """Wait for a full batch (up to ``SLOT_WAIT_S`` per slot), update, publish.
+        """Wait for a full batch (up to ``SLOT_WAIT_S``), update, publish.
 
         Returns:
             0 (the learner takes no env steps).
