@@ -10,6 +10,7 @@ parent process, one update each, which is deterministic for a given seed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -39,17 +40,6 @@ REPORT_INTERVAL_S = 0.2
 
 JOIN_TIMEOUT_S = 10.0
 """Seconds the workers get to exit after a stop request before they are terminated."""
-
-
-def copy_state_dict(state: Any) -> Any:
-    """A deep copy of a (nested) state dict, cloning its tensors."""
-    if isinstance(state, torch.Tensor):
-        return state.clone()
-    if isinstance(state, dict):
-        return {k: copy_state_dict(v) for k, v in state.items()}
-    if isinstance(state, list):
-        return [copy_state_dict(v) for v in state]
-    return state
 
 
 class RunDirError(ValueError):
@@ -567,11 +557,10 @@ class Trainer:
             return self.shared.model.state_dict(), self.shared.optimizer.state_dict()
         out: list = []
 
-        def copy() -> None:
-            out[:] = [{k: v.clone() for k, v in self.shared.model.state_dict().items()},
-                      copy_state_dict(self.shared.optimizer.state_dict())]
+        def take_copies() -> None:
+            out[:] = [copy.deepcopy(self.shared.model.state_dict()), copy.deepcopy(self.shared.optimizer.state_dict())]
 
-        self.shared.policy.read(copy)
+        self.shared.policy.read(take_copies)
         return out[0], out[1]
 
     def _finish(self) -> dict[str, Any]:

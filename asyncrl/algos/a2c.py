@@ -13,11 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from asyncrl.algos.batched import Actor, build_model, greedy_action, learner_factory, make_shared, \
-    time_major_next_values
-from asyncrl.returns import gae, vtrace
+from asyncrl.algos.batched import Actor, advantage_estimates, build_model, greedy_action, learner_factory, \
+    make_shared
 from asyncrl.shared import linear_lr
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "policy_lag")
@@ -36,18 +34,7 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
     """
     obs, actions = batch["obs"], batch["actions"]
     T, B = actions.shape
-    logits, values = updater.forward(obs.reshape((T + 1) * B, -1))  # [(T+1)*B, A], [(T+1)*B]
-    np_values = values.reshape(T + 1, B).cpu().numpy()  # [T+1, B]
-    host = {name: batch[name].cpu().numpy() for name in ("rewards", "terminated", "truncated", "final_values")}
-    next_values = time_major_next_values(np_values, host["final_values"], host["truncated"])  # [T, B]
-    if cfg.correction == "vtrace":
-        log_probs = F.log_softmax(logits.reshape(T + 1, B, -1)[:T], dim=-1)
-        log_probs = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
-        returns, advantages = vtrace(batch["log_probs"].cpu().numpy(), log_probs.cpu().numpy(), host["rewards"],
-                                     np_values[:T], next_values, host["terminated"], host["truncated"], cfg.gamma)
-    else:
-        advantages, returns = gae(host["rewards"], np_values[:T], next_values, host["terminated"],
-                                  host["truncated"], cfg.gamma, cfg.gae_lambda)
+    _, advantages, returns = advantage_estimates(cfg, updater, batch, behaviour_critic=False)
     device = actions.device
     N = T * B
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None

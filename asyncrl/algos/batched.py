@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
 from asyncrl.envs import start_worker_env
+from asyncrl.returns import gae, vtrace
 from asyncrl.networks import ActorCritic, NumpyMLP, build_actor_critic, sample_categorical_batch
-from asyncrl.shared import GlobalCounters, load_optimizer_state_in_place, make_shared_optimizer, share_model
+from asyncrl.shared import GlobalCounters, make_shared_optimizer, share_model
 from asyncrl.storage import PolicyStore, RolloutSlots
 from asyncrl.updaters import make_updater
 
@@ -327,3 +329,35 @@ def time_major_next_values(values: np.ndarray, final_values: np.ndarray, truncat
         ``[T, B]`` float32.
     """
     return np.where(truncated, final_values, values[1:]).astype(np.float32)
+
+
+def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], behaviour_critic: bool
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values, advantages and value targets for a ``[T, B]`` batch (``RolloutSlots.batch``).
+
+    With ``--correction vtrace``: V-trace (``returns.vtrace``) under the learner's current
+    policy and critic. Otherwise GAE(lambda) (``returns.gae``) with the behaviour critic's
+    values from the rollout (``behaviour_critic``, PPO) or the learner's (A2C).
+
+    Returns:
+        ``(values [T+1, B], advantages [T, B], returns [T, B])``, float32 NumPy arrays.
+    """
+    obs, actions = batch["obs"], batch["actions"]
+    T, B = actions.shape
+    host = {name: batch[name].cpu().numpy() for name in ("rewards", "terminated", "truncated", "final_values")}
+    vtrace_on = cfg.correction == "vtrace"
+    if vtrace_on or not behaviour_critic:
+        logits, values = updater.forward(obs.reshape((T + 1) * B, -1))  # [(T+1)*B, A], [(T+1)*B]
+        np_values = values.reshape(T + 1, B).cpu().numpy()  # [T+1, B]
+    else:
+        np_values = batch["values"].cpu().numpy()  # [T+1, B]
+    next_values = time_major_next_values(np_values, host["final_values"], host["truncated"])  # [T, B]
+    if vtrace_on:
+        log_probs = F.log_softmax(logits.reshape(T + 1, B, -1)[:T], dim=-1)
+        log_probs = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
+        returns, advantages = vtrace(batch["log_probs"].cpu().numpy(), log_probs.cpu().numpy(), host["rewards"],
+                                     np_values[:T], next_values, host["terminated"], host["truncated"], cfg.gamma)
+    else:
+        advantages, returns = gae(host["rewards"], np_values[:T], next_values, host["terminated"],
+                                  host["truncated"], cfg.gamma, cfg.gae_lambda)
+    return np_values, advantages, returns
