@@ -114,7 +114,8 @@ def test_killed_actor_is_replaced_its_slot_reclaimed_and_the_run_finishes(tmp_pa
 
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "asyncrl.run", "--algo", "a2c", "--workers", "2", sync_flag,
-                             "--total-steps", "60000", "--target-return", "inf", "--run-dir", str(run_dir),
+                             "--total-steps", "100000000", "--max-seconds", "8", "--target-return", "inf",
+                             "--run-dir", str(run_dir),
                              "--progress", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (run_dir / "metrics.csv").exists() or len((run_dir / "metrics.csv").read_text().splitlines()) < 3:
@@ -125,7 +126,8 @@ def test_killed_actor_is_replaced_its_slot_reclaimed_and_the_run_finishes(tmp_pa
     assert proc.returncode == 0, stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [f["worker"] for f in summary["worker_failures"]] == [0]
-    assert summary["stop_reason"] == "total_steps" and summary["global_step"] >= 60000
+    assert summary["stop_reason"] == "max_seconds"  # it trained on after the restart, to its time cap
+    assert summary["global_step"] > 20_000 and summary["updates"] > 100
     result = subprocess.run([sys.executable, "-m", "asyncrl.evaluate", str(run_dir), "--episodes", "2"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "over 2 episodes" in result.stdout
