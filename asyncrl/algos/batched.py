@@ -26,11 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from asyncrl.algos.a3c import build_model, greedy_action  # noqa: F401  (A2C and PPO use A3C's actor-critic)
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
 from asyncrl.envs import start_worker_env
+from asyncrl.networks import ActorCritic, NumpyMLP, sample_categorical_batch
 from asyncrl.returns import gae, vtrace
-from asyncrl.networks import ActorCritic, NumpyMLP, build_actor_critic, sample_categorical_batch
 from asyncrl.shared import GlobalCounters, make_shared_optimizer, share_model
 from asyncrl.storage import PolicyStore, RolloutSlots
 from asyncrl.updaters import make_updater
@@ -58,18 +59,6 @@ def check_device(name: str) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(f"--learner-device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
-
-
-def build_model(config: Config, obs_dim: int, num_actions: int) -> ActorCritic:
-    """The actor-critic network described by ``config.algo`` (not shared)."""
-    a = config.algo
-    return build_actor_critic(obs_dim, num_actions, a.hidden_sizes, a.shared_torso)
-
-
-def greedy_action(model: ActorCritic, obs: torch.Tensor) -> int:
-    """``argmax_a pi(a|s)`` for one observation ``obs: [obs_dim] float32``."""
-    logits, _ = model(obs)
-    return int(logits.argmax())
 
 
 def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
