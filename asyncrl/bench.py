@@ -10,7 +10,8 @@ per-core CPU utilisation (psutil) and whether the score was reached. From these:
   (Mnih et al. 2016, Table 2), per seed, then median and range over seeds;
 - **data efficiency** at n workers: env steps to the score with 1 worker ÷ env steps with
   n (above 1: n workers need fewer env steps);
-- **throughput ratio**: env steps/s with n workers ÷ with 1.
+- **throughput ratio**: env steps/s with n workers ÷ with 1 (over each run's steady part,
+  start-up excluded).
 
 Methods: ``a3c``, ``one-step-q``, ``one-step-sarsa``, ``n-step-q`` (asynchronous
 actor-learners) and ``a2c-sync``, ``a2c-async``, ``ppo-sync``, ``ppo-async`` (the batched
@@ -269,12 +270,16 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
 def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir: Path) -> dict[str, Any]:
     """One ``python -m asyncrl.run`` child process; returns its summary plus
     ``cpu_percent_per_core`` (each core's utilisation over the run, psutil) and
-    ``process_wall_s``.
+    ``process_wall_s``. ``steps_per_s`` is the steady rate (``metrics.steady_steps_per_s``
+    after the first 0.5 s: start-up weighs heavily in runs of a few seconds), or the whole
+    run's (``whole_run_steps_per_s``) when the run is too short for it.
 
     Raises:
         RuntimeError: if the run fails (its stderr's last line is quoted).
     """
     import psutil
+
+    from asyncrl.metrics import steady_steps_per_s
 
     cmd = [sys.executable, "-m", "asyncrl.run", *METHODS[method], "--env", config.env, "--workers", str(workers),
            "--seed", str(seed), "--max-seconds", str(config.max_seconds), "--total-steps", str(config.total_steps),
@@ -292,7 +297,10 @@ def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise RuntimeError(f"{' '.join(cmd[2:])} failed with exit code {proc.returncode}: {tail}")
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {**summary, "cpu_percent_per_core": per_core, "process_wall_s": wall}
+    steady = steady_steps_per_s(run_dir / "metrics.csv", skip_s=0.5)
+    return {**summary, "whole_run_steps_per_s": summary["steps_per_s"],
+            "steps_per_s": steady if steady is not None else summary["steps_per_s"],
+            "cpu_percent_per_core": per_core, "process_wall_s": wall}
 
 
 def speedup_study(config: StudyConfig, runner: Callable[..., dict[str, Any]] = run_once,
@@ -330,7 +338,8 @@ def speedup_study(config: StudyConfig, runner: Callable[..., dict[str, Any]] = r
                     "pinned": config.pin_workers,
                     **{k: summary.get(k) for k in ("reached_target", "time_to_target_s", "steps_to_target",
                                                    "global_step", "wall_time_s", "steps_per_s",
-                                                   "target_return", "stop_reason", "process_wall_s")},
+                                                   "whole_run_steps_per_s", "target_return", "stop_reason",
+                                                   "process_wall_s")},
                     "cpu_percent_per_core": summary.get("cpu_percent_per_core", []),
                     "run_dir": str(run_dir),
                 }

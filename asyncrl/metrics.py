@@ -269,6 +269,24 @@ def read_metrics(path: str | os.PathLike) -> dict[str, list[float]]:
     return {k: [float(r[k]) if r[k] not in ("", None) else math.nan for r in rows] for k in rows[0]}
 
 
+def steady_steps_per_s(path: str | os.PathLike, skip_s: float = 1.0) -> float | None:
+    """Env steps/s over the steady part of a run: between the first ``metrics.csv`` row at
+    or after ``skip_s`` seconds (start-up excluded) and the last periodic row (the final
+    row, written at shutdown, excluded). None if fewer than two such rows.
+
+    Args:
+        path: a run's ``metrics.csv``.
+        skip_s: seconds of start-up to leave out.
+    """
+    m = read_metrics(path)
+    rows = [(t, s) for t, s in zip(m.get("wall_time_s", []), m.get("global_step", [])) if t >= skip_s]
+    rows = rows[:-1]  # the last row is written at shutdown
+    if len(rows) < 2 or rows[-1][0] <= rows[0][0]:
+        return None
+    (t0, s0), (t1, s1) = rows[0], rows[-1]
+    return (s1 - s0) / (t1 - t0)
+
+
 def plot_learning_curve(metrics_csv: str | os.PathLike, png_path: str | os.PathLike,
                         target_return: float | None = None, title: str | None = None) -> None:
     """Plot mean return of the last 100 episodes against env steps and wall time.

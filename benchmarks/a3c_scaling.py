@@ -21,16 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import asyncrl_run, cpu_ceiling, fmt, spread, write_results  # noqa: E402
 
-from asyncrl.metrics import read_metrics  # noqa: E402
-
-
-def steady_steps_per_s(run_dir: Path) -> float:
-    """Env steps/s between the first metrics row after 1 s and the last periodic row."""
-    m = read_metrics(run_dir / "metrics.csv")
-    rows = [(t, s) for t, s in zip(m["wall_time_s"], m["global_step"]) if t >= 1.0]
-    rows = rows[:-1] if len(rows) > 2 else rows  # the last row is written at shutdown
-    (t0, s0), (t1, s1) = rows[0], rows[-1]
-    return (s1 - s0) / (t1 - t0)
+from asyncrl.metrics import steady_steps_per_s  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +54,7 @@ def main() -> None:
                                        *args.run_args.split()],
                                       run_dir)
                 runs.append({"workers": workers, "repeat": repeat,
-                             "steady_steps_per_s": steady_steps_per_s(run_dir),
+                             "steady_steps_per_s": steady_steps_per_s(run_dir / "metrics.csv"),
                              "overall_steps_per_s": summary["steps_per_s"],
                              "wall_time_s": summary["wall_time_s"]})
                 print(f"workers {workers} repeat {repeat}: {runs[-1]['steady_steps_per_s']:.0f} steps/s "

@@ -91,3 +91,13 @@ def test_bad_study_input_is_one_line_and_exit_code_2(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["speedup", "--algos", "dqn"])
     assert exc.value.code == 2
+
+
+def test_steady_steps_per_s_leaves_out_start_up_and_shutdown(tmp_path):
+    from asyncrl.metrics import steady_steps_per_s
+
+    path = tmp_path / "metrics.csv"
+    # start-up: 100 steps in the first 0.5 s; then 1000 steps/s; the shutdown row is late
+    path.write_text("global_step,wall_time_s\n100,0.5\n600,1.0\n1100,1.5\n1600,2.0\n1700,3.0\n")
+    assert steady_steps_per_s(path, skip_s=0.5) == pytest.approx(1000.0)
+    assert steady_steps_per_s(path, skip_s=1.9) is None  # too short: one row left
