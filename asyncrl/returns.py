@@ -65,6 +65,17 @@ def segment_end_flags(length: int, terminated: bool, truncated: bool) -> tuple[n
     return term, trunc
 
 
+def _backward_scan(deltas: np.ndarray, coefs: np.ndarray) -> np.ndarray:
+    """``x_t = deltas_t + coefs_t x_{t+1}`` with ``x_T = 0``, backwards over ``[T, B]``
+    arrays: the recursion of GAE and of V-trace; returns ``[T, B]`` float32."""
+    out = np.empty(deltas.shape, dtype=np.float32)
+    running = np.zeros(deltas.shape[1], dtype=np.float32)
+    for t in range(deltas.shape[0] - 1, -1, -1):
+        running = deltas[t] + coefs[t] * running
+        out[t] = running
+    return out
+
+
 def _check_shapes(**arrays: np.ndarray) -> None:
     shapes = {name: np.shape(a) for name, a in arrays.items()}
     first = next(iter(shapes.values()))
@@ -116,11 +127,7 @@ def gae(
     not_done = ~(terminated | truncated.astype(bool))
     deltas = rewards + gamma * ~terminated * next_values - values  # [T, B]
     trace = gamma * lam * not_done  # [T, B]
-    advantages = np.empty(rewards.shape, dtype=np.float32)
-    running = np.zeros(rewards.shape[1], dtype=np.float32)
-    for t in range(rewards.shape[0] - 1, -1, -1):
-        running = deltas[t] + trace[t] * running
-        advantages[t] = running
+    advantages = _backward_scan(deltas, trace)
     return advantages, (advantages + values).astype(np.float32)
 
 
@@ -176,13 +183,7 @@ def vtrace(
     not_done = ~(terminated | truncated.astype(bool))
     discounts = gamma * ~terminated  # [T, B]
     deltas = rhos * (rewards + discounts * next_values - values)  # [T, B]
-    T = rewards.shape[0]
-    vs_minus_v = np.empty(rewards.shape, dtype=np.float32)
-    running = np.zeros(rewards.shape[1], dtype=np.float32)
-    for t in range(T - 1, -1, -1):
-        running = deltas[t] + gamma * not_done[t] * cs[t] * running
-        vs_minus_v[t] = running
-    vs = vs_minus_v + values  # [T, B]
+    vs = _backward_scan(deltas, gamma * not_done * cs) + values  # [T, B]
     next_vs = next_values.copy()  # v'_{t+1}: V(s_{t+1}) where the trace stops ...
     next_vs[:-1] = np.where(not_done[:-1], vs[1:], next_values[:-1])  # ... v_{t+1} inside an episode
     advantages = rhos * (rewards + discounts * next_vs - values)

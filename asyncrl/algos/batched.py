@@ -30,7 +30,7 @@ from asyncrl.algos.a3c import build_model, greedy_action  # noqa: F401  (A2C and
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
 from asyncrl.envs import start_worker_env
-from asyncrl.networks import ActorCritic, NumpyMLP, sample_categorical_batch
+from asyncrl.networks import NumpyMLP, sample_categorical_batch
 from asyncrl.returns import gae, vtrace
 from asyncrl.shared import GlobalCounters, make_shared_optimizer, share_model
 from asyncrl.storage import PolicyStore, RolloutSlots
@@ -106,7 +106,7 @@ class Actor:
             first_obs.append(obs)
         self.env = self.envs[0]
         self.obs = np.stack(first_obs).astype(np.float32)  # [E, obs_dim]
-        self.local = build_model(config, obs_dim, int(self.env.action_space.n))
+        self.local = copy.deepcopy(shared.model)  # process-local memory, refreshed from each publication
         self.local_params = list(self.local.state_dict().values())
         self.shared_params = list(shared.model.state_dict().values())
         self.policy = NumpyMLP(self.local.torso, self.local.policy)  # views of the local copy
@@ -209,8 +209,7 @@ class Learner:
         self.slots_per_batch = self.batch_rollouts // a.envs_per_actor
         self.total_steps = config.run.total_steps
         self.trained_steps = counters.initial_step  # env steps in the batches trained on, incl. a resumed run's
-        self.model = build_model(config, *_model_dims(shared.model)).to(self.device)
-        self.model.load_state_dict(shared.model.state_dict())
+        self.model = copy.deepcopy(shared.model).to(self.device)  # the learner's own copy, off shared memory
         self.optimizer = _make_optimizer(a, self.model.parameters(), self.device)
         # (a copy: on a CPU, load_state_dict would keep the shared tensors themselves)
         self.optimizer.load_state_dict(copy.deepcopy(shared.optimizer.state_dict()))  # creates the state
@@ -268,11 +267,6 @@ class Learner:
 
     def close(self) -> None:
         pass
-
-
-def _model_dims(model: ActorCritic) -> tuple[int, int]:
-    first = next(m for m in model.torso.net if isinstance(m, torch.nn.Linear))
-    return first.in_features, model.policy.out_features
 
 
 def _make_optimizer(a: Any, params, device: torch.device) -> torch.optim.Optimizer:
