@@ -371,13 +371,16 @@ def q_loss_grad(q_values: np.ndarray, actions: np.ndarray, targets: np.ndarray
 
 class NumpyQGradient:
     """The gradient of ``losses.q_loss`` for a ``QNetwork`` of an ``MLPTorso`` (tanh),
-    computed in NumPy and written into the parameters' ``.grad`` tensors.
+    computed in NumPy and handed to the parameters as their ``.grad``.
 
     The asynchronous value-based actor-learners update every few env steps on a handful
-    of observations, where torch's autograd costs far more than the arithmetic. The
-    ``.grad`` tensors are this process's own (a parameter's ``.grad`` is a per-process
-    attribute even when the parameter lives in shared memory), allocated once and
-    overwritten by each call; clipping and the optimizer step stay torch's.
+    of observations, where torch's autograd costs far more than the arithmetic. Each
+    instance owns its gradient buffers, allocated once and overwritten by each call, and
+    points every parameter's ``.grad`` at them on each call: a ``.grad`` is a
+    per-process attribute even when the parameter lives in shared memory, but in
+    ``--serial`` mode several actor-learners share one process and one shared ``theta``,
+    and each must apply the gradient it computed itself. Clipping and the optimizer step
+    stay torch's.
 
     Args:
         model: the network whose parameters the gradient is taken at (the shared theta,
@@ -393,19 +396,19 @@ class NumpyQGradient:
         if not isinstance(model, QNetwork) or not isinstance(model.torso, MLPTorso):
             raise TypeError("NumpyQGradient needs a QNetwork of an MLPTorso")
         self.params = list(model.parameters())
-        for p in self.params:
-            p.grad = torch.zeros_like(p, memory_format=torch.contiguous_format)
+        self.grads = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        grads = {id(p): g for p, g in zip(self.params, self.grads)}
 
         def layer(linear: nn.Linear):
-            return (linear.weight.detach().numpy(), linear.weight.grad.numpy(),
-                    linear.bias.detach().numpy(), linear.bias.grad.numpy())
+            return (linear.weight.detach().numpy(), grads[id(linear.weight)].numpy(),
+                    linear.bias.detach().numpy(), grads[id(linear.bias)].numpy())
 
         self.torso = [layer(lin) for lin in _linears(model.torso)]
         self.head = layer(model.head)
 
     def __call__(self, obs: np.ndarray, actions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        """Write ``d q_loss / d theta`` for ``obs: [N, obs_dim]``, ``actions: [N]``,
-        ``targets: [N]`` into the ``.grad`` tensors; returns ``q_loss``'s metrics."""
+        """Compute ``d q_loss / d theta`` for ``obs: [N, obs_dim]``, ``actions: [N]``,
+        ``targets: [N]`` and make it the parameters' ``.grad``; returns ``q_loss``'s metrics."""
         hidden = NumpyUpdater._torso_forward(self.torso, obs)
         W, dW, b, db = self.head
         q_values = hidden[-1] @ W.T + b  # [N, A]
@@ -414,4 +417,6 @@ class NumpyQGradient:
         np.matmul(d_q.T, hidden[-1], out=dW)
         np.sum(d_q, axis=0, out=db)
         NumpyUpdater._torso_backward(self.torso, hidden, d_q @ W)
+        for param, grad in zip(self.params, self.grads):
+            param.grad = grad  # this call's gradient, whoever computed one before
         return metrics

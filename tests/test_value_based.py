@@ -160,3 +160,46 @@ def test_concurrent_workers_refresh_once_per_crossing():
         assert p.exitcode == 0
     assert counters.global_step == 9000
     assert int(copies.sum()) == target.refreshes == 9000 // 50
+
+
+@pytest.mark.parametrize("algo", ["one-step-q", "one-step-sarsa"])
+def test_serial_learners_on_one_shared_theta_each_apply_their_own_gradient(algo):
+    """In --serial mode the one-step actor-learners share one process and one theta: each
+    update must apply exactly the gradient its own learner computed (autograd of q_loss
+    on that learner's batch), never another learner's or none."""
+    from asyncrl.losses import q_loss
+
+    config = Config(run=RunConfig(algo=algo, env="Chain-v0", workers=2, serial=True, seed=0),
+                    algo=algo_config(algo, "Chain-v0", gamma=GAMMA, max_grad_norm=1e9))
+    module = algo_module(algo)
+    shared = module.make_shared(config, 2, 2)
+    counters = GlobalCounters(2)
+    learners = [module.ActorLearner(i, config, shared, counters) for i in range(2)]
+    expected, applied = [], []
+    for learner in learners:
+        real = learner.gradient
+
+        def recording(obs, actions, targets, real=real):
+            model = copy.deepcopy(shared.model)
+            loss, _ = q_loss(model(torch.as_tensor(obs))[None], torch.as_tensor(actions)[None],
+                             torch.as_tensor(targets)[None])
+            loss.backward()
+            expected.append([p.grad.clone() for p in model.parameters()])
+            return real(obs, actions, targets)
+
+        learner.gradient = recording
+    real_step = shared.optimizer.step
+
+    def recording_step():
+        applied.append([p.grad.clone() for p in shared.model.parameters()])
+        return real_step()
+
+    shared.optimizer.step = recording_step
+    for _ in range(6):
+        for learner in learners:  # round-robin, as the serial trainer does
+            learner.update()
+    assert len(applied) == len(expected) == 12
+    for want, got in zip(expected, applied):
+        assert sum(float(g.norm()) for g in want) > 0
+        for w, g in zip(want, got):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
