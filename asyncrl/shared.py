@@ -8,8 +8,11 @@ the shared parameters and optimizer statistics concurrently without locks.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterable
 
+import psutil
 import torch
 from torch import nn
 from torch.optim.optimizer import _get_scalar_dtype
@@ -215,6 +218,10 @@ def apply_gradients(
 
 _SLOT = 8  # int64s per worker slot: one 64-byte cache line
 
+PARENT_CHECK_S = 0.25
+"""Seconds between two looks at the trainer's process from a child it did not fork itself
+(``--start-method forkserver``)."""
+
 
 class GlobalCounters:
     """The global step counter ``T`` and a stop flag, in shared memory, lock-free.
@@ -223,11 +230,25 @@ class GlobalCounters:
     lock; ``T`` is the sum of the slots. Reads and writes go through NumPy views of
     shared tensors (tens of nanoseconds, versus microseconds for tensor indexing).
 
+    A child process calls ``watch_parent`` once it starts; from then on
+    ``stop_requested`` is also true there once its parent has died (the trainer,
+    SIGKILLed say), so that every loop that checks the stop flag also ends an orphan.
+
     Args:
         workers: number of actor-learner slots.
         initial_step: env steps already taken (when a run is resumed).
         initial_updates: optimizer updates already applied (when a run is resumed).
+
+    Raises:
+        ValueError: if ``workers`` is below 1.
     """
+
+    # Per process, set by watch_parent in a child: the trainer's pid, and where the trainer
+    # is not the parent (forkserver), its psutil handle and when to look at it next.
+    _parent_pid: int | None = None
+    _trainer: psutil.Process | None = None
+    _trainer_dead = False
+    _next_parent_check = 0.0
 
     def __init__(self, workers: int, initial_step: int = 0, initial_updates: int = 0) -> None:
         if workers < 1:
@@ -269,11 +290,51 @@ class GlobalCounters:
         return self.initial_updates + int(self.updates.sum())
 
     def request_stop(self) -> None:
+        """Ask every process of the run to stop."""
         self._flags[0] = 1
+
+    def watch_parent(self, trainer_pid: int) -> None:
+        """In a child process: from now on, treat the death of the trainer ``trainer_pid``
+        as a stop request.
+
+        A child of the trainer (``fork``, ``spawn``) notices it as a change of
+        ``os.getppid()``: the kernel re-parents an orphan at once, even before the dead
+        trainer is reaped, so a reused pid cannot pass for it. A child of the
+        ``forkserver`` (which outlives the trainer while its children live) asks psutil
+        instead, at most every ``PARENT_CHECK_S`` seconds; psutil compares creation times,
+        so a reused pid cannot pass for the trainer there either.
+        """
+        self._parent_pid = trainer_pid
+        self._trainer = None
+        if os.getppid() != trainer_pid:
+            try:
+                self._trainer = psutil.Process(trainer_pid)
+            except psutil.NoSuchProcess:
+                self._trainer_dead = True
+
+    @property
+    def orphaned(self) -> bool:
+        """Whether this process watches the trainer (``watch_parent``) and it died."""
+        if self._parent_pid is None or os.getppid() == self._parent_pid:
+            return False
+        if self._trainer is None:  # a child of the trainer, now re-parented: or died at once
+            return True
+        if not self._trainer_dead:
+            now = time.monotonic()
+            if now >= self._next_parent_check:
+                self._next_parent_check = now + PARENT_CHECK_S
+                try:
+                    self._trainer_dead = self._trainer.status() == psutil.STATUS_ZOMBIE \
+                        or not self._trainer.is_running()
+                except psutil.NoSuchProcess:
+                    self._trainer_dead = True
+        return self._trainer_dead
 
     @property
     def stop_requested(self) -> bool:
-        return bool(self._flags[0])
+        """Whether the trainer asked the run to stop, or (in a child that called
+        ``watch_parent``) the trainer is gone. About 0.1 us: checked in every wait loop."""
+        return bool(self._flags[0]) or self.orphaned
 
 
 class TargetNetwork:

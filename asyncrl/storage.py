@@ -20,7 +20,9 @@ so an actor never acts with half-written weights, and the learner never waits fo
 
 from __future__ import annotations
 
+import signal
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -37,8 +39,19 @@ the second while nothing changes (so a waiting process costs little CPU, and not
 change within a third of a millisecond)."""
 
 
+PUBLICATION_TIMEOUT_S = 10.0
+"""Seconds a reader waits on one publication in progress before it gives up on the writer
+(a publication takes microseconds to milliseconds; one that stands open this long has a
+dead or frozen writer)."""
+
+
 class SlotError(RuntimeError):
     """A slot used out of its free -> writing -> full -> reading -> free cycle."""
+
+
+class PublicationStalled(RuntimeError):
+    """A publication stood half-written past the reader's deadline: its writer died (or
+    froze) in the middle of it."""
 
 
 def _wait(poll: float) -> float:
@@ -163,6 +176,14 @@ class RolloutSlots:
         self._committed[index] = time.monotonic_ns()
         self._move(index, WRITING, FULL)  # last: the data is complete before the learner can see it
 
+    def abandon(self, index: int) -> None:
+        """Give back a slot acquired for writing without committing it (a stop came first).
+
+        Raises:
+            SlotError: if this slot was not acquired for writing.
+        """
+        self._move(index, WRITING, FREE)
+
     # -- learner side -------------------------------------------------------
 
     def take(self, count: int, timeout: float) -> list[int]:
@@ -250,22 +271,60 @@ class PolicyStore:
     def publish(self, tensors: list[torch.Tensor], extra=None) -> int:
         """Copy ``tensors`` (the learner's ``state_dict().values()``, on any device) into the
         shared model; ``extra()``, if given, runs inside the same publication (e.g. copying
-        optimizer statistics). Returns the new version."""
-        self._seq[0] += 1  # odd: writing
-        torch._foreach_copy_(self._params, [t.detach() for t in tensors])
-        if extra is not None:
-            extra()
-        self._seq[0] += 1  # even: complete
+        optimizer statistics). Returns the new version.
+
+        SIGTERM (the trainer's ``terminate()`` of a learner that did not stop in time) is
+        held off until the publication is complete, so that it never leaves one
+        half-written; only SIGKILL can, and readers then give up (``read``)."""
+        held = _hold_sigterm()
+        try:
+            self._seq[0] += 1  # odd: writing
+            torch._foreach_copy_(self._params, [t.detach() for t in tensors])
+            if extra is not None:
+                extra()
+            self._seq[0] += 1  # even: complete
+        finally:
+            if held:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         return int(self._seq[0]) // 2
 
-    def read(self, copy_fn, poll_s: float = 1e-4) -> int:
+    def read(self, copy_fn: Callable[[], None], should_stop: Callable[[], bool] = lambda: False,
+             timeout_s: float = PUBLICATION_TIMEOUT_S, poll_s: float = 1e-4) -> int | None:
         """Run ``copy_fn()`` (which copies from ``self.model``) until it ran on one complete
-        publication; returns that version."""
+        publication.
+
+        While a publication is in progress it waits, checking ``should_stop()`` (the run's
+        stop flag, the writer's liveness) at every poll, and never longer than
+        ``timeout_s`` seconds on the same publication.
+
+        Returns:
+            The version copied, or None if ``should_stop()`` became true while waiting.
+
+        Raises:
+            PublicationStalled: if one publication stood in progress for ``timeout_s``.
+        """
+        waiting_on, deadline = -1, 0.0
         while True:
             before = int(self._seq[0])
             if before % 2:
+                if should_stop():
+                    return None
+                now = time.monotonic()
+                if before != waiting_on:  # a new publication in progress: its own deadline
+                    waiting_on, deadline = before, now + timeout_s
+                elif now >= deadline:
+                    raise PublicationStalled(
+                        f"publication {before // 2 + 1} of the policy stood half-written for {timeout_s:g} s: "
+                        "its writer died or froze in the middle of it")
                 time.sleep(poll_s)
                 continue
             copy_fn()
             if int(self._seq[0]) == before:
                 return before // 2
+
+
+def _hold_sigterm() -> bool:
+    """Block SIGTERM in this thread where the platform can; returns whether it did."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return False
+    return signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})

@@ -34,6 +34,7 @@ from asyncrl.checkpoint import CheckpointError, load_latest_good, save_checkpoin
 from asyncrl.config import Config
 from asyncrl.metrics import EpisodeLog, EpisodeStats, MetricsWriter, ProcessTreeMonitor, Progress, plot_learning_curve
 from asyncrl.shared import GlobalCounters, load_optimizer_state_in_place
+from asyncrl.storage import PublicationStalled
 
 REPORT_INTERVAL_S = 0.2
 """Seconds between a worker's statistics reports to the parent."""
@@ -117,6 +118,7 @@ def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: 
     and exit code 1. Ctrl-C is left to the parent, which stops the workers in order.
     """
     torch.set_num_threads(1)
+    counters.watch_parent(parent_pid)  # once the trainer is gone, every stop check below ends this process
     if config.run.pin_workers:
         pin_to_core(worker_id)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -140,8 +142,9 @@ def _worker_main(worker_id: int, config: Config, shared: SharedState, counters: 
             if now >= next_report:
                 next_report = now + REPORT_INTERVAL_S
                 reports.put(("stats", worker_id, _report(learner)))
-                if os.getppid() != parent_pid and not _alive(parent_pid):
-                    return  # the trainer is gone: do not linger as an orphan
+        if counters.orphaned:  # the trainer is gone: nobody reads the reports, exit at once
+            reports.cancel_join_thread()
+            return
         reports.put(("stats", worker_id, _report(learner)))
         reports.put(("done", worker_id, None))
     except Exception:
@@ -174,16 +177,6 @@ def _describe_exit(exitcode: int) -> str:
         except ValueError:
             return f"died from signal {-exitcode}"
     return f"exited with code {exitcode}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Trainer:
@@ -533,7 +526,17 @@ class Trainer:
     def _checkpoint(self, now: float) -> None:
         target = self.shared.target
         self.episode_log.flush()  # the checkpoint counts these rows as written
-        model, optimizer = self._snapshot()
+        try:
+            snapshot = self._snapshot()
+        except PublicationStalled as exc:
+            snapshot, reason = None, str(exc)
+        else:
+            reason = "the learner died in the middle of publishing its weights"
+        if snapshot is None:
+            print(f"asyncrl.run: warning: no checkpoint at T={self.counters.global_step:,}: {reason}; "
+                  f"{self.run_dir / 'checkpoint.pt'} is the last consistent state", file=sys.stderr, flush=True)
+            return
+        model, optimizer = snapshot
         save_checkpoint(self.run_dir / "checkpoint.pt", {
             "config": self.config.to_dict(),
             "model": model,
@@ -550,9 +553,15 @@ class Trainer:
             "wall_time_s": now - self.t_start,
         })
 
-    def _snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _snapshot(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The shared model's and optimizer's state dicts; with a learner, copies taken
-        from one complete publication (never half of one)."""
+        from one complete publication (never half of one). None if the learner process
+        died in the middle of a publication (what is in shared memory is half of one).
+
+        Raises:
+            PublicationStalled: if a live learner held one publication open for
+                ``storage.PUBLICATION_TIMEOUT_S``.
+        """
         if self.shared.policy is None:
             return self.shared.model.state_dict(), self.shared.optimizer.state_dict()
         out: list = []
@@ -560,8 +569,9 @@ class Trainer:
         def take_copies() -> None:
             out[:] = [copy.deepcopy(self.shared.model.state_dict()), copy.deepcopy(self.shared.optimizer.state_dict())]
 
-        self.shared.policy.read(take_copies)
-        return out[0], out[1]
+        learner = self.procs[self.learner_id] if self.procs else None
+        version = self.shared.policy.read(take_copies, should_stop=lambda: learner is not None and not learner.is_alive())
+        return None if version is None else (out[0], out[1])
 
     def _finish(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -131,3 +131,47 @@ def test_killed_actor_is_replaced_its_slot_reclaimed_and_the_run_finishes(tmp_pa
     result = subprocess.run([sys.executable, "-m", "asyncrl.evaluate", str(run_dir), "--episodes", "2"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "over 2 episodes" in result.stdout
+
+
+@pytest.mark.timeout(60)
+def test_learner_dead_in_the_middle_of_a_publication_does_not_hang_the_trainer(tmp_path, monkeypatch, capsys):
+    """A learner SIGKILLed inside ``publish`` leaves the sequence odd for ever: the trainer's
+    final checkpoint must not wait on it, nor save the half-written weights."""
+    import os
+
+    from asyncrl.storage import PolicyStore
+    from asyncrl.trainer import WorkerFailure
+
+    real_publish = PolicyStore.publish
+
+    def dying_publish(self, tensors, extra=None):
+        if self.version >= 3:  # the fourth publication: the learner dies half-way through it
+            self._seq[0] += 1
+            os._exit(9)
+        return real_publish(self, tensors, extra)
+
+    monkeypatch.setattr(PolicyStore, "publish", dying_publish)  # the forked learner inherits it
+    run = RunConfig(algo="a2c", workers=2, seed=0, total_steps=10**7, target_return=math.inf,
+                    run_dir=str(tmp_path / "run"))
+    trainer = Trainer(Config(run=run, algo=algo_config("a2c", run.env)), quiet=True)
+    start = time.monotonic()
+    with pytest.raises(WorkerFailure, match="the learner exited with code 9"):
+        trainer.train()
+    assert time.monotonic() - start < 30
+    assert int(trainer.shared.policy.sequence.item()) % 2 == 1
+    assert "no checkpoint at T=" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # never the half-written weights
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stop_reason"] == "worker_failed"
+
+
+@pytest.mark.timeout(60)
+def test_serial_async_with_fewer_rollouts_per_batch_than_actors_fill(tmp_path):
+    """--serial --async --batch-rollouts 4 --workers 2: the actors fill two slots a round
+    and the learner drains one; an actor whose slots are all full skips its turn."""
+    trainer, summary, ckpt = _train(tmp_path, "run", "a2c", {"sync": False, "batch_rollouts": 4},
+                                    workers=2, seed=0, total_steps=4000, serial=True)
+    assert summary["stop_reason"] == "total_steps"
+    assert summary["updates"] == math.ceil(4000 / (5 * 4))  # learner batches of T x B = 5 x 4 env steps
+    assert summary["global_step"] >= 4000
+    cycles = trainer.shared.slots.cycles.tolist()
+    assert sum(cycles) == summary["updates"] and min(cycles) >= 1  # every slot of both actors was used

@@ -155,6 +155,37 @@ def _start_run(run_dir, *args):
     return proc
 
 
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE  # exited; its new parent has yet to reap it
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("args, also_kill_learner", [
+    (("--algo", "a3c"), False),  # actor-learners
+    (("--algo", "a2c", "--sync"), False),  # actors waiting for free slots, and the learner
+    (("--algo", "a2c", "--sync"), True),  # the trainer and the learner both die: actors wait on nobody
+    (("--algo", "ppo", "--async", "--start-method", "forkserver"), False),  # children of the fork server
+])
+def test_children_exit_when_the_trainer_is_killed(tmp_path, args, also_kill_learner):
+    """SIGKILL the trainer (and the learner): every process of the run notices the dead
+    parent within 2 s and exits; within 5 s none is left."""
+    run_dir = tmp_path / "orphans"
+    proc = _start_run(run_dir, *args, "--workers", 2, "--total-steps", 10**9, "--target-return", "inf")
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) >= 2
+    if also_kill_learner:
+        learner = max(psutil.Process(proc.pid).children(), key=lambda c: (c.create_time(), c.pid))  # forked last
+        learner.kill()
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 5.0
+    while not all(_gone(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [c.pid for c in children if not _gone(c)] == []
+
+
 @pytest.mark.parametrize("policy", ["restart", "abort"])
 def test_killed_worker_is_noticed_and_replaced_or_the_run_aborts(tmp_path, policy):
     run_dir = tmp_path / f"killed-{policy}"

@@ -2,13 +2,14 @@
 and the published policy's sequence lock."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from asyncrl.networks import build_actor_critic
-from asyncrl.storage import FREE, PolicyStore, RolloutSlots, SlotError
+from asyncrl.storage import FREE, PolicyStore, PublicationStalled, RolloutSlots, SlotError
 
 
 @pytest.fixture
@@ -117,3 +118,82 @@ def test_policy_store_versions_and_consistent_reads():
 
     assert store.read(copy_during_a_publication) == 6
     assert len(calls) == 2  # the torn copy was retried
+
+
+def _publisher(store, stop, model_size):
+    """Publish weights whose every entry is the version being written, as fast as it can."""
+    torch.set_num_threads(1)
+    learner = build_actor_critic(3, 2, (model_size,), shared_torso=True)
+    tensors = list(learner.state_dict().values())
+    version = store.version
+    while not stop.is_set():
+        version += 1
+        for t in tensors:
+            t.fill_(float(version))
+        store.publish(tensors)
+
+
+def test_policy_store_reads_are_consistent_under_a_concurrent_writer():
+    ctx = torch.multiprocessing.get_context("fork")
+    model = build_actor_critic(3, 2, (256,), shared_torso=True).share_memory()
+    store = PolicyStore(model)
+    stop = ctx.Event()
+    writer = ctx.Process(target=_publisher, args=(store, stop, 256), daemon=True)
+    writer.start()
+    try:
+        local = build_actor_critic(3, 2, (256,), shared_torso=True)
+        params, shared = list(local.state_dict().values()), list(model.state_dict().values())
+        versions = []
+        deadline = time.monotonic() + 20
+        while len(set(versions)) < 50 and time.monotonic() < deadline:
+            version = store.read(lambda: torch._foreach_copy_(params, shared), timeout_s=5.0)
+            values = torch.cat([p.reshape(-1) for p in params])
+            if version > 0:  # (version 0: the initial weights, before the first publication)
+                assert torch.all(values == values[0]), "a torn copy: entries of two publications"
+                assert version == int(values[0].item())
+            versions.append(version)
+        assert len(set(versions)) >= 50 and versions == sorted(versions)
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+
+
+def test_policy_store_read_gives_up_on_a_dead_writer():
+    model = build_actor_critic(3, 2, (8,), shared_torso=True).share_memory()
+    store = PolicyStore(model, initial_version=3)
+    store.sequence.fill_(7)  # a writer died in the middle of publication 4
+    copies = []
+    start = time.monotonic()
+    assert store.read(lambda: copies.append(1), should_stop=lambda: True) is None  # the stop flag, at once
+    assert time.monotonic() - start < 0.5
+    start = time.monotonic()
+    with pytest.raises(PublicationStalled, match="stood half-written"):
+        store.read(lambda: copies.append(1), timeout_s=0.3)  # no stop: the deadline ends the wait
+    assert 0.3 <= time.monotonic() - start < 2.0
+    assert copies == []  # nothing was copied from the half-written weights
+
+
+def _publish_big(store, ready):
+    torch.set_num_threads(1)  # as every process of ours (a forked child must not use the parent's thread pool)
+    tensors = [torch.full_like(t, 1.0) for t in store.model.state_dict().values()]
+    ready.set()
+    while True:
+        store.publish(tensors)
+
+
+def test_sigterm_never_leaves_a_publication_half_written():
+    """``terminate()`` of a learner that takes long to stop (the trainer's join timeout)
+    must not tear a publication: SIGTERM waits until the publication is complete."""
+    ctx = torch.multiprocessing.get_context("fork")
+    model = build_actor_critic(64, 2, (2048, 2048), shared_torso=True).share_memory()  # ~4M floats: ms per copy
+    store = PolicyStore(model)
+    for attempt in range(5):
+        ready = ctx.Event()
+        writer = ctx.Process(target=_publish_big, args=(store, ready), daemon=True)
+        writer.start()
+        assert ready.wait(30)
+        time.sleep(0.05 + 0.013 * attempt)
+        writer.terminate()
+        writer.join(timeout=10)
+        assert writer.exitcode == -15
+        assert int(store.sequence.item()) % 2 == 0, f"attempt {attempt}: killed mid-publication"

@@ -112,6 +112,7 @@ class Actor:
         self.policy = NumpyMLP(self.local.torso, self.local.policy)  # views of the local copy
         self.value = NumpyMLP(self.local.value_torso or self.local.torso, self.local.value)
         self.version = -1
+        self.serial = config.run.serial
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.stats = WorkerStats(counters, num_envs=E)
         self.rollout = {  # one rollout per environment, in a slot's time-major layout
@@ -125,21 +126,31 @@ class Actor:
             "final_values": np.zeros((T, E), np.float32),
         }
 
-    def _refresh_policy(self) -> None:
+    def _refresh_policy(self) -> bool:
+        """Copy the newest publication if it moved; False if a stop came while waiting."""
         store = self.shared.policy
         if store.version != self.version:
-            self.version = store.read(lambda: torch._foreach_copy_(self.local_params, self.shared_params))
+            version = store.read(lambda: torch._foreach_copy_(self.local_params, self.shared_params),
+                                 should_stop=lambda: self.counters.stop_requested)
+            if version is None:
+                return False
+            self.version = version
+        return True
 
     def update(self) -> int:
         """Fill one slot with a rollout of every environment; returns env steps taken
-        (0 if a stop came while waiting for a free slot)."""
+        (0 if a stop came while waiting for a free slot or the policy, or, in
+        ``--serial`` mode, if this actor's slots are all full: nothing else runs while it
+        would wait)."""
         slots = self.shared.slots
         index = None
         while index is None:
-            index = slots.acquire(self.worker_id, SLOT_WAIT_S)
-            if index is None and self.counters.stop_requested:
+            index = slots.acquire(self.worker_id, 0.0 if self.serial else SLOT_WAIT_S)
+            if index is None and (self.serial or self.counters.stop_requested):
                 return 0
-        self._refresh_policy()  # with --sync, the learner published before freeing the slots
+        if not self._refresh_policy():  # with --sync, the learner published before freeing the slots
+            slots.abandon(index)
+            return 0
         r = self.rollout
         obs_buf, values, final_values = r["obs"], r["values"], r["final_values"]
         actions_buf, log_probs_buf = r["actions"], r["log_probs"]
@@ -208,6 +219,7 @@ class Learner:
         self.batch_rollouts = a.rollouts_per_batch(config.run.workers)
         self.slots_per_batch = self.batch_rollouts // a.envs_per_actor
         self.total_steps = config.run.total_steps
+        self.serial = config.run.serial  # the actors run between two calls: never wait for them
         self.trained_steps = counters.initial_step  # env steps in the batches trained on, incl. a resumed run's
         self.model = copy.deepcopy(shared.model).to(self.device)  # the learner's own copy, off shared memory
         self.optimizer = _make_optimizer(a, self.model.parameters(), self.device)
@@ -227,13 +239,14 @@ class Learner:
         return self.trained_steps >= self.total_steps
 
     def update(self) -> int:
-        """Wait for a full batch (up to ``SLOT_WAIT_S``), update, publish.
+        """Wait for a full batch (up to ``SLOT_WAIT_S``; not at all in ``--serial`` mode),
+        update, publish.
 
         Returns:
             0 (the learner takes no env steps).
         """
         slots, B = self.shared.slots, self.batch_rollouts
-        self._pending += slots.take(self.slots_per_batch - len(self._pending), SLOT_WAIT_S)
+        self._pending += slots.take(self.slots_per_batch - len(self._pending), 0.0 if self.serial else SLOT_WAIT_S)
         if len(self._pending) < self.slots_per_batch:
             return 0
         indices, self._pending = self._pending, []
