@@ -69,10 +69,13 @@ class RolloutSlots:
     - ``actions: [T, E] int64``, ``rewards: [T, E] float32``.
     - ``terminated: [T, E] bool``: ``s_{t+1}`` is terminal; ``truncated: [T, E] bool``: a
       time limit cut the episode after step ``t`` (then ``s_{t+1}`` is the next episode's
-      first state, and ``final_values[t]`` the value of the cut episode's last one).
+      first state, ``final_obs[t]`` the cut episode's last observation and
+      ``final_values[t]`` its value under the behaviour critic).
     - ``log_probs: [T, E] float32``: ``log mu(a_t|s_t)`` of the behaviour policy.
     - ``values: [T+1, E] float32``: ``V(s_t)`` under the behaviour policy's critic.
-    - ``final_values: [T, E] float32``: see ``truncated`` (0 elsewhere).
+    - ``final_obs: [T, E, *obs_shape] float32``, ``final_values: [T, E] float32``: see
+      ``truncated`` (meaningful only there; ``final_values`` is 0 elsewhere). A learner that evaluates every value with its own
+      critic (A2C, V-trace) evaluates ``final_obs`` too, never the actor's stale value.
     - ``policy_version: int64``: the version of the policy that acted.
 
     An actor takes one whole slot per rollout, so actors never hold part of what they
@@ -92,7 +95,8 @@ class RolloutSlots:
         ValueError: if a count is below 1.
     """
 
-    FIELDS = ("obs", "actions", "rewards", "terminated", "truncated", "log_probs", "values", "final_values")
+    FIELDS = ("obs", "actions", "rewards", "terminated", "truncated", "log_probs", "values", "final_obs",
+              "final_values")
 
     def __init__(self, actors: int, slots_per_actor: int, unroll_length: int, envs_per_slot: int,
                  obs_shape: tuple[int, ...]) -> None:
@@ -112,6 +116,7 @@ class RolloutSlots:
         self.truncated = shared((S, T, E), torch.bool)
         self.log_probs = shared((S, T, E), torch.float32)
         self.values = shared((S, T + 1, E), torch.float32)
+        self.final_obs = shared((S, T, E, *obs_shape), torch.float32)
         self.final_values = shared((S, T, E), torch.float32)
         self.policy_version = shared((S,), torch.int64)
         self.state = shared((S,), torch.int64)  # FREE / WRITING / FULL / READING

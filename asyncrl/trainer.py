@@ -338,7 +338,14 @@ class Trainer:
         self._ctx = torch.multiprocessing.get_context(self.config.run.start_method)
         if self.config.run.start_method == "forkserver":
             self._ctx.set_forkserver_preload(["asyncrl.trainer", self.algo.__name__])
-        self.reports = self._ctx.Queue()
+        self._learner_ctx = self._ctx
+        if self.has_learner:
+            from asyncrl.algos.batched import learner_start_method
+
+            self._learner_ctx = torch.multiprocessing.get_context(learner_start_method(self.config))
+        # (the learner's context: a queue made in a fork context cannot reach a spawned
+        # learner, while one made for spawn reaches forked processes too)
+        self.reports = self._learner_ctx.Queue()
         for worker_id in range(self.config.run.workers):
             self.procs.append(self._spawn(worker_id, self._worker_config(), self._restore_rng.get(worker_id)))
         if self.has_learner:  # one learner process, fed by the actors through shared-memory slots
@@ -382,7 +389,7 @@ class Trainer:
                role: str = "actor"):
         # A restart forks while TensorBoard's writer thread runs; the child runs worker
         # code only, which takes none of that thread's locks.
-        proc = self._ctx.Process(
+        proc = (self._learner_ctx if role == "learner" else self._ctx).Process(
             target=_worker_main,
             name="asyncrl-learner" if role == "learner" else f"asyncrl-worker-{worker_id}",
             args=(worker_id, config, self.shared, self.counters, self.reports, os.getpid(), restore_rng, role),

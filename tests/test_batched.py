@@ -175,3 +175,61 @@ def test_serial_async_with_fewer_rollouts_per_batch_than_actors_fill(tmp_path):
     assert summary["global_step"] >= 4000
     cycles = trainer.shared.slots.cycles.tolist()
     assert sum(cycles) == summary["updates"] and min(cycles) >= 1  # every slot of both actors was used
+
+
+def test_cuda_check_does_not_initialise_cuda_and_a_cuda_learner_is_spawned(monkeypatch):
+    """The trainer checks --learner-device before it forks: it must ask NVML
+    (``torch.cuda.device_count``), never ``cuInit`` (``torch.cuda.is_available`` or
+    ``_cuda_getDeviceCount``), which would poison CUDA in every forked child; and the CUDA
+    learner itself starts with spawn."""
+    from asyncrl.algos.batched import learner_start_method
+
+    def initialises_cuda(*args):
+        raise AssertionError("this call initialises CUDA in the trainer")
+
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", initialises_cuda)
+    monkeypatch.setattr(torch._C, "_cuda_getDeviceCount", initialises_cuda, raising=False)
+    monkeypatch.setattr(torch.cuda, "init", initialises_cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device("cuda") == torch.device("cuda")
+    assert check_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(DeviceError, match="this machine has 2 CUDA device"):
+        check_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        check_device("cuda")
+
+    def config(device, start_method="fork"):
+        return Config(run=RunConfig(algo="ppo", start_method=start_method),
+                      algo=algo_config("ppo", "CartPole-v1", learner_device=device))
+
+    assert learner_start_method(config("cuda")) == learner_start_method(config("cuda:1", "forkserver")) == "spawn"
+    assert learner_start_method(config("cpu")) == "fork"
+    assert learner_start_method(config("cpu", "forkserver")) == "forkserver"
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_learner_optimizer_keeps_the_kernels_chosen_for_its_device(optimizer, device):
+    """``load_state_dict`` of the shared optimizer's state must not replace the learner's
+    kernel choice (fused Adam on CPU; foreach elsewhere) with the shared one's."""
+    from asyncrl.algos.batched import make_learner_optimizer
+    from asyncrl.networks import build_actor_critic
+    from asyncrl.shared import make_shared_optimizer
+
+    a = algo_config("ppo", "CartPole-v1", optimizer=optimizer, lr=3e-4)
+    shared_model = build_actor_critic(4, 2, (8,)).share_memory()
+    shared = make_shared_optimizer(optimizer, shared_model.parameters(), lr=a.lr, eps=a.optim_eps)
+    with torch.no_grad():
+        for p in shared_model.parameters():
+            shared.state[p]["step"].fill_(7.0)
+    model = build_actor_critic(4, 2, (8,))  # CPU tensors: only the kernel choice is checked, no step is taken
+    own = make_learner_optimizer(a, model.parameters(), torch.device(device), shared)
+    group = own.param_groups[0]
+    if optimizer == "adam" and device == "cpu":
+        assert group["fused"] is True and not group["foreach"]
+    else:
+        assert group["foreach"] is True and not group.get("fused")
+    assert group["lr"] == 3e-4
+    assert all(own.state[p]["step"].item() == 7.0 for p in model.parameters())  # the statistics did load

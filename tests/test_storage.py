@@ -26,7 +26,7 @@ def _rollout(mark: float, T=4, E=2):
     return {
         "obs": np.repeat(code[:, :, None], 3, axis=2), "values": code,
         "actions": code[:T].astype(np.int64), "rewards": code[:T], "log_probs": code[:T],
-        "final_values": code[:T], "terminated": (code[:T] % 2 == 0), "truncated": (code[:T] % 3 == 0),
+        "final_obs": np.repeat(code[:T, :, None], 3, axis=2), "final_values": code[:T], "terminated": (code[:T] % 2 == 0), "truncated": (code[:T] % 3 == 0),
     }
 
 

@@ -34,15 +34,15 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
     """
     obs, actions = batch["obs"], batch["actions"]
     T, B = actions.shape
-    _, advantages, returns = advantage_estimates(cfg, updater, batch, behaviour_critic=False)
+    estimates = advantage_estimates(cfg, updater, batch, behaviour_critic=False)
     device = actions.device
     N = T * B
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
     return updater.step(
         obs[:T].reshape(N, -1), "actor_critic", lr,  # [N, obs_dim]
         actions=actions.reshape(N),
-        returns=torch.from_numpy(returns.reshape(N)).to(device),
-        advantages=torch.from_numpy(advantages.reshape(N)).to(device),
+        returns=torch.from_numpy(estimates.returns.reshape(N)).to(device),
+        advantages=torch.from_numpy(estimates.advantages.reshape(N)).to(device),
         value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef,
     )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -45,7 +45,15 @@ class DeviceError(ValueError):
 
 
 def check_device(name: str) -> torch.device:
-    """The learner's ``torch.device`` for ``--learner-device name``.
+    """The learner's ``torch.device`` for ``--learner-device name``, checked without
+    initialising CUDA in this process.
+
+    The trainer calls this before it forks any process, and a process that initialised
+    CUDA cannot fork children that use it; ``torch.cuda.device_count()`` asks NVML, which
+    initialises nothing (``torch.cuda.is_available()`` would call ``cuInit``). The
+    learner process itself starts with ``spawn`` when it uses CUDA
+    (``learner_start_method``), so that even a fallback that did initialise CUDA here
+    cannot reach it.
 
     Raises:
         DeviceError: if ``name`` asks for CUDA and none is available, or for a CUDA
@@ -53,12 +61,21 @@ def check_device(name: str) -> torch.device:
     """
     device = torch.device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
+        count = torch.cuda.device_count() if torch.backends.cuda.is_built() else 0
+        if count == 0:
             raise DeviceError(f"--learner-device {name}: CUDA is not available on this machine "
                               f"(torch {torch.__version__}); use --learner-device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"--learner-device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"--learner-device {name}: this machine has {count} CUDA device(s)")
     return device
+
+
+def learner_start_method(config: Config) -> str:
+    """How the learner process starts: ``spawn`` when it uses CUDA (CUDA cannot be used in
+    a forked child of a process that touched it), else the run's ``--start-method``."""
+    if torch.device(config.algo.learner_device).type == "cuda":
+        return "spawn"
+    return config.run.start_method
 
 
 def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
@@ -123,6 +140,7 @@ class Actor:
             "truncated": np.zeros((T, E), bool),
             "log_probs": np.zeros((T, E), np.float32),
             "values": np.zeros((T + 1, E), np.float32),
+            "final_obs": np.zeros((T, E, obs_dim), np.float32),
             "final_values": np.zeros((T, E), np.float32),
         }
 
@@ -171,7 +189,8 @@ class Actor:
                 self.stats.step(float(reward), terminated or truncated, e)
                 if terminated or truncated:
                     if truncated and not terminated:
-                        final_values[t, e] = self.value(np.asarray(obs, np.float32))[0]
+                        r["final_obs"][t, e] = obs
+                        final_values[t, e] = self.value(r["final_obs"][t, e])[0]
                     obs, _ = env.reset()
                 self.obs[e] = obs
             self.counters.add(self.worker_id, E, updates=0)  # T <- T + E
@@ -222,9 +241,7 @@ class Learner:
         self.serial = config.run.serial  # the actors run between two calls: never wait for them
         self.trained_steps = counters.initial_step  # env steps in the batches trained on, incl. a resumed run's
         self.model = copy.deepcopy(shared.model).to(self.device)  # the learner's own copy, off shared memory
-        self.optimizer = _make_optimizer(a, self.model.parameters(), self.device)
-        # (a copy: on a CPU, load_state_dict would keep the shared tensors themselves)
-        self.optimizer.load_state_dict(copy.deepcopy(shared.optimizer.state_dict()))  # creates the state
+        self.optimizer = make_learner_optimizer(a, self.model.parameters(), self.device, shared.optimizer)
         self.updater = make_updater(self.model, self.optimizer, a.max_grad_norm, self.device)
         # (after make_updater, which may move the parameters and statistics into flat buffers)
         self._state_pairs = _optimizer_state_pairs(self.optimizer, shared.optimizer)
@@ -282,15 +299,32 @@ class Learner:
         pass
 
 
-def _make_optimizer(a: Any, params, device: torch.device) -> torch.optim.Optimizer:
-    """The learner's own optimizer (process-local, on ``device``): fused Adam on CPU,
-    multi-tensor (foreach) kernels elsewhere."""
+_KERNEL_OPTIONS = ("foreach", "fused", "capturable")
+"""Optimizer options that choose the implementation for a device, not the arithmetic."""
+
+
+def make_learner_optimizer(a: Any, params, device: torch.device, shared: torch.optim.Optimizer
+                           ) -> torch.optim.Optimizer:
+    """The learner's own optimizer (process-local, on ``device``), with the statistics of
+    the shared one (a resumed run's, or zeros).
+
+    The kernels suit the device (fused Adam on CPU, multi-tensor ``foreach`` kernels
+    elsewhere) and stay chosen: ``load_state_dict`` would otherwise replace them with the
+    shared optimizer's CPU choices along with its hyper-parameters.
+    """
     params = list(params)
     if a.optimizer == "adam":
         if device.type == "cpu":
-            return torch.optim.Adam(params, lr=a.lr, eps=a.optim_eps, fused=True)
-        return torch.optim.Adam(params, lr=a.lr, eps=a.optim_eps, foreach=True)
-    return torch.optim.RMSprop(params, lr=a.lr, alpha=a.rms_alpha, eps=a.optim_eps, foreach=True)
+            optimizer = torch.optim.Adam(params, lr=a.lr, eps=a.optim_eps, fused=True)
+        else:
+            optimizer = torch.optim.Adam(params, lr=a.lr, eps=a.optim_eps, foreach=True)
+    else:
+        optimizer = torch.optim.RMSprop(params, lr=a.lr, alpha=a.rms_alpha, eps=a.optim_eps, foreach=True)
+    state = copy.deepcopy(shared.state_dict())  # a copy: on a CPU, load_state_dict would keep the shared tensors
+    for saved, own in zip(state["param_groups"], optimizer.param_groups):
+        saved.update({k: own[k] for k in _KERNEL_OPTIONS if k in own})
+    optimizer.load_state_dict(state)  # creates the state
+    return optimizer
 
 
 def _optimizer_state_pairs(own: torch.optim.Optimizer, shared: torch.optim.Optimizer) -> list:
@@ -327,33 +361,54 @@ def time_major_next_values(values: np.ndarray, final_values: np.ndarray, truncat
     return np.where(truncated, final_values, values[1:]).astype(np.float32)
 
 
+class Estimates(NamedTuple):
+    """What ``advantage_estimates`` computes for a ``[T, B]`` batch (NumPy, float32)."""
+
+    values: np.ndarray
+    """``[T+1, B]`` ``V(s_t)``: the learner's critic, or the behaviour critic's."""
+    advantages: np.ndarray
+    """``[T, B]`` GAE(lambda) or V-trace advantages."""
+    returns: np.ndarray
+    """``[T, B]`` value targets."""
+    log_probs: np.ndarray | None
+    """``[T, B]`` ``log pi(a_t|s_t)`` of the learner's policy before this update (V-trace's
+    target policy), or None where not computed (without V-trace)."""
+
+
 def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], behaviour_critic: bool
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        ) -> Estimates:
     """Values, advantages and value targets for a ``[T, B]`` batch (``RolloutSlots.batch``).
 
-    With ``--correction vtrace``: V-trace (``returns.vtrace``) under the learner's current
-    policy and critic. Otherwise GAE(lambda) (``returns.gae``) with the behaviour critic's
-    values from the rollout (``behaviour_critic``, PPO) or the learner's (A2C).
-
-    Returns:
-        ``(values [T+1, B], advantages [T, B], returns [T, B])``, float32 NumPy arrays.
+    With ``--correction vtrace``: V-trace (``returns.vtrace``) with the learner's current
+    policy as the target policy and its critic. Otherwise GAE(lambda) (``returns.gae``)
+    with the behaviour critic's values from the rollout (``behaviour_critic``, PPO) or
+    the learner's (A2C). Where the learner's critic gives the values, it also gives the
+    value of each truncated episode's last observation (``final_obs``), so that no
+    bootstrap value comes from the actor's older critic.
     """
     obs, actions = batch["obs"], batch["actions"]
     T, B = actions.shape
     host = {name: batch[name].cpu().numpy() for name in ("rewards", "terminated", "truncated", "final_values")}
     vtrace_on = cfg.correction == "vtrace"
+    final_values = host["final_values"]  # [T, B]: the behaviour critic's
     if vtrace_on or not behaviour_critic:
         logits, values = updater.forward(obs.reshape((T + 1) * B, -1))  # [(T+1)*B, A], [(T+1)*B]
         np_values = values.reshape(T + 1, B).cpu().numpy()  # [T+1, B]
+        cut = np.nonzero(host["truncated"])  # (t, b) of the truncated steps
+        if len(cut[0]):
+            final_values = np.zeros_like(final_values)
+            rows = torch.from_numpy(cut[0] * B + cut[1]).to(obs.device)
+            final_obs = batch["final_obs"].reshape(T * B, -1).index_select(0, rows)  # [K, obs_dim]
+            final_values[cut] = updater.forward(final_obs)[1].cpu().numpy()
     else:
         np_values = batch["values"].cpu().numpy()  # [T+1, B]
-    next_values = time_major_next_values(np_values, host["final_values"], host["truncated"])  # [T, B]
-    if vtrace_on:
-        log_probs = F.log_softmax(logits.reshape(T + 1, B, -1)[:T], dim=-1)
-        log_probs = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
-        returns, advantages = vtrace(batch["log_probs"].cpu().numpy(), log_probs.cpu().numpy(), host["rewards"],
-                                     np_values[:T], next_values, host["terminated"], host["truncated"], cfg.gamma)
-    else:
+    next_values = time_major_next_values(np_values, final_values, host["truncated"])  # [T, B]
+    if not vtrace_on:
         advantages, returns = gae(host["rewards"], np_values[:T], next_values, host["terminated"],
                                   host["truncated"], cfg.gamma, cfg.gae_lambda)
-    return np_values, advantages, returns
+        return Estimates(np_values, advantages, returns, None)
+    log_probs = F.log_softmax(logits.reshape(T + 1, B, -1)[:T], dim=-1)  # [T, B, A]
+    log_probs = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1).cpu().numpy()  # [T, B]
+    returns, advantages = vtrace(batch["log_probs"].cpu().numpy(), log_probs, host["rewards"],
+                                 np_values[:T], next_values, host["terminated"], host["truncated"], cfg.gamma)
+    return Estimates(np_values, advantages, returns, log_probs)

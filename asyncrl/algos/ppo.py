@@ -1,13 +1,22 @@
 """Proximal policy optimisation on batched rollouts (Schulman et al. 2017).
 
 The learner's update on a ``[T, B]`` batch: advantages from GAE(lambda) with the
-behaviour policy's values (or, with ``--correction vtrace``, V-trace targets and
-advantages under the learner's current policy, for stale ``--async`` rollouts), then
-``--epochs`` passes over shuffled minibatches of the clipped surrogate objective with
-the behaviour policy's log-probabilities as ``pi_old``; optional value clipping and an
-early stop once the approximate KL exceeds ``1.5 * --target-kl``; the learning rate and
-the clip range anneal linearly with ``--lr-anneal`` / ``--clip-anneal``. Actors and
-slots: ``asyncrl.algos.batched``.
+behaviour policy's values, then ``--epochs`` passes over shuffled minibatches of the
+clipped surrogate objective with the behaviour policy ``mu`` as ``pi_old``.
+
+With ``--correction vtrace`` (stale ``--async`` rollouts) the update is the decoupled
+PPO objective of Hilton, Cobbe & Schulman 2022 ("Batch size-invariance for policy
+optimization", the decoupled clipped objective): ``E_mu[(pi_prox / mu) min(r A, clip(r, 1 - eps, 1 + eps) A)]``
+with ``r = pi_theta / pi_prox``, where the proximal policy ``pi_prox`` is the learner's
+policy at the start of the update. The clip is centred on ``pi_prox``, not on the
+behaviour policy; the importance weight ``pi_prox / mu``, truncated at 1, is V-trace's
+``rho_t``, which the V-trace advantage ``rho_t (r_t + gamma v_{t+1} - V(s_t))`` already
+carries (Espeholt et al. 2018, Section 4.2), so it is applied once. Values, targets and
+the truncated steps' bootstrap values all come from the learner's critic.
+
+Options: value clipping, an early stop once the approximate KL exceeds
+``1.5 * --target-kl``, linear annealing of the learning rate and the clip range
+(``--lr-anneal`` / ``--clip-anneal``). Actors and slots: ``asyncrl.algos.batched``.
 """
 
 from __future__ import annotations
@@ -39,16 +48,19 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
     obs, actions = batch["obs"], batch["actions"]
     T, B = actions.shape
     device = actions.device
-    old_log_probs = batch["log_probs"]  # [T, B], behaviour policy mu = pi_old
-    np_values, advantages, returns = advantage_estimates(cfg, updater, batch, behaviour_critic=True)
+    estimates = advantage_estimates(cfg, updater, batch, behaviour_critic=True)
+    if estimates.log_probs is None:
+        old_log_probs = batch["log_probs"]  # [T, B]: pi_old = the behaviour policy mu
+    else:  # V-trace: pi_old = pi_prox, the learner's policy now (the decoupled objective)
+        old_log_probs = torch.from_numpy(estimates.log_probs).to(device)  # [T, B]
     N = T * B
     flat = {  # [N, ...]
         "obs": obs[:T].reshape(N, -1),
         "actions": actions.reshape(N),
         "old_log_probs": old_log_probs.reshape(N),
-        "old_values": torch.from_numpy(np_values[:T].reshape(N)).to(device),
-        "advantages": torch.from_numpy(advantages.reshape(N)).to(device),
-        "returns": torch.from_numpy(returns.reshape(N)).to(device),
+        "old_values": torch.from_numpy(estimates.values[:T].reshape(N)).to(device),
+        "advantages": torch.from_numpy(estimates.advantages.reshape(N)).to(device),
+        "returns": torch.from_numpy(estimates.returns.reshape(N)).to(device),
     }
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
     clip_range = linear_lr(cfg.clip_range, progress, 1.0) if cfg.clip_anneal else cfg.clip_range
