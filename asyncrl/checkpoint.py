@@ -1,9 +1,12 @@
-"""Checkpoints: atomic writes, validated reads."""
+"""Checkpoints: atomic writes, validated reads, and a run's shared state into and out of them."""
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     The data goes to a temporary file in the same folder, is flushed and fsynced, and
     then renamed over ``path``; a crash at any point leaves either the previous
     checkpoint or the new one, never a partial file. The replaced checkpoint stays
-    readable at ``previous_path(path)`` (a hard link, taken before the rename).
+    readable at ``previous_path(path)`` (a hard link, taken before the rename; a copy on
+    filesystems without hard links).
 
     Args:
         path: destination, conventionally ``RUN_DIR/checkpoint.pt``.
@@ -49,7 +53,10 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
             link_tmp = keep.with_name(keep.name + ".tmp")
             if link_tmp.exists():
                 link_tmp.unlink()
-            os.link(path, link_tmp)
+            try:
+                os.link(path, link_tmp)
+            except OSError:  # a filesystem without hard links (some network and FUSE mounts)
+                shutil.copyfile(path, link_tmp)
             os.replace(link_tmp, keep)
         os.replace(tmp, path)
     except BaseException:
@@ -112,3 +119,53 @@ def load_latest_good(path: str | os.PathLike) -> tuple[dict[str, Any], Path, str
         except CheckpointError as second:
             raise CheckpointError(f"{first}; and the previous one: {second}") from None
         return data, prev, f"{first}; using the previous checkpoint {prev} (T={data.get('global_step')})"
+
+
+def snapshot_shared(shared: Any, writer_alive: Callable[[], bool]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The shared model's and optimizer's state dicts, to save.
+
+    With a learner (``shared.policy``), copies taken from one complete publication,
+    never half of one.
+
+    Args:
+        shared: the run's ``SharedState``.
+        writer_alive: whether the learner process that publishes still runs.
+
+    Returns:
+        ``(model, optimizer)``, or None if the learner died in the middle of a
+        publication (shared memory holds half of one: nothing consistent to save).
+
+    Raises:
+        storage.PublicationStalled: if a live learner held one publication open for
+            ``storage.PUBLICATION_TIMEOUT_S``.
+    """
+    if shared.policy is None:
+        return shared.model.state_dict(), shared.optimizer.state_dict()
+    out: list = []
+
+    def take_copies() -> None:
+        out[:] = [copy.deepcopy(shared.model.state_dict()), copy.deepcopy(shared.optimizer.state_dict())]
+
+    version = shared.policy.read(take_copies, should_stop=lambda: not writer_alive())
+    return None if version is None else (out[0], out[1])
+
+
+def restore_shared(shared: Any, data: dict[str, Any], path: str | os.PathLike) -> None:
+    """Load a checkpoint's model, optimizer statistics, target network and policy version
+    into the run's ``SharedState``, in place (the statistics stay in shared memory).
+
+    Raises:
+        CheckpointError: if the checkpoint ``path`` does not fit this run's shared state.
+    """
+    from asyncrl.shared import load_optimizer_state_in_place
+
+    try:
+        shared.model.load_state_dict(data["model"])
+        load_optimizer_state_in_place(shared.optimizer, data["optimizer"])
+        if shared.target is not None:
+            shared.target.model.load_state_dict(data["target_model"])
+            shared.target.refreshes_tensor.fill_(int(data["target_refreshes"]))
+        if shared.policy is not None:
+            shared.policy.sequence.fill_(2 * int(data["policy_version"]))
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} does not fit this run: {str(exc).splitlines()[0]}") from None

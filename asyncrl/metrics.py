@@ -24,7 +24,8 @@ BASE_COLUMNS = (
     "updates",  # optimizer updates applied to the shared model (policy version)
     "cpu_percent",  # system-wide CPU use over the last interval, 0-100
     "process_cpu_percent",  # CPU use of this run's processes, 100 = one core
-    "rss_mb",  # resident memory of this run's processes, MiB
+    "pss_mb",  # proportional set size of this run's processes, MiB (Linux; empty elsewhere)
+    "uss_mb",  # unique set size of this run's processes, MiB
     "workers_alive",
 )
 
@@ -104,6 +105,32 @@ class EpisodeLog:
         self._file.close()
 
 
+def process_memory(processes: list[psutil.Process]) -> dict[str, float]:
+    """Memory of a set of processes, in MiB, counting shared pages once.
+
+    ``pss_mb``: the proportional set size summed (each shared page divided among the
+    processes that map it: torch's libraries, mapped by every worker, count once in
+    all); ``uss_mb``: the unique set size summed (pages no other process maps). Summed
+    RSS would count the shared pages once per process (a 16-worker CartPole run: 4.4 GiB
+    of RSS for 0.7 GiB of PSS). PSS needs Linux (``/proc/PID/smaps_rollup``); elsewhere
+    ``pss_mb`` is nan and ``uss_mb`` comes from the OS's own accounting (psutil's
+    ``memory_full_info``). Processes that exit meanwhile are skipped.
+    """
+    pss = uss = 0
+    has_pss = True
+    for proc in processes:
+        try:
+            info = proc.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+        uss += info.uss
+        if hasattr(info, "pss"):
+            pss += info.pss
+        else:
+            has_pss = False
+    return {"pss_mb": pss / 2**20 if has_pss else math.nan, "uss_mb": uss / 2**20}
+
+
 class ProcessTreeMonitor:
     """CPU and memory of this process and its worker processes, via psutil."""
 
@@ -122,19 +149,17 @@ class ProcessTreeMonitor:
                     pass
 
     def sample(self) -> dict[str, float]:
-        """CPU use since the previous call, and resident memory now."""
+        """CPU use since the previous call, and memory now (``process_memory``)."""
         cpu = 0.0
-        rss = 0
         for pid, proc in list(self._procs.items()):
             try:
                 cpu += proc.cpu_percent(interval=None)
-                rss += proc.memory_info().rss
             except psutil.NoSuchProcess:
                 del self._procs[pid]
         return {
             "cpu_percent": psutil.cpu_percent(interval=None),
             "process_cpu_percent": cpu,
-            "rss_mb": rss / 2**20,
+            **process_memory(list(self._procs.values())),
         }
 
 
@@ -251,6 +276,114 @@ class Progress:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+class RunMetrics:
+    """A run's statistics as the trainer receives them, and where they go.
+
+    Keeps the window of the last 100 episodes and the moment it first reaches the
+    target (``solved_at``), per-row means of the losses, the mean policy lag; writes
+    ``episodes.csv``, ``metrics.csv`` (with TensorBoard) and the live display.
+
+    The row at the target crossing: when the window first reaches ``target_return``, a
+    ``metrics.csv`` row is written at once, before any later episode moves the window,
+    so that the files agree with a ``target_reached`` stop even when episodes that
+    finish after the crossing (many workers drain theirs at the stop) pull the mean back
+    below the target.
+
+    Args:
+        run_dir: the run's folder.
+        loss_names: the algorithm's loss metrics (``metrics.csv`` columns).
+        counters: the global counters (``T`` and the update count are read from them).
+        t_start: ``time.monotonic()`` at which the run's wall clock reads 0 (earlier for a
+            resumed run).
+        target_return: the mean return over 100 episodes that ends the run.
+        total_steps: T_max, for the progress display.
+        workers_alive: ``() -> int``, how many actor-learner or actor processes run now.
+        progress: ``Progress`` mode.
+        resumed: a resumed run's checkpoint (its rows and episode window are kept), or None.
+    """
+
+    def __init__(self, run_dir: Path, loss_names: tuple[str, ...], counters: Any, t_start: float,
+                 target_return: float, total_steps: int, workers_alive: Any, progress: str,
+                 resumed: dict[str, Any] | None = None) -> None:
+        self.loss_names = loss_names
+        self.counters, self.t_start, self.target_return = counters, t_start, target_return
+        self.workers_alive = workers_alive
+        self.episodes = EpisodeStats(100)
+        if resumed is not None:
+            self.episodes.load_state_dict(resumed["episodes_window"])
+        self.solved_at: tuple[float, int, float] | None = None  # (wall_time_s, global_step, mean return)
+        self._loss_sums: dict[str, float] = {}
+        self._loss_updates = 0
+        self._lag_sum, self._lag_batches = 0.0, 0  # policy lag summed over learner batches (A2C, PPO)
+        self._last_row = (time.monotonic(), counters.global_step)
+        self.last_memory = {"pss_mb": math.nan, "uss_mb": math.nan}  # of the last row
+        self.writer = MetricsWriter(run_dir, loss_names, keep_rows=resumed["metrics_rows"] if resumed else None)
+        self.episode_log = EpisodeLog(run_dir, keep_rows=resumed["episodes"] if resumed else None)
+        self.monitor = ProcessTreeMonitor()
+        self.progress = Progress(progress, total_steps)
+
+    @property
+    def mean_policy_lag(self) -> float | None:
+        """Mean policy lag over the learner's batches (A2C, PPO), or None before the first."""
+        return self._lag_sum / self._lag_batches if self._lag_batches else None
+
+    def on_stats(self, worker_id: int, stats: dict[str, Any]) -> None:
+        """Account one worker report (``WorkerStats.drain`` layout)."""
+        self.episode_log.write(worker_id, stats["episodes"])
+        for episode_return, length, _ in stats["episodes"]:
+            self.episodes.add(episode_return, length)
+            if self.solved_at is None and self.episodes.full and self.episodes.mean_return >= self.target_return:
+                now = time.monotonic()
+                self.solved_at = (now - self.t_start, self.counters.global_step, self.episodes.mean_return)
+                self.write_row(now)  # the row at the crossing, before later episodes move the window
+        for name, value in stats["loss_sums"].items():
+            self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
+        self._loss_updates += stats["updates"]
+        if "policy_lag" in stats["loss_sums"]:
+            self._lag_sum += stats["loss_sums"]["policy_lag"]
+            self._lag_batches += stats["updates"]
+
+    def write_row(self, now: float) -> None:
+        """One ``metrics.csv`` row: counters, the episode window, steps/s since the last
+        row, CPU and memory, and the losses' means since the last row."""
+        step = self.counters.global_step
+        last_time, last_step = self._last_row
+        self._last_row = (now, step)
+        row: dict[str, Any] = {
+            "global_step": step,
+            "wall_time_s": now - self.t_start,
+            "episodes": self.episodes.count,
+            "mean_return_100": self.episodes.mean_return,
+            "mean_length_100": self.episodes.mean_length,
+            "steps_per_s": (step - last_step) / (now - last_time) if now > last_time else math.nan,
+            "updates": self.counters.policy_version,
+            "workers_alive": self.workers_alive(),
+            **self.monitor.sample(),
+        }
+        for name in self.loss_names:
+            row[name] = self._loss_sums.get(name, math.nan) / self._loss_updates if self._loss_updates else math.nan
+        self._loss_sums, self._loss_updates = {}, 0
+        self.writer.write(row)
+        self.episode_log.flush()
+        self.last_memory = {k: row[k] for k in ("pss_mb", "uss_mb")}
+
+    def show(self, now: float) -> None:
+        """Refresh the live display."""
+        self.progress.update(self.counters.global_step, now - self.t_start, self.episodes.count,
+                             self.episodes.mean_return)
+
+    def final_row(self, now: float) -> None:
+        """The last display update and the last row."""
+        self.show(now)
+        self.progress.close()
+        self.write_row(now)
+
+    def close(self) -> None:
+        """Close the files."""
+        self.writer.close()
+        self.episode_log.close()
 
 
 def _hms(seconds: float) -> str:

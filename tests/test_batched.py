@@ -62,12 +62,18 @@ def test_async_vtrace_and_ppo_options_run(tmp_path):
                                "target_kl": 0.01, "clip_anneal": True, "lr_anneal": True},
                               workers=2, seed=0, total_steps=5000)
     assert summary["stop_reason"] == "total_steps" and summary["updates"] >= 5000 // (16 * 8)
-    assert summary["learner"] == {"sync": False, "correction": "vtrace", "device": "cpu",
-                                  "mean_policy_lag": summary["learner"]["mean_policy_lag"]}
-    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    header = rows[0].split(",")
+    lag = summary["learner"].pop("mean_policy_lag")
+    assert summary["learner"] == {"sync": False, "correction": "vtrace", "device": "cpu"}
+    # async, 2 slots an actor: a batch can be a few versions old, and some are (the learner
+    # trains while the actors fill their other slot with the policy it is replacing)
+    assert 0.0 < lag <= 3.0
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     for column in ("approx_kl", "clip_fraction", "epochs", "policy_lag"):
-        assert column in header
+        assert column in rows[0]
+    row_lags = [float(r["policy_lag"]) for r in rows if r["policy_lag"]]
+    assert row_lags and min(row_lags) >= 0.0 and max(row_lags) <= 3.0
     assert ckpt["optimizer"]["state"][0]["step"].item() > 0  # the learner's statistics were published
 
 

@@ -47,3 +47,20 @@ def test_no_readable_checkpoint_raises(tmp_path):
     path.write_bytes(b"broken")
     with pytest.raises(CheckpointError, match="and the previous one"):
         load_latest_good(path)
+
+
+def test_filesystem_without_hard_links_keeps_the_previous_checkpoint_as_a_copy(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")  # as on some network and FUSE mounts
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, _payload(1))
+    save_checkpoint(path, _payload(2))
+    save_checkpoint(path, _payload(3))
+    assert load_checkpoint(path)["global_step"] == 3
+    assert load_checkpoint(previous_path(path))["global_step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt"]

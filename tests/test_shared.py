@@ -108,21 +108,38 @@ def test_hand_off_without_backward_raises():
         hand_off_gradients(list(_model().parameters()), list(_model().parameters()))
 
 
-def _count(counters, worker_id, n):
+def _count(counters, worker_id, n, start):
+    start.wait(10)
     for _ in range(n):
         counters.add(worker_id, 3)
 
 
 def test_global_step_counter_loses_no_increment_across_processes():
+    """Three processes add concurrently (released together) while this one reads ``T``:
+    every read is a value ``T`` really passed through (never lower than an earlier read,
+    never above the final count), and no increment is lost. Each worker's slot is a
+    64-byte cache line of its own, which is what lets increments go without a lock and
+    without two workers' increments invalidating each other's line."""
     counters = GlobalCounters(workers=3, initial_step=10)
-    procs = [CTX.Process(target=_count, args=(counters, w, 2000)) for w in range(3)]
+    assert counters.steps_tensor.stride(0) * counters.steps_tensor.element_size() == 64
+    assert counters.steps_tensor.data_ptr() % 64 == 0  # shared memory is page-aligned: row i is line i
+    start = CTX.Event()
+    procs = [CTX.Process(target=_count, args=(counters, w, 20_000, start)) for w in range(3)]
     for p in procs:
         p.start()
+    start.set()
+    reads = []
+    while any(p.is_alive() for p in procs):
+        reads.append(counters.global_step)
     for p in procs:
         p.join(timeout=30)
         assert p.exitcode == 0
-    assert counters.global_step == 10 + 3 * 2000 * 3
-    assert counters.policy_version == 3 * 2000
+    final = 10 + 3 * 20_000 * 3
+    assert counters.global_step == final
+    assert counters.policy_version == 3 * 20_000
+    assert len(reads) > 10 and reads == sorted(reads) and reads[-1] <= final
+    assert any(10 < r < final for r in reads)  # the reads did overlap the increments
+    assert counters.steps.tolist() == [3 * 20_000] * 3  # each worker wrote its own slot only
     assert not counters.stop_requested
     counters.request_stop()
     assert counters.stop_requested

@@ -47,5 +47,27 @@ class Chain(gym.Env):
         return self._obs(), reward, terminated, False, {}
 
 
+class Scripted(gym.Env):
+    """One-step episodes whose return follows a script: 1.0 for this instance's first
+    ``good_episodes`` episodes, 0.0 after them."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, good_episodes: int = 25):
+        self.good_episodes = good_episodes
+        self.episodes = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        reward = 1.0 if self.episodes < self.good_episodes else 0.0
+        self.episodes += 1
+        return np.zeros(1, np.float32), reward, True, False, {}
+
+
 gym.register("FaultyCartPole-v0", entry_point=FaultyCartPole, max_episode_steps=500)
 gym.register("Chain-v0", entry_point=Chain, max_episode_steps=4)
+gym.register("Scripted-v0", entry_point=Scripted)
