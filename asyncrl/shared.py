@@ -15,77 +15,176 @@ from collections.abc import Iterable
 import psutil
 import torch
 from torch import nn
-from torch.optim.optimizer import _get_scalar_dtype
 
 
-def _preallocate_shared_state(optimizer: torch.optim.Optimizer, buffers: Iterable[str]) -> None:
-    """Create ``optimizer``'s per-parameter state now, in shared memory.
+class _SharedOptimizer:
+    """What the shared optimizers have in common: one parameter group, per-parameter
+    statistics preallocated in shared memory, and ``torch.optim``'s ``state`` /
+    ``param_groups`` / ``state_dict()`` layout (checkpoints, and ``load_state_dict`` of a
+    ``torch.optim`` optimizer, read them as torch's own).
 
-    Torch's optimizers create their state lazily at the first ``step()``, only when the
-    state is empty; state created here is therefore used in place, by every process.
+    Not a ``torch.optim.Optimizer``: its constructor, ``state_dict`` and ``step`` import
+    ``torch._dynamo`` on first use, about as long again as importing torch, in the
+    trainer before any worker starts. The steps below are torch's multi-tensor
+    (``foreach``) and fused kernels called directly, the same arithmetic (tested step for
+    step against ``torch.optim``).
+
+    Every process that receives the optimizer (pickled to a worker, or forked) updates the
+    same statistics and step count, lock-free.
     """
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            state = optimizer.state[p]
-            state["step"] = torch.zeros((), dtype=_get_scalar_dtype()).share_memory_()
-            for name in buffers:
-                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format).share_memory_()
+
+    BUFFERS: tuple[str, ...] = ()
+    TORCH_DEFAULTS: dict = {}
+
+    def __init__(self, params, **defaults) -> None:
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        self.defaults = {**self.TORCH_DEFAULTS, **defaults}
+        self.param_groups = [{"params": params, **self.defaults}]
+        self.state = {p: {"step": torch.zeros((), dtype=torch.float32).share_memory_(),
+                          **{name: torch.zeros_like(p, memory_format=torch.preserve_format).share_memory_()
+                             for name in self.BUFFERS}}
+                      for p in params}
+        self._bind()
+
+    def _bind(self) -> None:
+        params = self.param_groups[0]["params"]
+        self._params = params
+        self._steps = [self.state[p]["step"] for p in params]
+        self._buffers = {name: [self.state[p][name] for p in params] for name in self.BUFFERS}
+        self._one = torch.tensor(1.0)
+
+    def __getstate__(self):
+        return {"defaults": self.defaults, "param_groups": self.param_groups, "state": self.state}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._bind()
+
+    def state_dict(self) -> dict:
+        """``torch.optim.Optimizer.state_dict()``'s layout: parameters by index; the
+        statistics are the live shared tensors (copy them to keep a snapshot)."""
+        params = self._params
+        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        return {"state": {i: dict(self.state[p]) for i, p in enumerate(params)},
+                "param_groups": [{**group, "params": list(range(len(params)))}]}
+
+    def zero_grad(self) -> None:
+        for p in self._params:
+            p.grad = None
+
+    def _grads(self) -> list[torch.Tensor]:
+        grads = [p.grad for p in self._params]
+        if any(g is None for g in grads):
+            raise RuntimeError(f"{type(self).__name__}.step: a parameter has no gradient")
+        return grads
 
 
-class SharedRMSprop(torch.optim.RMSprop):
+class SharedRMSprop(_SharedOptimizer):
     """RMSProp whose statistics ``g`` live in shared memory (Mnih et al. 2016, Section 4).
 
     ``g <- alpha g + (1 - alpha) grad^2``, ``theta <- theta - lr grad / (sqrt(g) + eps)``:
-    torch's ``RMSprop`` exactly, so with one actor-learner it matches
-    ``torch.optim.RMSprop`` step for step. (The paper writes ``sqrt(g + eps)``; torch puts
-    ``eps`` outside the root. With eps = 1e-5 and ``g`` of the order of grad^2 the two
-    differ only for near-zero gradients.) Every process that receives this optimizer
-    (pickled to a worker) updates the same ``g`` and step count.
+    torch's ``RMSprop`` exactly (its multi-tensor path), so with one actor-learner it
+    matches ``torch.optim.RMSprop`` step for step. (The paper writes ``sqrt(g + eps)``;
+    torch puts ``eps`` outside the root. With eps = 1e-5 and ``g`` of the order of grad^2
+    the two differ only for near-zero gradients.)
 
     Args:
         params: parameters of the shared model (already in shared memory).
         lr: learning rate eta.
         alpha: decay of the squared-gradient average (paper: 0.99).
         eps: added to ``sqrt(g)`` for stability.
-        **kwargs: other ``torch.optim.RMSprop`` options (momentum, centered...);
-            ``foreach`` defaults to True.
+        foreach: accepted for ``torch.optim`` compatibility; the step is always multi-tensor.
+
+    Raises:
+        ValueError: if ``params`` is empty.
     """
 
-    def __init__(self, params, lr: float = 7e-4, alpha: float = 0.99, eps: float = 1e-5, **kwargs):
-        kwargs.setdefault("foreach", True)  # about 2x faster than the per-tensor loop on CPU
-        super().__init__(params, lr=lr, alpha=alpha, eps=eps, **kwargs)
-        buffers = ["square_avg"]
-        if self.defaults["momentum"] > 0:
-            buffers.append("momentum_buffer")
-        if self.defaults["centered"]:
-            buffers.append("grad_avg")
-        _preallocate_shared_state(self, buffers)
+    BUFFERS = ("square_avg",)
+    TORCH_DEFAULTS = {"weight_decay": 0, "momentum": 0, "centered": False, "capturable": False, "foreach": True,
+                      "maximize": False, "differentiable": False}
+
+    def __init__(self, params, lr: float = 7e-4, alpha: float = 0.99, eps: float = 1e-5,
+                 foreach: bool | None = None) -> None:
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One RMSProp step with the parameters' current ``.grad``.
+
+        Raises:
+            RuntimeError: if a parameter has no gradient.
+        """
+        group = self.param_groups[0]
+        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        grads, square_avgs = self._grads(), self._buffers["square_avg"]
+        torch._foreach_add_(self._steps, self._one, alpha=1.0)
+        torch._foreach_mul_(square_avgs, alpha)
+        torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
+        avg = torch._foreach_sqrt(square_avgs)
+        torch._foreach_add_(avg, eps)
+        torch._foreach_addcdiv_(self._params, grads, avg, value=-lr)
 
 
-class SharedAdam(torch.optim.Adam):
+class SharedAdam(_SharedOptimizer):
     """Adam whose moment estimates and step count live in shared memory.
 
-    Identical to ``torch.optim.Adam`` with one actor-learner (Kingma & Ba 2015); with
-    several, the moments and the bias-correction step count are shared, updated
-    lock-free by all of them.
+    Identical to ``torch.optim.Adam`` with one actor-learner (Kingma & Ba 2015): torch's
+    fused kernel where it applies (float32 on the CPU or CUDA), else its multi-tensor
+    path. With several actor-learners the moments and the bias-correction step count are
+    shared, updated lock-free by all of them.
 
     Args:
         params: parameters of the shared model (already in shared memory).
         lr: learning rate.
         betas: decay of the first and second moment estimates.
         eps: added to the root of the second moment.
-        **kwargs: other ``torch.optim.Adam`` options (weight_decay, amsgrad...);
-            ``fused`` defaults to True unless ``foreach`` is given.
+        foreach: False or True: the multi-tensor path rather than the fused kernel.
+
+    Raises:
+        ValueError: if ``params`` is empty.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, **kwargs):
-        if "foreach" not in kwargs:
-            kwargs.setdefault("fused", True)  # about 3x faster than the per-tensor loop on CPU
-        super().__init__(params, lr=lr, betas=betas, eps=eps, **kwargs)
-        buffers = ["exp_avg", "exp_avg_sq"]
-        if self.defaults["amsgrad"]:
-            buffers.append("max_exp_avg_sq")
-        _preallocate_shared_state(self, buffers)
+    BUFFERS = ("exp_avg", "exp_avg_sq")
+    TORCH_DEFAULTS = {"weight_decay": 0, "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+                      "differentiable": False, "fused": None, "decoupled_weight_decay": False}
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 foreach: bool | None = None) -> None:
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps)
+        self._fused = foreach is None and all(p.dtype == torch.float32 for p in self._params) \
+            and len({p.device.type for p in self._params}) == 1 and self._params[0].device.type in ("cpu", "cuda")
+        self.param_groups[0]["fused"] = self._fused or None
+        self.param_groups[0]["foreach"] = not self._fused
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam step with the parameters' current ``.grad``.
+
+        Raises:
+            RuntimeError: if a parameter has no gradient.
+        """
+        group = self.param_groups[0]
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        grads, exp_avgs, exp_avg_sqs = self._grads(), self._buffers["exp_avg"], self._buffers["exp_avg_sq"]
+        if self._fused:
+            torch._foreach_add_(self._steps, 1)
+            torch._fused_adam_(self._params, grads, exp_avgs, exp_avg_sqs, [], self._steps, amsgrad=False, lr=lr,
+                               beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, maximize=False,
+                               grad_scale=None, found_inf=None)
+            return
+        torch._foreach_add_(self._steps, self._one, alpha=1.0)
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        steps = [float(s) for s in self._steps]
+        step_size = [-lr / (1 - beta1**t) for t in steps]
+        bias_correction2_sqrt = [(1 - beta2**t) ** 0.5 for t in steps]
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(self._params, exp_avgs, denom, step_size)
 
 
 @torch.no_grad()
@@ -173,7 +272,7 @@ def apply_update(
     loss: torch.Tensor,
     params: list[torch.Tensor],
     shared_params: list[torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+    optimizer: _SharedOptimizer | torch.optim.Optimizer,
     max_grad_norm: float,
     lr: float | None = None,
 ) -> None:
@@ -200,7 +299,7 @@ def apply_update(
 def apply_gradients(
     params: list[torch.Tensor],
     shared_params: list[torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+    optimizer: _SharedOptimizer | torch.optim.Optimizer,
     max_grad_norm: float,
     lr: float | None = None,
 ) -> None:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from asyncrl import envs
@@ -161,6 +162,7 @@ class Trainer:
         self.failures = FailurePolicy(self.config, self.learner_id)
         old_handlers = self._install_signal_handlers()
         self.t_start = time.monotonic() - (resumed["wall_time_s"] if resumed else 0.0)
+        self.startup_s = time.time() - psutil.Process().create_time()  # process start to training start
         self._next_row = time.monotonic() + run.log_interval
         self._next_checkpoint = time.monotonic() + run.checkpoint_interval
         try:
@@ -370,6 +372,7 @@ class Trainer:
             "episodes": episodes.count,
             "mean_return_100": None if math.isnan(episodes.mean_return) else episodes.mean_return,
             "wall_time_s": now - self.t_start,
+            "startup_s": self.startup_s,
             "steps_per_s": self.counters.global_step / max(now - self.t_start, 1e-9),
             "pss_mb": _finite_or_none(self.metrics.last_memory["pss_mb"]),
             "uss_mb": _finite_or_none(self.metrics.last_memory["uss_mb"]),

@@ -1,9 +1,11 @@
-"""Memory soak: resident memory of a long run's whole process tree must stay flat.
+"""Memory soak: the memory of a long run's whole process tree must stay flat.
 
 Runs ``python -m asyncrl.run --workers W --max-seconds S`` (no target, so it trains the
-whole time) and samples the resident set size (RSS) of the trainer and every worker with
-psutil every ``--every`` seconds. Reports RSS after a warm-up (start) and at the end, and
-their ratio; the run passes if the end is within ``--tolerance`` of the start.
+whole time) and samples the proportional set size (PSS) of the trainer and every worker
+with ``asyncrl.metrics.process_memory`` every ``--every`` seconds: the pages the workers
+share (torch's libraries, mapped by every process) count once, where summed RSS would count
+them once per process. Reports PSS after a warm-up (start) and at the end, and their ratio;
+the run passes if the end is within ``--tolerance`` of the start. Linux (PSS).
 
     python benchmarks/soak_memory.py --minutes 10 --workers 2
 
@@ -24,17 +26,14 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, child_env, write_results  # noqa: E402
 
+from asyncrl.metrics import process_memory  # noqa: E402
 
-def tree_rss_mib(root: psutil.Process) -> tuple[float, int]:
-    """RSS of ``root`` and its descendants in MiB, and how many processes that is."""
+
+def tree_pss_mib(root: psutil.Process) -> tuple[float, float, int]:
+    """PSS and USS of ``root`` and its descendants in MiB, and how many processes that is."""
     procs = [root, *root.children(recursive=True)]
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total / 2**20, len(procs)
+    memory = process_memory(procs)
+    return memory["pss_mb"], memory["uss_mb"], len(procs)
 
 
 def main() -> None:
@@ -60,12 +59,13 @@ def main() -> None:
         while proc.poll() is None:
             elapsed = time.monotonic() - start
             try:
-                rss, count = tree_rss_mib(root)
+                pss, uss, count = tree_pss_mib(root)
             except psutil.NoSuchProcess:
                 break
             if count == args.workers + 1:  # a complete tree (not starting or stopping)
-                samples.append({"t_s": round(elapsed, 1), "rss_mib": round(rss, 1), "processes": count})
-                print(f"{elapsed:7.1f} s  RSS {rss:8.1f} MiB  ({count} processes)", flush=True)
+                samples.append({"t_s": round(elapsed, 1), "pss_mib": round(pss, 1), "uss_mib": round(uss, 1),
+                                "processes": count})
+                print(f"{elapsed:7.1f} s  PSS {pss:8.1f} MiB  USS {uss:8.1f} MiB  ({count} processes)", flush=True)
             time.sleep(args.every)
         out, err = proc.communicate()
         if proc.returncode != 0:
@@ -73,16 +73,17 @@ def main() -> None:
 
     after_warmup = [s for s in samples if s["t_s"] >= args.warmup]
     first, last = after_warmup[0], after_warmup[-1]
-    ratio = last["rss_mib"] / first["rss_mib"]
-    peak = max(s["rss_mib"] for s in after_warmup)
+    ratio = last["pss_mib"] / first["pss_mib"]
+    peak = max(s["pss_mib"] for s in after_warmup)
     ok = abs(ratio - 1) <= args.tolerance
     md = (f"{args.algo}, {args.workers} workers, {args.minutes:g} minutes of training "
           f"({out.strip().splitlines()[-1].split(';')[0]}).\n\n"
-          f"| RSS at {first['t_s']:.0f} s | RSS at {last['t_s']:.0f} s | end / start | peak |\n"
-          f"|---|---|---|---|\n"
-          f"| {first['rss_mib']:.1f} MiB | {last['rss_mib']:.1f} MiB | {ratio:.3f} | {peak:.1f} MiB |\n\n"
-          f"{'Flat' if ok else 'NOT flat'}: within ±{args.tolerance:.0%} is the bar. RSS summed over the "
-          f"trainer and its {args.workers} workers, sampled every {args.every:g} s.\n")
+          f"| PSS at {first['t_s']:.0f} s | PSS at {last['t_s']:.0f} s | end / start | peak | USS at end |\n"
+          f"|---|---|---|---|---|\n"
+          f"| {first['pss_mib']:.1f} MiB | {last['pss_mib']:.1f} MiB | {ratio:.3f} | {peak:.1f} MiB | "
+          f"{last['uss_mib']:.1f} MiB |\n\n"
+          f"{'Flat' if ok else 'NOT flat'}: within ±{args.tolerance:.0%} is the bar. PSS (shared pages counted "
+          f"once) summed over the trainer and its {args.workers} workers, sampled every {args.every:g} s.\n")
     write_results("soak_memory", {"args": vars(args), "samples": samples, "ratio": ratio, "flat": ok}, md)
     print(md)
     sys.exit(0 if ok else 1)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from asyncrl.config import A3CConfig, CliError, Config, RunConfig, algo_config, parse_args
+from asyncrl.config import A3CConfig, CliError, Config, PPOConfig, RunConfig, algo_config, parse_args
 
 
 def test_flags_map_to_fields():
@@ -14,12 +14,16 @@ def test_flags_map_to_fields():
 
 
 def test_preset_applies_only_where_no_flag_is_given():
-    cartpole = parse_args(["--env", "CartPole-v1"])
-    assert cartpole.algo.shared_torso is False and cartpole.algo.entropy_coef == 0.0
-    overridden = parse_args(["--env", "CartPole-v1", "--entropy-coef", "0.01", "--shared-torso"])
-    assert overridden.algo.shared_torso is True and overridden.algo.entropy_coef == 0.01
-    other = parse_args(["--env", "Acrobot-v1"])
-    assert other.algo == A3CConfig()  # the paper's general defaults: shared torso, beta = 0.01
+    cartpole = parse_args(["--algo", "ppo", "--env", "CartPole-v1"])
+    assert cartpole.algo.unroll_length == 32 and cartpole.algo.gamma == 0.98  # rl-baselines3-zoo's
+    overridden = parse_args(["--algo", "ppo", "--env", "CartPole-v1", "--unroll-length", "64"])
+    assert overridden.algo.unroll_length == 64 and overridden.algo.gamma == 0.98
+    other = parse_args(["--algo", "ppo", "--env", "Acrobot-v1"])
+    assert other.algo == PPOConfig()  # no preset: the general defaults
+    a3c = parse_args(["--env", "CartPole-v1"])
+    assert a3c.algo == A3CConfig() and a3c.algo.shared_torso is False and a3c.algo.entropy_coef == 0.0
+    paper = parse_args(["--entropy-coef", "0.01", "--shared-torso"])
+    assert paper.algo.shared_torso is True and paper.algo.entropy_coef == 0.01
 
 
 @pytest.mark.parametrize("argv, message", [

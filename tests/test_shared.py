@@ -148,3 +148,40 @@ def test_global_step_counter_loses_no_increment_across_processes():
 def test_unknown_optimizer_raises():
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_shared_optimizer("sgd", nn.Linear(2, 2).parameters(), lr=0.1, eps=1e-5)
+
+
+def test_shared_optimizers_do_not_import_torch_dynamo():
+    """``torch.optim``'s optimizers import ``torch._dynamo`` on first use (about as long as
+    importing torch itself); the shared ones, built and stepped in the trainer before any
+    worker starts, must not."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch
+from asyncrl.networks import build_actor_critic
+from asyncrl.shared import SharedAdam, SharedRMSprop, apply_gradients
+model = build_actor_critic(4, 2, (8,)).share_memory()
+for cls in (SharedRMSprop, SharedAdam):
+    optimizer = cls(model.parameters(), lr=1e-3)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    apply_gradients(list(model.parameters()), list(model.parameters()), optimizer, 1.0, 5e-4)
+    optimizer.state_dict()
+print("torch._dynamo" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_shared_optimizer_state_dict_loads_into_torch_optimizers():
+    model = _model().share_memory()
+    for shared_cls, torch_cls in ((SharedRMSprop, torch.optim.RMSprop), (SharedAdam, torch.optim.Adam)):
+        ours = shared_cls(model.parameters(), lr=1e-3)
+        _random_grads(model, 0)
+        ours.step()
+        theirs = torch_cls(_model().parameters(), lr=1e-3)
+        theirs.load_state_dict(ours.state_dict())
+        for a, b in zip(ours.state.values(), theirs.state.values()):
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

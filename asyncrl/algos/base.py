@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from asyncrl.shared import GlobalCounters, TargetNetwork
+from asyncrl.shared import GlobalCounters, SharedAdam, SharedRMSprop, TargetNetwork
 from asyncrl.storage import PolicyStore, RolloutSlots
 
 
@@ -26,7 +26,7 @@ class SharedState:
     """
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: SharedRMSprop | SharedAdam
     target: TargetNetwork | None = None
     slots: RolloutSlots | None = None
     policy: PolicyStore | None = None

@@ -86,6 +86,11 @@ def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
         ValueError: if ``--sync`` is combined with a partial ``--batch-rollouts``.
     """
     a = config.algo
+    # The learner steps a torch.optim optimizer, whose first use imports torch._dynamo
+    # (about as long as importing torch): once here, before the processes fork, rather
+    # than in the learner while the actors wait for its first update.
+    import torch._dynamo  # noqa: F401
+
     torch.manual_seed(config.run.seed)
     model = share_model(build_model(config, obs_dim, num_actions))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
@@ -299,18 +304,14 @@ class Learner:
         pass
 
 
-_KERNEL_OPTIONS = ("foreach", "fused", "capturable")
-"""Optimizer options that choose the implementation for a device, not the arithmetic."""
+def make_learner_optimizer(a: Any, params, device: torch.device, shared: Any) -> torch.optim.Optimizer:
+    """The learner's own ``torch.optim`` optimizer (process-local, on ``device``), with the
+    statistics of the shared one (a resumed run's, or zeros).
 
-
-def make_learner_optimizer(a: Any, params, device: torch.device, shared: torch.optim.Optimizer
-                           ) -> torch.optim.Optimizer:
-    """The learner's own optimizer (process-local, on ``device``), with the statistics of
-    the shared one (a resumed run's, or zeros).
-
-    The kernels suit the device (fused Adam on CPU, multi-tensor ``foreach`` kernels
-    elsewhere) and stay chosen: ``load_state_dict`` would otherwise replace them with the
-    shared optimizer's CPU choices along with its hyper-parameters.
+    Its hyper-parameters and kernels are its own: fused Adam on CPU, multi-tensor
+    (``foreach``) kernels elsewhere. Only the statistics are loaded from the shared
+    optimizer; ``load_state_dict`` of its whole state dict would also replace these
+    choices with the shared optimizer's CPU ones.
     """
     params = list(params)
     if a.optimizer == "adam":
@@ -320,10 +321,10 @@ def make_learner_optimizer(a: Any, params, device: torch.device, shared: torch.o
             optimizer = torch.optim.Adam(params, lr=a.lr, eps=a.optim_eps, foreach=True)
     else:
         optimizer = torch.optim.RMSprop(params, lr=a.lr, alpha=a.rms_alpha, eps=a.optim_eps, foreach=True)
-    state = copy.deepcopy(shared.state_dict())  # a copy: on a CPU, load_state_dict would keep the shared tensors
-    for saved, own in zip(state["param_groups"], optimizer.param_groups):
-        saved.update({k: own[k] for k in _KERNEL_OPTIONS if k in own})
-    optimizer.load_state_dict(state)  # creates the state
+    saved = shared.state_dict()
+    own_groups = optimizer.state_dict()["param_groups"]
+    # (a copy of the statistics: on a CPU, load_state_dict would keep the shared tensors themselves)
+    optimizer.load_state_dict({"state": copy.deepcopy(saved["state"]), "param_groups": own_groups})  # creates the state
     return optimizer
 
 
