@@ -21,9 +21,12 @@ def test_preset_applies_only_where_no_flag_is_given():
     other = parse_args(["--algo", "ppo", "--env", "Acrobot-v1"])
     assert other.algo == PPOConfig()  # no preset: the general defaults
     a3c = parse_args(["--env", "CartPole-v1"])
-    assert a3c.algo == A3CConfig() and a3c.algo.shared_torso is False and a3c.algo.entropy_coef == 0.0
-    paper = parse_args(["--entropy-coef", "0.01", "--shared-torso"])
-    assert paper.algo.shared_torso is True and paper.algo.entropy_coef == 0.01
+    assert a3c.algo.shared_torso is False and a3c.algo.entropy_coef == 0.0
+    assert parse_args(["--env", "CartPole-v1", "--entropy-coef", "0.01"]).algo.entropy_coef == 0.01
+    general = parse_args(["--env", "Acrobot-v1"])
+    assert general.algo == A3CConfig() and general.algo.shared_torso is False and general.algo.entropy_coef == 0.01
+    paper = parse_args(["--env", "Acrobot-v1", "--shared-torso"])
+    assert paper.algo.shared_torso is True
 
 
 @pytest.mark.parametrize("argv, message", [
