@@ -153,10 +153,14 @@ class SharedAdam(_SharedOptimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  foreach: bool | None = None) -> None:
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps)
-        self._fused = foreach is None and all(p.dtype == torch.float32 for p in self._params) \
+        fused = foreach is None and all(p.dtype == torch.float32 for p in self._params) \
             and len({p.device.type for p in self._params}) == 1 and self._params[0].device.type in ("cpu", "cuda")
-        self.param_groups[0]["fused"] = self._fused or None
-        self.param_groups[0]["foreach"] = not self._fused
+        self.param_groups[0].update(fused=fused or None, foreach=not fused)
+        self._bind()
+
+    def _bind(self) -> None:
+        super()._bind()
+        self._fused = bool(self.param_groups[0]["fused"])  # (rebound in a spawned worker too)
 
     @torch.no_grad()
     def step(self) -> None:
