@@ -433,15 +433,13 @@ def plot_learning_curve(metrics_csv: str | os.PathLike, png_path: str | os.PathL
     Raises:
         ValueError: if the CSV has no rows.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend to load
 
     data = read_metrics(metrics_csv)
     if not data:
         raise ValueError(f"{metrics_csv} has no rows to plot")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, x_key, x_label in (
         (axes[0], "global_step", "env steps T (all workers)"),
         (axes[1], "wall_time_s", "wall time (s)"),
@@ -457,7 +455,6 @@ def plot_learning_curve(metrics_csv: str | os.PathLike, png_path: str | os.PathL
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
 
 
 def machine_info() -> dict[str, Any]:
