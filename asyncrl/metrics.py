@@ -318,7 +318,7 @@ class RunMetrics:
         self._loss_updates = 0
         self._lag_sum, self._lag_batches = 0.0, 0  # policy lag summed over learner batches (A2C, PPO)
         self._last_row = (time.monotonic(), counters.global_step)
-        self.last_memory = {"pss_mb": math.nan, "uss_mb": math.nan}  # of the last row
+        self.peak_memory = {"pss_mb": math.nan, "uss_mb": math.nan}  # the largest over the rows, MiB
         self.writer = MetricsWriter(run_dir, loss_names, keep_rows=resumed["metrics_rows"] if resumed else None)
         self.episode_log = EpisodeLog(run_dir, keep_rows=resumed["episodes"] if resumed else None)
         self.monitor = ProcessTreeMonitor()
@@ -367,7 +367,9 @@ class RunMetrics:
         self._loss_sums, self._loss_updates = {}, 0
         self.writer.write(row)
         self.episode_log.flush()
-        self.last_memory = {k: row[k] for k in ("pss_mb", "uss_mb")}
+        for key in ("pss_mb", "uss_mb"):
+            if math.isfinite(row[key]) and not row[key] <= self.peak_memory[key]:
+                self.peak_memory[key] = row[key]
 
     def show(self, now: float) -> None:
         """Refresh the live display."""

@@ -53,7 +53,7 @@ def test_outputs_and_stop_on_total_steps(tmp_path):
                    "policy_loss", "value_loss", "entropy", "cpu_percent", "pss_mb", "uss_mb"):
         assert column in header
     assert "rss_mb" not in header  # summed RSS counts torch's shared pages once per process
-    assert 0 < summary["uss_mb"] < summary["pss_mb"]
+    assert 0 < summary["peak_uss_mb"] < summary["peak_pss_mb"]
     assert (run_dir / "learning_curve.png").stat().st_size > 1000
     assert list(run_dir.glob("events.out.tfevents.*"))
 
