@@ -240,12 +240,24 @@ class Supervisor:
 
     def stop(self, on_stats: Callable[[int, dict[str, Any]], None]) -> None:
         """Ask every process to stop and take their last reports for up to
-        ``JOIN_TIMEOUT_S`` seconds; then terminate, and at last kill, what is left."""
+        ``JOIN_TIMEOUT_S`` seconds; then terminate, and at last kill, what is left. A
+        second call (after an interrupted first one) only ends what still runs."""
         self.counters.request_stop()
+        if self.reports is None:
+            self._end_all()
+            return
         deadline = time.monotonic() + JOIN_TIMEOUT_S
         ignore_failures = lambda *args: None  # noqa: E731  (the run is ending)
         while any(p.is_alive() for p in self.procs) and time.monotonic() < deadline:
             self._drain(0.05, on_stats, ignore_failures)  # a worker blocked on a full pipe cannot exit
+        self._end_all()
+        self._drain(0.0, on_stats, ignore_failures)
+        reports, self.reports = self.reports, None
+        reports.close()
+        reports.join_thread()
+
+    def _end_all(self) -> None:
+        """Terminate, then kill, every process that still runs, and join them all."""
         for proc in self.procs + self._retired:
             if proc.is_alive():
                 proc.terminate()
@@ -254,9 +266,6 @@ class Supervisor:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-        self._drain(0.0, on_stats, ignore_failures)
-        self.reports.close()
-        self.reports.join_thread()
 
 
 class FailurePolicy:

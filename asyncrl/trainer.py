@@ -188,7 +188,7 @@ class Trainer:
                 summary = self._finish()
         finally:
             if self.supervisor is not None and any(p.is_alive() for p in self.supervisor.procs):
-                self.supervisor.stop(lambda *args: None)
+                self.supervisor.stop(lambda *args: None)  # (the first stop was interrupted)
             self._restore_signal_handlers(old_handlers)
         if self.failure is not None:
             raise WorkerFailure(self.failure)
