@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 
 import psutil
 import torch
@@ -152,11 +151,11 @@ class SharedAdam(_SharedOptimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  foreach: bool | None = None) -> None:
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps)
-        fused = foreach is None and all(p.dtype == torch.float32 for p in self._params) \
-            and len({p.device.type for p in self._params}) == 1 and self._params[0].device.type in ("cpu", "cuda")
-        self.param_groups[0].update(fused=fused or None, foreach=not fused)
-        self._bind()
+        params = list(params)
+        devices = {p.device.type for p in params}
+        fused = foreach is None and all(p.dtype == torch.float32 for p in params) and len(devices) == 1 \
+            and devices <= {"cpu", "cuda"}
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None, foreach=not fused)
 
     def _bind(self) -> None:
         super()._bind()

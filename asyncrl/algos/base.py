@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 from torch import nn
 
 from asyncrl.shared import GlobalCounters, SharedAdam, SharedRMSprop, TargetNetwork
