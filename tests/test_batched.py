@@ -239,3 +239,27 @@ def test_learner_optimizer_keeps_the_kernels_chosen_for_its_device(optimizer, de
         assert group["foreach"] is True and not group.get("fused")
     assert group["lr"] == 3e-4
     assert all(own.state[p]["step"].item() == 7.0 for p in model.parameters())  # the statistics did load
+
+
+def test_actor_waiting_on_a_frozen_learner_gives_up_after_the_stall_deadline(monkeypatch):
+    """The free-slot wait ends on the stop flag, on the trainer's death (``stop_requested``)
+    and, when the learner is alive but publishes nothing, on a deadline."""
+    import asyncrl.algos.batched as batched
+    from asyncrl.algos import a2c
+    from asyncrl.shared import GlobalCounters
+
+    monkeypatch.setattr(batched, "LEARNER_STALL_S", 0.3)
+    config = Config(run=RunConfig(algo="a2c", workers=1, seed=0), algo=algo_config("a2c", "CartPole-v1"))
+    shared = a2c.make_shared(config, 4, 2)
+    counters = GlobalCounters(2)
+    actor = a2c.ActorLearner(0, config, shared, counters)
+    assert actor.update() == 5 * 4  # fills its one slot (--sync); the learner never takes it
+    start = time.monotonic()
+    with pytest.raises(batched.LearnerStalled, match="published nothing"):
+        actor.update()
+    assert 0.3 <= time.monotonic() - start < 2.0
+    counters.request_stop()
+    start = time.monotonic()
+    assert actor.update() == 0  # a stop ends the wait at once
+    assert time.monotonic() - start < 0.5
+    actor.close()

@@ -19,6 +19,7 @@ corrects for it (Espeholt et al. 2018).
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -38,6 +39,15 @@ from asyncrl.updaters import make_updater
 
 SLOT_WAIT_S = 0.1
 """Seconds an actor or the learner waits for a slot before checking for a stop."""
+
+LEARNER_STALL_S = 600.0
+"""Seconds an actor waits for a free slot while the policy version stands still before it
+gives up on the learner (alive, since the trainer has not stopped the run, but frozen):
+far longer than any one update, however large its batch."""
+
+
+class LearnerStalled(RuntimeError):
+    """An actor waited ``LEARNER_STALL_S`` for a free slot without the learner publishing."""
 
 
 class DeviceError(ValueError):
@@ -164,13 +174,25 @@ class Actor:
         """Fill one slot with a rollout of every environment; returns env steps taken
         (0 if a stop came while waiting for a free slot or the policy, or, in
         ``--serial`` mode, if this actor's slots are all full: nothing else runs while it
-        would wait)."""
-        slots = self.shared.slots
+        would wait).
+
+        Raises:
+            LearnerStalled: if no slot came free for ``LEARNER_STALL_S`` while the learner
+                published nothing.
+        """
+        slots, store = self.shared.slots, self.shared.policy
         index = None
+        version, since = store.version, time.monotonic()  # the learner's progress while we wait
         while index is None:
             index = slots.acquire(self.worker_id, 0.0 if self.serial else SLOT_WAIT_S)
-            if index is None and (self.serial or self.counters.stop_requested):
-                return 0
+            if index is None:
+                if self.serial or self.counters.stop_requested:
+                    return 0
+                if store.version != version:
+                    version, since = store.version, time.monotonic()
+                elif time.monotonic() - since > LEARNER_STALL_S:
+                    raise LearnerStalled(f"actor {self.worker_id} found no free slot for {LEARNER_STALL_S:g} s "
+                                         f"while the learner published nothing (policy version {version})")
         if not self._refresh_policy():  # with --sync, the learner published before freeing the slots
             slots.abandon(index)
             return 0
