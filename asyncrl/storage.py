@@ -74,8 +74,9 @@ class RolloutSlots:
     - ``log_probs: [T, E] float32``: ``log mu(a_t|s_t)`` of the behaviour policy.
     - ``values: [T+1, E] float32``: ``V(s_t)`` under the behaviour policy's critic.
     - ``final_obs: [T, E, *obs_shape] float32``, ``final_values: [T, E] float32``: see
-      ``truncated`` (meaningful only there; ``final_values`` is 0 elsewhere). A learner that evaluates every value with its own
-      critic (A2C, V-trace) evaluates ``final_obs`` too, never the actor's stale value.
+      ``truncated`` (meaningful only there; ``final_values`` is 0 elsewhere). A learner
+      that evaluates every value with its own critic (A2C, V-trace) evaluates
+      ``final_obs`` too, never the actor's stale value.
     - ``policy_version: int64``: the version of the policy that acted.
 
     An actor takes one whole slot per rollout, so actors never hold part of what they

@@ -159,7 +159,7 @@ class Trainer:
                                        initial_step=resumed["global_step"] if resumed else 0,
                                        initial_updates=resumed["policy_version"] if resumed else 0)
         self.resumed_from_step = resumed["global_step"] if resumed else None
-        self.failures = FailurePolicy(self.config, self.learner_id)
+        self.failure_policy = FailurePolicy(self.config, self.learner_id)
         old_handlers = self._install_signal_handlers()
         self.t_start = time.monotonic() - (resumed["wall_time_s"] if resumed else 0.0)
         self.startup_s = time.time() - psutil.Process().create_time()  # process start to training start
@@ -278,7 +278,7 @@ class Trainer:
         same slot of the step counter), or stop the run."""
         if self.stop_reason is not None:
             return  # the run is ending anyway
-        failure = self.failures.decide(worker_id, message, traceback_text, self.counters.global_step)
+        failure = self.failure_policy.decide(worker_id, message, traceback_text, self.counters.global_step)
         if failure is not None:
             self.failure, self.stop_reason = failure, "worker_failed"
             return
@@ -356,7 +356,7 @@ class Trainer:
             "serial": run.serial,
             "stop_reason": self.stop_reason or "error",
             "failure": self.failure,
-            "worker_failures": self.failures.failures,
+            "worker_failures": self.failure_policy.failures,
             "target_return": run.target_return if math.isfinite(run.target_return) else None,
             "reached_target": solved_at is not None,
             "time_to_target_s": solved_at[0] if solved_at else None,
