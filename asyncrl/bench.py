@@ -455,6 +455,18 @@ def _plot_returns(runs, machine, config, path: Path) -> None:
 # Command line.
 
 
+def _check_reference_score(env_id: str) -> None:
+    """Raise ValueError (an ``EnvError``) if ``env_id`` cannot be made or has no reward
+    threshold to serve as the reference score."""
+    from asyncrl.envs import make_env
+
+    env = make_env(env_id)
+    threshold = env.spec.reward_threshold if env.spec is not None else None
+    env.close()
+    if threshold is None:
+        raise ValueError(f"{env_id} has no reward threshold to use as the reference score: give --target-return")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m asyncrl.bench",
                                      description="Benchmarks of asyncrl on this machine.")
@@ -483,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
             target_return=args.target_return if args.target_return is not None else defaults["target_return"],
             max_seconds=args.max_seconds or defaults["max_seconds"], total_steps=args.total_steps,
             pin_workers=args.pin_workers, out=args.out)
+        if config.target_return is None:
+            _check_reference_score(config.env)
     except ValueError as exc:
         print(f"asyncrl.bench: error: {exc}", file=sys.stderr)
         return 2

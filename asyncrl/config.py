@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import fnmatch
 import math
 import os
 from dataclasses import dataclass, field
@@ -108,6 +109,16 @@ class RunConfig:
         metadata={"help": "pin worker i (the learner: i = --workers) to usable core i mod cores, with "
                           "psutil's cpu_affinity"},
     )
+    repeat_action_probability: float = field(
+        default=0.0,
+        metadata={"help": "Atari: probability that ALE repeats the previous action (sticky actions); 0 as in "
+                          "the paper and the NoFrameskip-v4 ids (ALE v5's own default is 0.25)"},
+    )
+    terminal_on_life_loss: bool = field(
+        default=False,
+        metadata={"help": "Atari: a lost life ends the episode (Gymnasium's AtariPreprocessing then resets the "
+                          "whole game at the next reset, so episode returns are per life)"},
+    )
     progress: str = field(
         default="auto",
         metadata={
@@ -130,6 +141,7 @@ class RunConfig:
             raise ValueError(f"--max-restarts must be >= 0, got {self.max_restarts}")
         if self.start_method not in ("fork", "forkserver", "spawn"):
             raise ValueError(f"--start-method must be fork, forkserver or spawn, got {self.start_method!r}")
+        _in_unit_interval(self, "repeat_action_probability")
         if self.progress not in ("auto", "rich", "plain", "none"):
             raise ValueError(f"--progress must be auto, rich, plain or none, got {self.progress!r}")
 
@@ -154,6 +166,12 @@ class _LearnerFields:
     hidden_sizes: tuple[int, ...] = field(
         default=(64, 64), metadata={"help": "widths of the MLP torso's hidden layers"}
     )
+    network: str = field(
+        default="auto",
+        metadata={"help": "torso: 'mlp' (flat observations), 'nature' (the paper's Atari CNN: conv 16 8x8/4, "
+                          "conv 32 4x4/2, fc 256), 'minatar' (Young & Tian 2019: conv 16 3x3/1, fc 128), or "
+                          "'auto' (mlp for vectors, minatar for images under 36x36, nature above)"},
+    )
 
     def __post_init__(self) -> None:
         if self.lr < 0:
@@ -162,6 +180,8 @@ class _LearnerFields:
         _in_unit_interval(self, "gamma", "rms_alpha")
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"--optimizer must be rmsprop or adam, got {self.optimizer!r}")
+        if self.network not in ("auto", "mlp", "nature", "minatar"):
+            raise ValueError(f"--network must be auto, mlp, nature or minatar, got {self.network!r}")
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             raise ValueError(f"--hidden-sizes must be positive widths, got {list(self.hidden_sizes)}")
 
@@ -171,9 +191,9 @@ class A3CConfig(_LearnerFields):
     """Asynchronous advantage actor-critic (Mnih et al. 2016, Algorithm S3).
 
     Defaults: t_max 20, shared RMSProp with lr 7e-4 and alpha 0.99, gradient-norm clip
-    40, entropy bonus beta 0.01 (the paper's), and one MLP torso for each head. The
-    paper shares one torso between the policy and value heads (``--shared-torso``), a
-    choice made for its convolutional network on Atari pixels; on vector observations
+    40, entropy bonus beta 0.01 (the paper's), and one torso for both heads with a CNN
+    (the paper's choice for Atari pixels) but one MLP torso for each head on vector
+    observations (``--shared-torso`` / ``--no-shared-torso`` choose either way): there
     the value loss, large while returns are far from the initial estimates, then drives
     the shared features: with it A3C learned nothing on Acrobot-v1 in 1M env steps
     (best mean return -490), and with a torso per head most seeds reach -100 within
@@ -187,10 +207,10 @@ class A3CConfig(_LearnerFields):
     value_coef: float = field(
         default=0.5, metadata={"help": "weight of the value loss sum_t (R_t - V(s_t))^2"}
     )
-    shared_torso: bool = field(
-        default=False,
-        metadata={"help": "policy and value heads share one torso (the paper's Atari network); else one "
-                          "torso each, the default for vector observations"},
+    shared_torso: bool | None = field(
+        default=None,
+        metadata={"help": "policy and value heads share one torso (the paper's Atari network), or one torso "
+                          "each (default: shared for a CNN, one each for an MLP)"},
     )
 
     def __post_init__(self) -> None:
@@ -311,8 +331,10 @@ class _BatchedFields(_LearnerFields):
     )
     entropy_coef: float = field(default=0.01, metadata={"help": "entropy bonus coefficient"})
     value_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
-    shared_torso: bool = field(
-        default=False, metadata={"help": "policy and value heads share one torso (else one torso each)"}
+    shared_torso: bool | None = field(
+        default=None,
+        metadata={"help": "policy and value heads share one torso, or one torso each (default: shared for a "
+                          "CNN, one each for an MLP)"},
     )
 
     def __post_init__(self) -> None:
@@ -445,9 +467,35 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "envs_per_actor": 4, "unroll_length": 32, "minibatch_size": 256, "gae_lambda": 0.8, "gamma": 0.98,
         "epochs": 20, "entropy_coef": 0.0, "lr": 1e-3, "lr_anneal": True, "clip_range": 0.2, "clip_anneal": True,
     },
+    # Pixels. A3C on Atari: the paper's t_max 5 (Mnih et al. 2016, Section 8); with a CNN
+    # both heads share its torso by default, as in the paper. On MinAtar the general
+    # t_max 20 stays: on Breakout-v1 (2 workers, seed 0) t_max 5 plateaued near a mean
+    # return of 6 from 400k to 1M env steps (lr 7e-4 and 2.5e-4 alike), t_max 20 reached 8.3
+    # at 1M and was still rising.
+    ("a3c", "ALE/*"): {"t_max": 5},
+    # A2C on Atari: rl-baselines3-zoo's (16 environments: 8 per actor with 2 actors;
+    # value coefficient 0.25).
+    ("a2c", "ALE/*"): {"envs_per_actor": 8, "value_coef": 0.25},
+    # PPO on Atari: CleanRL's ppo_atari.py (8 environments, 128-step rollouts, 4 epochs of
+    # 4 minibatches, clip 0.1 also on the value, lr 2.5e-4 annealed to 0).
+    ("ppo", "ALE/*"): {"envs_per_actor": 4, "unroll_length": 128, "minibatch_size": 256, "epochs": 4,
+                       "clip_range": 0.1, "value_clip": 0.1, "lr_anneal": True},
+    ("ppo", "MinAtar/*"): {"envs_per_actor": 4, "unroll_length": 128, "minibatch_size": 256, "epochs": 4,
+                           "lr_anneal": True},
 }
-"""Per-(algorithm, environment) defaults that replace the algorithm's general ones.
-A flag given on the command line always wins over a preset."""
+"""Per-(algorithm, environment) defaults that replace the algorithm's general ones; an
+environment may be a pattern (``ALE/*``), used where no exact id matches. A flag given on
+the command line always wins over a preset."""
+
+
+def preset(algo: str, env: str) -> dict[str, Any]:
+    """The preset for ``(algo, env)``: the exact id's, else the first matching pattern's, else ``{}``."""
+    if (algo, env) in PRESETS:
+        return PRESETS[(algo, env)]
+    for (name, pattern), values in PRESETS.items():
+        if name == algo and fnmatch.fnmatchcase(env, pattern):
+            return values
+    return {}
 
 
 def algo_config(algo: str, env: str, **overrides: Any) -> Any:
@@ -458,7 +506,7 @@ def algo_config(algo: str, env: str, **overrides: Any) -> Any:
     """
     if algo not in ALGO_CONFIGS:
         raise ValueError(f"--algo must be one of {', '.join(sorted(ALGO_CONFIGS))}, got {algo!r}")
-    values = {**PRESETS.get((algo, env), {}), **overrides}
+    values = {**preset(algo, env), **overrides}
     for f in dataclasses.fields(ALGO_CONFIGS[algo]):
         if f.name in values and str(f.type).startswith("tuple"):
             values[f.name] = tuple(values[f.name])  # lists from JSON or argparse
@@ -519,7 +567,7 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type) -> None:
         help_text = f"{f.metadata.get('help', '')} (default: {_show_default(f.default)})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         annotation = str(f.type)
-        if annotation == "bool":
+        if annotation in ("bool", "bool | None"):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif annotation.startswith("tuple"):
             element = float if "float" in annotation else int

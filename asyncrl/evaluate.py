@@ -1,14 +1,19 @@
-"""``python -m asyncrl.evaluate RUN_DIR --episodes N``: the greedy policy's return.
+"""``python -m asyncrl.evaluate RUN_DIR --episodes N [--video PATH.mp4]``: the greedy
+policy's return.
 
 Loads ``RUN_DIR/checkpoint.pt``, rebuilds the model from the checkpoint's config, and
-plays ``N`` episodes acting with ``argmax_a pi(a|s)``. Prints ``mean ± std`` of the
-episode returns. Exit code 2 (one line on stderr) if the run folder or checkpoint is
-missing or corrupt.
+plays ``N`` episodes acting with ``argmax_a pi(a|s)`` (``argmax_a Q(s, a)``). Prints
+``mean ± std`` of the episode returns: on Atari the unclipped game score of whole games
+(the training env's ``--repeat-action-probability`` and ``--terminal-on-life-loss``
+apply). ``--video`` records the first episode with Gymnasium's ``RecordVideo``
+(``pip install -e ".[video]"``). Exit code 2 (one line on stderr) if the run folder or
+checkpoint is missing or corrupt, or the video cannot be written.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +22,33 @@ import torch
 from asyncrl.algos import algo_module
 from asyncrl.checkpoint import CheckpointError, load_checkpoint
 from asyncrl.config import CliError, Config, _Parser
-from asyncrl.envs import EnvError, check_spaces, make_env
+from asyncrl.envs import EnvError, EnvOptions, check_spaces, make_env
 
 
-def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000) -> np.ndarray:
+def _record_first_episode(env, video: Path):
+    """``env`` wrapped to record its first episode into ``video`` (an ``.mp4`` path).
+
+    Raises:
+        EnvError: if the ``video`` extra (moviepy) is not installed or the path is not ``.mp4``.
+    """
+    from gymnasium.error import DependencyNotInstalled
+    from gymnasium.wrappers import RecordVideo
+
+    if video.suffix != ".mp4":
+        raise EnvError(f"--video must name an .mp4 file, got {video}")
+    try:
+        import moviepy  # noqa: F401  (RecordVideo's writer)
+    except ImportError:
+        raise EnvError('--video needs the video extra (moviepy is not installed): pip install -e ".[video]"') from None
+    folder = Path(tempfile.mkdtemp(prefix="asyncrl-video-")) / "clips"  # RecordVideo creates it
+    try:
+        return RecordVideo(env, folder, episode_trigger=lambda episode: episode == 0, name_prefix="episode",
+                           disable_logger=True), folder
+    except DependencyNotInstalled as exc:
+        raise EnvError(f"--video: {exc}") from None
+
+
+def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str | Path | None = None) -> np.ndarray:
     """Play ``episodes`` greedy episodes with a run's last checkpoint.
 
     Args:
@@ -28,39 +56,51 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000) -> np.ndarr
         episodes: number of episodes, >= 1.
         seed: seed of the first episode's reset (episode ``i`` uses ``seed + i``); far
             from training seeds by default.
+        video: write the first episode to this ``.mp4`` file (Gymnasium's ``RecordVideo``).
 
     Returns:
         ``[episodes]`` float64 undiscounted episode returns.
 
     Raises:
         CheckpointError: if the checkpoint is missing, corrupt or does not fit its config.
-        EnvError: if the checkpoint's environment cannot be made.
+        EnvError: if the checkpoint's environment cannot be made, or ``video`` cannot be
+            written.
     """
     data = load_checkpoint(Path(run_dir) / "checkpoint.pt")
     try:
         config = Config.from_dict(data["config"])
     except ValueError as exc:
         raise CheckpointError(f"checkpoint config: {exc}") from None
-    env = make_env(config.run.env, seed)
-    obs_dim, num_actions = check_spaces(env, config.run.algo)
+    render_mode = "rgb_array" if video is not None else None
+    env = make_env(config.run.env, seed, options=EnvOptions.from_run(config.run), train=False, render_mode=render_mode)
+    obs_spec, num_actions = check_spaces(env, config.run.algo)
     algo = algo_module(config.run.algo)
-    model = algo.build_model(config, obs_dim, num_actions)
+    model = algo.build_model(config, obs_spec, num_actions)
     try:
         model.load_state_dict(data["model"])
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint model does not fit its config: {str(exc).splitlines()[0]}") from None
     model.eval()
+    folder = None
+    if video is not None:
+        env, folder = _record_first_episode(env, Path(video))
     returns = np.zeros(episodes)
     with torch.no_grad():
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
             done = False
             while not done:
-                action = algo.greedy_action(model, torch.as_tensor(obs, dtype=torch.float32))
+                action = algo.greedy_action(model, torch.from_numpy(np.asarray(obs, dtype=obs_spec.np_dtype)))
                 obs, reward, terminated, truncated, _ = env.step(action)
                 returns[i] += float(reward)
                 done = terminated or truncated
     env.close()
+    if folder is not None:
+        clips = sorted(folder.glob("*.mp4"))
+        if not clips:
+            raise EnvError(f"--video: no video was written for {config.run.env}")
+        Path(video).parent.mkdir(parents=True, exist_ok=True)
+        clips[0].replace(video)
     return returns
 
 
@@ -71,17 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=10, help="episodes to play (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=10_000,
                         help="seed of the first episode; episode i uses seed + i (default: %(default)s)")
+    parser.add_argument("--video", metavar="PATH.mp4", default=None,
+                        help='record the first episode to this file (pip install -e ".[video]")')
     try:
         args = parser.parse_args(argv)
         if args.episodes < 1:
             raise CliError(f"--episodes must be >= 1, got {args.episodes}")
         torch.set_num_threads(1)
-        returns = evaluate(args.run_dir, args.episodes, args.seed)
+        returns = evaluate(args.run_dir, args.episodes, args.seed, args.video)
     except (CliError, CheckpointError, EnvError) as exc:
         print(f"asyncrl.evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(f"{returns.mean():.2f} ± {returns.std():.2f} over {args.episodes} episodes "
-          f"(min {returns.min():.1f}, max {returns.max():.1f})")
+          f"(min {returns.min():.1f}, max {returns.max():.1f})"
+          + (f"; first episode recorded to {args.video}" if args.video else ""))
     return 0
 
 

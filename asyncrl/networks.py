@@ -1,19 +1,91 @@
-"""Neural networks: torsos and heads, and a NumPy path for acting one step at a time."""
+"""Neural networks: torsos chosen by the observation's shape, actor-critic and Q heads,
+and fast forward passes for acting one observation at a time."""
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+NETWORKS = ("auto", "mlp", "nature", "minatar")
+"""Values of ``--network``: ``auto`` picks ``mlp`` for flat observations, ``minatar`` for
+images smaller than 36x36 and ``nature`` for larger ones."""
+
+
+class NetworkError(ValueError):
+    """A ``--network`` that cannot read the environment's observations."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ObsSpec:
+    """What one observation is: its shape and dtype, and for images the largest pixel value.
+
+    Flat observations are ``(obs_dim,)`` float32; images are ``(C, H, W)`` uint8,
+    channels first, kept uint8 end to end (rollout slots, buffers) and divided by
+    ``high`` inside the network.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    high: float = 1.0
+
+    @classmethod
+    def of(cls, obs: "ObsSpec | int | Sequence[int]") -> "ObsSpec":
+        """``obs`` itself, or a flat float32 spec for a size or shape."""
+        if isinstance(obs, ObsSpec):
+            return obs
+        return cls((int(obs),) if isinstance(obs, int) else tuple(int(n) for n in obs))
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    def describe(self) -> str:
+        return f"{'images' if self.is_image else 'vectors'} {list(self.shape)} {self.dtype}"
+
+
+def resolve_network(network: str, obs: ObsSpec) -> str:
+    """The torso ``--network network`` means for observations ``obs``.
+
+    Raises:
+        NetworkError: if ``network`` is unknown, ``mlp`` is asked for images, a CNN for
+            vectors, or the images are too small for the CNN (``nature`` needs at least
+            36x36, ``minatar`` at least 3x3).
+    """
+    if network not in NETWORKS:
+        raise NetworkError(f"--network must be one of {', '.join(NETWORKS)}, got {network!r}")
+    if len(obs.shape) not in (1, 3):
+        raise NetworkError(f"no network reads observations of shape {list(obs.shape)}: "
+                           "need flat vectors or (C, H, W) images")
+    if network == "auto":
+        if not obs.is_image:
+            return "mlp"
+        return "nature" if min(obs.shape[1:]) >= 36 else "minatar"
+    if network == "mlp" and obs.is_image:
+        raise NetworkError(f"--network mlp needs flat observations, got {obs.describe()}; "
+                           "use --network auto, nature or minatar")
+    if network != "mlp" and not obs.is_image:
+        raise NetworkError(f"--network {network} needs image observations, got {obs.describe()}; "
+                           "use --network auto or mlp")
+    smallest = 36 if network == "nature" else 3
+    if obs.is_image and min(obs.shape[1:]) < smallest:
+        raise NetworkError(f"--network {network} needs images of at least {smallest}x{smallest}, got "
+                           f"{obs.describe()}")
+    return network
+
 
 class MLPTorso(nn.Module):
-    """Fully connected torso for flat observations: ``[N, obs_dim] -> [N, out_dim]``.
+    """Fully connected torso for flat observations: ``[N, obs_dim] float32 -> [N, out_dim]``.
 
     Layers are orthogonally initialised (gain sqrt(2)) with zero biases and tanh
     activations, the usual choice for small control tasks.
@@ -30,10 +102,78 @@ class MLPTorso(nn.Module):
             layers += [linear, nn.Tanh()]
             in_dim = width
         self.net = nn.Sequential(*layers)
+        self.obs_shape = (obs_dim,)
         self.out_dim = in_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
+
+
+def _relu_layer(layer: nn.Conv2d | nn.Linear) -> nn.Conv2d | nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain=2**0.5)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ConvTorso(nn.Module):
+    """Convolutional torso for images: ``[N, C, H, W] uint8 -> [N, out_dim] float32``.
+
+    The observation is cast to float32 and divided by ``high`` (255 for Atari frames,
+    1 for MinAtar's 0/1 channels) inside the network, so that images travel as uint8.
+    Convolutions and the fully connected layer are followed by ReLU, orthogonally
+    initialised (gain sqrt(2)) with zero biases.
+
+    Args:
+        obs: the observation spec, ``(C, H, W)``.
+        convs: ``(out_channels, kernel, stride)`` per convolution.
+        hidden: width of the fully connected layer.
+    """
+
+    def __init__(self, obs: ObsSpec, convs: Sequence[tuple[int, int, int]], hidden: int) -> None:
+        super().__init__()
+        channels, height, width = obs.shape
+        layers: list[nn.Module] = []
+        for out_channels, kernel, stride in convs:
+            layers += [_relu_layer(nn.Conv2d(channels, out_channels, kernel, stride)), nn.ReLU()]
+            channels = out_channels
+            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        self.convs = nn.Sequential(*layers)
+        self.fc = _relu_layer(nn.Linear(channels * height * width, hidden))
+        self.scale = 1.0 / obs.high
+        self.obs_shape = obs.shape
+        self.out_dim = hidden
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.to(torch.float32) * self.scale  # [N, C, H, W] in [0, 1]
+        x = self.convs(x).flatten(1)  # [N, channels * height * width]
+        return torch.relu(self.fc(x))  # [N, hidden]
+
+
+def nature_torso(obs: ObsSpec) -> ConvTorso:
+    """The paper's Atari network (Mnih et al. 2016, Section 8, after Mnih et al. 2013):
+    conv 16 8x8 stride 4, conv 32 4x4 stride 2, fully connected 256, ReLU; for
+    ``4 x 84 x 84`` frame stacks."""
+    return ConvTorso(obs, [(16, 8, 4), (32, 4, 2)], 256)
+
+
+def minatar_torso(obs: ObsSpec) -> ConvTorso:
+    """MinAtar's network (Young & Tian 2019): conv 16 3x3 stride 1, fully connected 128,
+    ReLU; for ``C x 10 x 10`` inputs."""
+    return ConvTorso(obs, [(16, 3, 1)], 128)
+
+
+def build_torso(obs: ObsSpec | int, network: str, hidden_sizes: Sequence[int]) -> nn.Module:
+    """The torso ``--network network`` gives for observations ``obs`` (``hidden_sizes``:
+    the MLP's widths; the CNNs have their papers' own).
+
+    Raises:
+        NetworkError: as ``resolve_network``.
+    """
+    obs = ObsSpec.of(obs)
+    kind = resolve_network(network, obs)
+    if kind == "mlp":
+        return MLPTorso(obs.shape[0], hidden_sizes)
+    return nature_torso(obs) if kind == "nature" else minatar_torso(obs)
 
 
 def _head(in_dim: int, out_dim: int, gain: float) -> nn.Linear:
@@ -47,7 +187,7 @@ class ActorCritic(nn.Module):
     """Policy and value heads, on one shared torso (Mnih et al. 2016, Section 5.1) or,
     with ``value_torso``, on two separate ones.
 
-    ``forward(obs: [N, obs_dim] float32) -> (logits: [N, A] float32, value: [N] float32)``.
+    ``forward(obs: [N, *obs_shape]) -> (logits: [N, A] float32, value: [N] float32)``.
     The policy head starts near uniform (gain 0.01), the value head at gain 1.
     """
 
@@ -65,7 +205,7 @@ class ActorCritic(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """Action values ``Q(s, .)``: ``forward(obs: [N, obs_dim] float32) -> [N, A] float32``."""
+    """Action values ``Q(s, .)``: ``forward(obs: [N, *obs_shape]) -> [N, A] float32``."""
 
     def __init__(self, torso: nn.Module, num_actions: int) -> None:
         super().__init__()
@@ -76,17 +216,32 @@ class QNetwork(nn.Module):
         return self.head(self.torso(obs))
 
 
-def build_q_network(obs_dim: int, num_actions: int, hidden_sizes: Sequence[int]) -> QNetwork:
-    """The Q-network for flat observations and ``num_actions`` discrete actions."""
-    return QNetwork(MLPTorso(obs_dim, hidden_sizes), num_actions)
+def build_q_network(obs: ObsSpec | int, num_actions: int, hidden_sizes: Sequence[int],
+                    network: str = "auto") -> QNetwork:
+    """The Q-network for observations ``obs`` and ``num_actions`` discrete actions.
+
+    Raises:
+        NetworkError: as ``resolve_network``.
+    """
+    return QNetwork(build_torso(obs, network, hidden_sizes), num_actions)
 
 
-def build_actor_critic(
-    obs_dim: int, num_actions: int, hidden_sizes: Sequence[int], shared_torso: bool = True
-) -> ActorCritic:
-    """The actor-critic for flat observations and ``num_actions`` discrete actions."""
-    value_torso = None if shared_torso else MLPTorso(obs_dim, hidden_sizes)
-    return ActorCritic(MLPTorso(obs_dim, hidden_sizes), num_actions, value_torso)
+def build_actor_critic(obs: ObsSpec | int, num_actions: int, hidden_sizes: Sequence[int],
+                       shared_torso: bool | None = True, network: str = "auto") -> ActorCritic:
+    """The actor-critic for observations ``obs`` and ``num_actions`` discrete actions.
+
+    Args:
+        shared_torso: one torso for both heads; ``None``: shared for a CNN (the paper's
+            Atari network), one torso per head for an MLP.
+
+    Raises:
+        NetworkError: as ``resolve_network``.
+    """
+    torso = build_torso(obs, network, hidden_sizes)
+    if shared_torso is None:
+        shared_torso = not isinstance(torso, MLPTorso)
+    value_torso = None if shared_torso else build_torso(obs, network, hidden_sizes)
+    return ActorCritic(torso, num_actions, value_torso)
 
 
 class NumpyMLP:
@@ -123,6 +278,57 @@ class NumpyMLP:
             h = np.tanh(h @ weight.T + bias)  # [N, width]
         weight, bias = self.head
         return h @ weight.T + bias  # [N, out]
+
+
+class TorchForward:
+    """``head(torso(obs))`` without autograd, for any torso: the acting path where
+    ``NumpyMLP`` does not apply (the CNNs, whose convolutions NumPy has no fast kernel for).
+
+    ``__call__(obs: [*obs_shape]) -> [out] float32`` or ``[N, *obs_shape] -> [N, out]``;
+    the modules are used as they are, so the forward pass sees their current values.
+    """
+
+    def __init__(self, torso: nn.Module, head: nn.Linear) -> None:
+        self.torso, self.head = torso, head
+        self.obs_ndim = len(torso.obs_shape)
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(obs)
+        if x.dim() == self.obs_ndim:
+            return self.head(self.torso(x.unsqueeze(0)))[0].numpy()  # [out]
+        return self.head(self.torso(x)).numpy()  # [N, out]
+
+
+def fast_forward(torso: nn.Module, head: nn.Linear) -> Callable[[np.ndarray], np.ndarray]:
+    """The fastest forward pass of ``head(torso(.))`` for acting: ``NumpyMLP`` for an
+    ``MLPTorso``, else ``TorchForward``. Both read the modules' current parameters."""
+    if isinstance(torso, MLPTorso):
+        return NumpyMLP(torso, head)
+    return TorchForward(torso, head)
+
+
+class PolicyValue:
+    """``(logits [N, A], values [N])`` of an ``ActorCritic`` for a batch ``obs: [N, *obs_shape]``,
+    without autograd, by ``fast_forward``: one pass through a shared torso, two through
+    separate ones."""
+
+    def __init__(self, model: ActorCritic) -> None:
+        self.shared_cnn = model.value_torso is None and not isinstance(model.torso, MLPTorso)
+        self.model = model
+        self.policy = fast_forward(model.torso, model.policy)
+        self.value = fast_forward(model.value_torso or model.torso, model.value)
+
+    def __call__(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.shared_cnn:
+            with torch.no_grad():
+                logits, values = self.model(torch.from_numpy(obs))
+            return logits.numpy(), values.numpy()
+        return self.policy(obs), self.value(obs)[:, 0]
+
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        """``V(s)`` for a batch ``obs: [N, *obs_shape]`` -> ``[N]``."""
+        return self.value(obs)[:, 0]
 
 
 def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> int:

@@ -65,7 +65,8 @@ class RolloutSlots:
 
     Per slot (time-major; ``T = unroll_length``, ``E = envs_per_slot``):
 
-    - ``obs: [T+1, E, *obs_shape] float32``: ``s_0 .. s_T``; ``s_T`` is the bootstrap state.
+    - ``obs: [T+1, E, *obs_shape] obs_dtype``: ``s_0 .. s_T``; ``s_T`` is the bootstrap state
+      (images stay uint8).
     - ``actions: [T, E] int64``, ``rewards: [T, E] float32``.
     - ``terminated: [T, E] bool``: ``s_{t+1}`` is terminal; ``truncated: [T, E] bool``: a
       time limit cut the episode after step ``t`` (then ``s_{t+1}`` is the next episode's
@@ -73,7 +74,7 @@ class RolloutSlots:
       ``final_values[t]`` its value under the behaviour critic).
     - ``log_probs: [T, E] float32``: ``log mu(a_t|s_t)`` of the behaviour policy.
     - ``values: [T+1, E] float32``: ``V(s_t)`` under the behaviour policy's critic.
-    - ``final_obs: [T, E, *obs_shape] float32``, ``final_values: [T, E] float32``: see
+    - ``final_obs: [T, E, *obs_shape] obs_dtype``, ``final_values: [T, E] float32``: see
       ``truncated`` (meaningful only there; ``final_values`` is 0 elsewhere). A learner
       that evaluates every value with its own critic (A2C, V-trace) evaluates
       ``final_obs`` too, never the actor's stale value.
@@ -91,6 +92,7 @@ class RolloutSlots:
         unroll_length: ``T``, env steps per rollout.
         envs_per_slot: ``E``, environments per actor.
         obs_shape: shape of one observation.
+        obs_dtype: its dtype (float32 vectors, uint8 images).
 
     Raises:
         ValueError: if a count is below 1.
@@ -100,7 +102,7 @@ class RolloutSlots:
               "final_values")
 
     def __init__(self, actors: int, slots_per_actor: int, unroll_length: int, envs_per_slot: int,
-                 obs_shape: tuple[int, ...]) -> None:
+                 obs_shape: tuple[int, ...], obs_dtype: np.dtype = np.dtype(np.float32)) -> None:
         if min(actors, slots_per_actor, unroll_length, envs_per_slot) < 1:
             raise ValueError(f"need actors, slots_per_actor, unroll_length and envs_per_slot >= 1, got {actors}, "
                              f"{slots_per_actor}, {unroll_length}, {envs_per_slot}")
@@ -110,14 +112,15 @@ class RolloutSlots:
         def shared(shape, dtype):
             return torch.zeros(shape, dtype=dtype).share_memory_()
 
-        self.obs = shared((S, T + 1, E, *obs_shape), torch.float32)
+        obs_dtype = torch.from_numpy(np.zeros(0, obs_dtype)).dtype
+        self.obs = shared((S, T + 1, E, *obs_shape), obs_dtype)
         self.actions = shared((S, T, E), torch.int64)
         self.rewards = shared((S, T, E), torch.float32)
         self.terminated = shared((S, T, E), torch.bool)
         self.truncated = shared((S, T, E), torch.bool)
         self.log_probs = shared((S, T, E), torch.float32)
         self.values = shared((S, T + 1, E), torch.float32)
-        self.final_obs = shared((S, T, E, *obs_shape), torch.float32)
+        self.final_obs = shared((S, T, E, *obs_shape), obs_dtype)
         self.final_values = shared((S, T, E), torch.float32)
         self.policy_version = shared((S,), torch.int64)
         self.state = shared((S,), torch.int64)  # FREE / WRITING / FULL / READING

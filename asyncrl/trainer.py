@@ -32,6 +32,7 @@ from asyncrl.algos.base import set_rng_state
 from asyncrl.checkpoint import load_latest_good, restore_shared, save_checkpoint, snapshot_shared
 from asyncrl.config import Config
 from asyncrl.metrics import RunMetrics, plot_learning_curve
+from asyncrl.networks import NetworkError, ObsSpec, resolve_network
 from asyncrl.shared import GlobalCounters
 from asyncrl.storage import PublicationStalled
 from asyncrl.supervisor import FailurePolicy, Supervisor, WorkerFailure, report
@@ -52,7 +53,7 @@ class Setup:
     """A config resolved against its environment, ready to train."""
 
     config: Config
-    obs_dim: int
+    obs: ObsSpec
     num_actions: int
 
 
@@ -63,15 +64,19 @@ def prepare(config: Config) -> Setup:
     and ``run_dir`` (``runs/<algo>-<env>-<seed>-<timestamp>``), and creates the folder.
 
     Raises:
-        EnvError: if the environment cannot be made or its spaces do not suit the
-            algorithm.
+        EnvError: if the environment cannot be made, its spaces do not suit the
+            algorithm, or ``--network`` cannot read its observations.
         RunDirError: if the run folder cannot be created or written.
         DeviceError: if ``--learner-device`` asks for a device this machine lacks.
     """
     run = config.run
-    env = envs.make_env(run.env, run.seed)
+    env = envs.make_env(run.env, run.seed, options=envs.EnvOptions.from_run(run))
     try:
-        obs_dim, num_actions = envs.check_spaces(env, run.algo)
+        obs, num_actions = envs.check_spaces(env, run.algo)
+        try:
+            resolve_network(config.algo.network, obs)
+        except NetworkError as exc:
+            raise envs.EnvError(f"{run.env}: {exc}") from None
         threshold = env.spec.reward_threshold if env.spec is not None else None
     finally:
         env.close()
@@ -97,7 +102,7 @@ def prepare(config: Config) -> Setup:
         from asyncrl.algos.batched import check_device
 
         check_device(device)  # before any process starts
-    return Setup(Config(run=run, algo=config.algo), obs_dim, num_actions)
+    return Setup(Config(run=run, algo=config.algo), obs, num_actions)
 
 
 class Trainer:
@@ -116,7 +121,7 @@ class Trainer:
     def __init__(self, config: Config, quiet: bool = False) -> None:
         setup = prepare(config)
         self.config = setup.config
-        self.obs_dim, self.num_actions = setup.obs_dim, setup.num_actions
+        self.obs, self.num_actions = setup.obs, setup.num_actions
         self.algo = algo_module(self.config.run.algo)
         self.has_learner = hasattr(self.algo, "Learner")  # A2C, PPO: actors feed one learner process
         self.learner_id = self.config.run.workers if self.has_learner else None  # after the actors' ids
@@ -153,7 +158,7 @@ class Trainer:
         with open(self.run_dir / "config.json", "w") as f:
             json.dump(self.config.to_dict(), f, indent=2)
         torch.set_num_threads(1)
-        self.shared = self.algo.make_shared(self.config, self.obs_dim, self.num_actions)
+        self.shared = self.algo.make_shared(self.config, self.obs, self.num_actions)
         resumed = self._load_resume_checkpoint() if run.resume else None
         self.counters = GlobalCounters(run.workers + self.has_learner,
                                        initial_step=resumed["global_step"] if resumed else 0,

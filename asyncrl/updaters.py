@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from asyncrl.losses import actor_critic_loss, ppo_loss
-from asyncrl.networks import ActorCritic, MLPTorso
+from asyncrl.losses import actor_critic_loss, ppo_loss, q_loss
+from asyncrl.networks import ActorCritic, MLPTorso, QNetwork
 
 
 class TorchUpdater:
@@ -39,12 +39,12 @@ class TorchUpdater:
 
     @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``obs: [N, obs_dim]`` -> ``(logits: [N, A], values: [N])``, without gradients."""
+        """``obs: [N, *obs_shape]`` -> ``(logits: [N, A], values: [N])``, without gradients."""
         return self.model(obs)
 
     def step(self, obs: torch.Tensor, loss: str, lr: float | None, **inputs: Any) -> dict[str, float]:
         """One optimizer step on ``loss`` (``"actor_critic"``: ``losses.actor_critic_loss``
-        with mean reduction; ``"ppo"``: ``losses.ppo_loss``) over ``obs: [N, obs_dim]``;
+        with mean reduction; ``"ppo"``: ``losses.ppo_loss``) over ``obs: [N, *obs_shape]``;
         ``inputs`` are the loss's other arguments. Returns the loss's metrics."""
         logits, values = self.model(obs)
         if loss == "ppo":
@@ -391,8 +391,6 @@ class NumpyQGradient:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        from asyncrl.networks import QNetwork
-
         if not isinstance(model, QNetwork) or not isinstance(model.torso, MLPTorso):
             raise TypeError("NumpyQGradient needs a QNetwork of an MLPTorso")
         self.params = list(model.parameters())
@@ -420,3 +418,35 @@ class NumpyQGradient:
         for param, grad in zip(self.params, self.grads):
             param.grad = grad  # this call's gradient, whoever computed one before
         return metrics
+
+
+class TorchQGradient:
+    """``NumpyQGradient`` for any ``QNetwork`` (the CNNs): one batched forward and
+    backward pass with autograd over the window's observations, the result copied into
+    this instance's own gradient buffers and handed to the parameters as their ``.grad``
+    (for the same reason as ``NumpyQGradient``).
+
+    ``__call__(obs: [N, *obs_shape], actions: [N] int, targets: [N] float32) -> metrics``.
+    """
+
+    def __init__(self, model: QNetwork) -> None:
+        self.model = model
+        self.params = list(model.parameters())
+        self.grads = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+
+    def __call__(self, obs: np.ndarray, actions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        q_values = self.model(torch.from_numpy(obs))  # [N, A]
+        loss, metrics = q_loss(q_values.unsqueeze(1), torch.from_numpy(actions).unsqueeze(1),  # [N, 1, A], [N, 1]
+                               torch.from_numpy(np.asarray(targets, np.float32)).unsqueeze(1))  # [N, 1]
+        grads = torch.autograd.grad(loss, self.params)
+        torch._foreach_copy_(self.grads, list(grads))
+        for param, grad in zip(self.params, self.grads):
+            param.grad = grad
+        return metrics
+
+
+def make_q_gradient(model: QNetwork) -> NumpyQGradient | TorchQGradient:
+    """``NumpyQGradient`` for a ``QNetwork`` of an ``MLPTorso``, else ``TorchQGradient``."""
+    if isinstance(model.torso, MLPTorso):
+        return NumpyQGradient(model)
+    return TorchQGradient(model)

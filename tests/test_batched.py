@@ -13,6 +13,7 @@ import torch
 from asyncrl.algos.batched import DeviceError, check_device
 from asyncrl.checkpoint import load_checkpoint
 from asyncrl.config import Config, RunConfig, algo_config
+from asyncrl.networks import ObsSpec
 from asyncrl.trainer import Trainer
 
 
@@ -250,7 +251,7 @@ def test_actor_waiting_on_a_frozen_learner_gives_up_after_the_stall_deadline(mon
 
     monkeypatch.setattr(batched, "LEARNER_STALL_S", 0.3)
     config = Config(run=RunConfig(algo="a2c", workers=1, seed=0), algo=algo_config("a2c", "CartPole-v1"))
-    shared = a2c.make_shared(config, 4, 2)
+    shared = a2c.make_shared(config, ObsSpec((4,)), 2)
     counters = GlobalCounters(2)
     actor = a2c.ActorLearner(0, config, shared, counters)
     assert actor.update() == 5 * 4  # fills its one slot (--sync); the learner never takes it

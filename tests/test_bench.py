@@ -91,6 +91,16 @@ def test_bad_study_input_is_one_line_and_exit_code_2(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["speedup", "--algos", "dqn"])
     assert exc.value.code == 2
+    # an environment without a reward threshold needs the score given (here, an unregistered one)
+    assert bench.main(["speedup", "--env", "NoSuchEnv-v0", "--out", "unused"]) == 2
+    assert "cannot make environment 'NoSuchEnv-v0'" in capsys.readouterr().err
+
+
+def test_the_study_accepts_pixel_envs_but_needs_a_score_where_they_have_no_threshold(capsys):
+    pytest.importorskip("minatar", reason="needs the minatar extra")
+    assert bench.main(["speedup", "--env", "MinAtar/Breakout-v1", "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MinAtar/Breakout-v1 has no reward threshold" in err[0] and "--target-return" in err[0]
 
 
 def test_steady_steps_per_s_leaves_out_start_up_and_shutdown(tmp_path):

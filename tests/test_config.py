@@ -21,10 +21,13 @@ def test_preset_applies_only_where_no_flag_is_given():
     other = parse_args(["--algo", "ppo", "--env", "Acrobot-v1"])
     assert other.algo == PPOConfig()  # no preset: the general defaults
     a3c = parse_args(["--env", "CartPole-v1"])
-    assert a3c.algo.shared_torso is False and a3c.algo.entropy_coef == 0.0
+    assert a3c.algo.shared_torso is None and a3c.algo.entropy_coef == 0.0  # None: one torso per head for an MLP
     assert parse_args(["--env", "CartPole-v1", "--entropy-coef", "0.01"]).algo.entropy_coef == 0.01
     general = parse_args(["--env", "Acrobot-v1"])
-    assert general.algo == A3CConfig() and general.algo.shared_torso is False and general.algo.entropy_coef == 0.01
+    assert general.algo == A3CConfig() and general.algo.shared_torso is None and general.algo.entropy_coef == 0.01
+    pixels = parse_args(["--env", "ALE/Pong-v5"])  # the Atari preset: the paper's t_max
+    assert pixels.algo.t_max == 5 and pixels.algo.network == "auto"
+    assert parse_args(["--algo", "ppo", "--env", "MinAtar/Breakout-v1"]).algo.lr_anneal is True
     paper = parse_args(["--env", "Acrobot-v1", "--shared-torso"])
     assert paper.algo.shared_torso is True
 

@@ -7,6 +7,7 @@ import torch
 
 from asyncrl.checkpoint import load_checkpoint
 from asyncrl.config import Config, RunConfig, algo_config
+from asyncrl.networks import ObsSpec
 from asyncrl.trainer import Trainer
 
 
@@ -105,7 +106,7 @@ def test_one_worker_resume_continues_exactly_as_the_saved_state_says(tmp_path):
         config = Config(run=RunConfig(workers=1, seed=1 + int(ckpt["generation"]), total_steps=6000),
                         algo=algo_config("a3c", "CartPole-v1"))
         module = algo_module("a3c")
-        shared = module.make_shared(config, 4, 2)
+        shared = module.make_shared(config, ObsSpec((4,)), 2)
         restore_shared(shared, ckpt, "checkpoint")
         counters = GlobalCounters(1, initial_step=ckpt["global_step"], initial_updates=ckpt["policy_version"])
         learner = module.ActorLearner(0, config, shared, counters)

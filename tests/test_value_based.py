@@ -11,6 +11,7 @@ import torch
 import toy_envs  # noqa: F401  (registers Chain-v0)
 from asyncrl.algos import algo_module
 from asyncrl.config import Config, RunConfig, algo_config
+from asyncrl.networks import ObsSpec
 from asyncrl.shared import GlobalCounters, TargetNetwork
 
 GAMMA = 0.9
@@ -39,7 +40,7 @@ def make_learner(algo, monkeypatch=None, **algo_kwargs):
     config = Config(run=RunConfig(algo=algo, env="Chain-v0", workers=1, serial=True, seed=0),
                     algo=algo_config(algo, "Chain-v0", gamma=GAMMA, **algo_kwargs))
     module = algo_module(algo)
-    shared = module.make_shared(config, 2, 2)
+    shared = module.make_shared(config, ObsSpec((2,)), 2)
     counters = GlobalCounters(1)
     learner = module.ActorLearner(0, config, shared, counters)
     learner.env = Recorder(learner.env)
@@ -162,19 +163,24 @@ def test_concurrent_workers_refresh_once_per_crossing():
     assert int(copies.sum()) == target.refreshes == 9000 // 50
 
 
+@pytest.mark.parametrize("env, obs", [("Chain-v0", ObsSpec((2,))), ("PixelChain-v0", ObsSpec((2, 6, 6), "uint8", 255.0))],
+                         ids=["mlp-numpy", "cnn-torch"])
 @pytest.mark.parametrize("algo", ["one-step-q", "one-step-sarsa"])
-def test_serial_learners_on_one_shared_theta_each_apply_their_own_gradient(algo):
+def test_serial_learners_on_one_shared_theta_each_apply_their_own_gradient(algo, env, obs):
     """In --serial mode the one-step actor-learners share one process and one theta: each
     update must apply exactly the gradient its own learner computed (autograd of q_loss
-    on that learner's batch), never another learner's or none."""
+    on that learner's batch), never another learner's or none. Both gradient paths: NumPy
+    for the MLP, autograd (``TorchQGradient``) for the CNN on uint8 images."""
     from asyncrl.losses import q_loss
 
-    config = Config(run=RunConfig(algo=algo, env="Chain-v0", workers=2, serial=True, seed=0),
-                    algo=algo_config(algo, "Chain-v0", gamma=GAMMA, max_grad_norm=1e9))
+    config = Config(run=RunConfig(algo=algo, env=env, workers=2, serial=True, seed=0),
+                    algo=algo_config(algo, env, gamma=GAMMA, max_grad_norm=1e9))
     module = algo_module(algo)
-    shared = module.make_shared(config, 2, 2)
+    shared = module.make_shared(config, obs, 2)
     counters = GlobalCounters(2)
     learners = [module.ActorLearner(i, config, shared, counters) for i in range(2)]
+    assert type(learners[0].gradient).__name__ == ("TorchQGradient" if obs.is_image else "NumpyQGradient")
+    assert learners[0]._obs_buf.dtype == obs.np_dtype  # images stay uint8
     expected, applied = [], []
     for learner in learners:
         real = learner.gradient

@@ -68,6 +68,20 @@ class Scripted(gym.Env):
         return np.zeros(1, np.float32), reward, True, False, {}
 
 
+class PixelChain(Chain):
+    """``Chain`` seen as ``[2, 6, 6] uint8`` images: channel 0 lights column ``position``
+    with 255, channel 1 is all 255 (the image counterpart of Chain's constant feature)."""
+
+    observation_space = gym.spaces.Box(0, 255, shape=(2, 6, 6), dtype=np.uint8)
+
+    def _obs(self):
+        image = np.zeros((2, 6, 6), np.uint8)
+        image[0, :, self.position] = 255
+        image[1] = 255
+        return image
+
+
 gym.register("FaultyCartPole-v0", entry_point=FaultyCartPole, max_episode_steps=500)
 gym.register("Chain-v0", entry_point=Chain, max_episode_steps=4)
+gym.register("PixelChain-v0", entry_point=PixelChain, max_episode_steps=4)
 gym.register("Scripted-v0", entry_point=Scripted)

@@ -1,6 +1,6 @@
 """Algorithms: one module per algorithm, each an actor-learner and its shared state.
 
-Each module provides ``make_shared(config, obs_dim, num_actions) -> SharedState`` and an
+Each module provides ``make_shared(config, obs, num_actions) -> SharedState`` (``obs``: a ``networks.ObsSpec``) and an
 ``ActorLearner`` class following ``asyncrl.algos.base.ActorLearner``. The batched-learner
 algorithms (A2C, PPO) also provide ``Learner``: the same protocol for the one learner
 process, plus ``finished()``.

@@ -39,7 +39,7 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
     N = T * B
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
     return updater.step(
-        obs[:T].reshape(N, -1), "actor_critic", lr,  # [N, obs_dim]
+        obs[:T].flatten(0, 1), "actor_critic", lr,  # [N, *obs_shape]
         actions=actions.reshape(N),
         returns=torch.from_numpy(estimates.returns.reshape(N)).to(device),
         advantages=torch.from_numpy(estimates.advantages.reshape(N)).to(device),

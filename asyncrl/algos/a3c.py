@@ -22,9 +22,9 @@ import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
-from asyncrl.envs import start_worker_env
+from asyncrl.envs import game_score, start_worker_env
 from asyncrl.losses import actor_critic_loss
-from asyncrl.networks import ActorCritic, NumpyMLP, build_actor_critic, sample_categorical
+from asyncrl.networks import ActorCritic, ObsSpec, build_actor_critic, fast_forward, sample_categorical
 from asyncrl.returns import n_step_returns, segment_end_flags
 from asyncrl.shared import (
     GlobalCounters,
@@ -39,23 +39,27 @@ LOSS_NAMES = ("policy_loss", "value_loss", "entropy")
 """Per-step means reported by every update; columns of ``metrics.csv``."""
 
 
-def build_model(config: Config, obs_dim: int, num_actions: int) -> ActorCritic:
-    """The actor-critic network described by ``config.algo`` (not shared)."""
+def build_model(config: Config, obs: ObsSpec, num_actions: int) -> ActorCritic:
+    """The actor-critic network described by ``config.algo`` for observations ``obs`` (not shared).
+
+    Raises:
+        NetworkError: if ``--network`` cannot read ``obs``.
+    """
     a = config.algo
-    return build_actor_critic(obs_dim, num_actions, a.hidden_sizes, a.shared_torso)
+    return build_actor_critic(obs, num_actions, a.hidden_sizes, a.shared_torso, a.network)
 
 
 def greedy_action(model: ActorCritic, obs: torch.Tensor) -> int:
-    """``argmax_a pi(a|s)`` for one observation ``obs: [obs_dim] float32``."""
-    logits, _ = model(obs)
+    """``argmax_a pi(a|s)`` for one observation ``obs: [*obs_shape]``."""
+    logits, _ = model(obs.unsqueeze(0))
     return int(logits.argmax())
 
 
-def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
+def make_shared(config: Config, obs: ObsSpec, num_actions: int) -> SharedState:
     """The global actor-critic theta and its shared optimizer, in shared memory."""
     a = config.algo
     torch.manual_seed(config.run.seed)
-    model = share_model(build_model(config, obs_dim, num_actions))
+    model = share_model(build_model(config, obs, num_actions))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
                                       rms_alpha=a.rms_alpha)
     return SharedState(model=model, optimizer=optimizer)
@@ -80,15 +84,15 @@ class ActorLearner:
         self.shared = shared
         self.counters = counters
         self.total_steps = config.run.total_steps
-        self.env, self.obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id, "a3c")
+        self.env, self.obs, obs = start_worker_env(config.run, worker_id)
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
         self.shared_params = list(shared.model.parameters())
-        self.policy = NumpyMLP(self.local.torso, self.local.policy)  # pi(.|s; theta'), views of theta'
+        self.policy = fast_forward(self.local.torso, self.local.policy)  # pi(.|s; theta'), reads theta'
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.stats = WorkerStats(counters)
         t_max = self.cfg.t_max
-        self._obs_buf = np.empty((t_max + 1, obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
+        self._obs_buf = np.empty((t_max + 1, *obs.shape), dtype=obs.np_dtype)  # [t_max+1, *obs_shape]
 
     def update(self) -> int:
         cfg = self.cfg
@@ -102,11 +106,11 @@ class ActorLearner:
         for t in range(cfg.t_max):
             obs_buf[t] = obs
             action = sample_categorical(self.policy(obs_buf[t]), self.rng)
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
             self.counters.add(self.worker_id, 1, updates=0)  # T <- T + 1
             actions.append(action)
             rewards.append(float(reward))
-            self.stats.step(float(reward), terminated or truncated)
+            self.stats.step(game_score(reward, info), terminated or truncated)
             if terminated or truncated:
                 break
         n = len(actions)

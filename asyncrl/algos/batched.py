@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from asyncrl.algos.a3c import build_model, greedy_action  # noqa: F401  (A2C and PPO use A3C's actor-critic)
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
-from asyncrl.envs import start_worker_env
-from asyncrl.networks import NumpyMLP, sample_categorical_batch
+from asyncrl.envs import game_score, start_worker_env
+from asyncrl.networks import ObsSpec, PolicyValue, sample_categorical_batch
 from asyncrl.returns import gae, vtrace
 from asyncrl.shared import GlobalCounters, make_shared_optimizer, share_model
 from asyncrl.storage import PolicyStore, RolloutSlots
@@ -88,7 +88,7 @@ def learner_start_method(config: Config) -> str:
     return config.run.start_method
 
 
-def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
+def make_shared(config: Config, obs: ObsSpec, num_actions: int) -> SharedState:
     """The published policy, its optimizer statistics (for checkpoints) and the rollout
     slots, in shared memory: one slot per actor with ``--sync``, two with ``--async``.
 
@@ -102,11 +102,12 @@ def make_shared(config: Config, obs_dim: int, num_actions: int) -> SharedState:
     import torch._dynamo  # noqa: F401
 
     torch.manual_seed(config.run.seed)
-    model = share_model(build_model(config, obs_dim, num_actions))
+    model = share_model(build_model(config, obs, num_actions))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
                                       rms_alpha=a.rms_alpha)
     a.rollouts_per_batch(config.run.workers)  # raises if the batch does not fit the actors
-    slots = RolloutSlots(config.run.workers, 1 if a.sync else 2, a.unroll_length, a.envs_per_actor, (obs_dim,))
+    slots = RolloutSlots(config.run.workers, 1 if a.sync else 2, a.unroll_length, a.envs_per_actor, obs.shape,
+                         obs.np_dtype)
     return SharedState(model=model, optimizer=optimizer, slots=slots, policy=PolicyStore(model))
 
 
@@ -133,29 +134,28 @@ class Actor:
         E, T = a.envs_per_actor, a.unroll_length
         self.envs, first_obs = [], []
         for e in range(E):
-            env, obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id * E + e, config.run.algo)
+            env, obs, spec = start_worker_env(config.run, worker_id * E + e)
             self.envs.append(env)
             first_obs.append(obs)
         self.env = self.envs[0]
-        self.obs = np.stack(first_obs).astype(np.float32)  # [E, obs_dim]
+        self.obs = np.stack(first_obs)  # [E, *obs_shape], the spec's dtype
         self.local = copy.deepcopy(shared.model)  # process-local memory, refreshed from each publication
         self.local_params = list(self.local.state_dict().values())
         self.shared_params = list(shared.model.state_dict().values())
-        self.policy = NumpyMLP(self.local.torso, self.local.policy)  # views of the local copy
-        self.value = NumpyMLP(self.local.value_torso or self.local.torso, self.local.value)
+        self.policy_value = PolicyValue(self.local)  # reads the local copy
         self.version = -1
         self.serial = config.run.serial
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.stats = WorkerStats(counters, num_envs=E)
         self.rollout = {  # one rollout per environment, in a slot's time-major layout
-            "obs": np.zeros((T + 1, E, obs_dim), np.float32),
+            "obs": np.zeros((T + 1, E, *spec.shape), spec.np_dtype),
             "actions": np.zeros((T, E), np.int64),
             "rewards": np.zeros((T, E), np.float32),
             "terminated": np.zeros((T, E), bool),
             "truncated": np.zeros((T, E), bool),
             "log_probs": np.zeros((T, E), np.float32),
             "values": np.zeros((T + 1, E), np.float32),
-            "final_obs": np.zeros((T, E, obs_dim), np.float32),
+            "final_obs": np.zeros((T, E, *spec.shape), spec.np_dtype),
             "final_values": np.zeros((T, E), np.float32),
         }
 
@@ -204,25 +204,25 @@ class Actor:
         E, T = len(self.envs), slots.unroll_length
         for t in range(T):
             obs_buf[t] = self.obs
-            values[t] = self.value(self.obs)[:, 0]
-            actions, log_probs = sample_categorical_batch(self.policy(self.obs), self.rng)
+            logits, values[t] = self.policy_value(self.obs)
+            actions, log_probs = sample_categorical_batch(logits, self.rng)
             actions_buf[t] = actions
             log_probs_buf[t] = log_probs
             for e, env in enumerate(self.envs):
-                obs, reward, terminated, truncated, _ = env.step(int(actions[e]))
+                obs, reward, terminated, truncated, info = env.step(int(actions[e]))
                 rewards[t, e] = reward
                 terminated_buf[t, e] = terminated
                 truncated_buf[t, e] = truncated
-                self.stats.step(float(reward), terminated or truncated, e)
+                self.stats.step(game_score(reward, info), terminated or truncated, e)
                 if terminated or truncated:
                     if truncated and not terminated:
                         r["final_obs"][t, e] = obs
-                        final_values[t, e] = self.value(r["final_obs"][t, e])[0]
+                        final_values[t, e] = self.policy_value.values(r["final_obs"][t, e:e + 1])[0]
                     obs, _ = env.reset()
                 self.obs[e] = obs
             self.counters.add(self.worker_id, E, updates=0)  # T <- T + E
         obs_buf[T] = self.obs
-        values[T] = self.value(self.obs)[:, 0]
+        values[T] = self.policy_value.values(self.obs)
         slots.commit(index, r, self.version)
         return E * T
 
@@ -415,13 +415,13 @@ def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], 
     vtrace_on = cfg.correction == "vtrace"
     final_values = host["final_values"]  # [T, B]: the behaviour critic's
     if vtrace_on or not behaviour_critic:
-        logits, values = updater.forward(obs.reshape((T + 1) * B, -1))  # [(T+1)*B, A], [(T+1)*B]
+        logits, values = updater.forward(obs.flatten(0, 1))  # [(T+1)*B, A], [(T+1)*B]
         np_values = values.reshape(T + 1, B).cpu().numpy()  # [T+1, B]
         cut = np.nonzero(host["truncated"])  # (t, b) of the truncated steps
         if len(cut[0]):
             final_values = np.zeros_like(final_values)
             rows = torch.from_numpy(cut[0] * B + cut[1]).to(obs.device)
-            final_obs = batch["final_obs"].reshape(T * B, -1).index_select(0, rows)  # [K, obs_dim]
+            final_obs = batch["final_obs"].flatten(0, 1).index_select(0, rows)  # [K, *obs_shape]
             final_values[cut] = updater.forward(final_obs)[1].cpu().numpy()
     else:
         np_values = batch["values"].cpu().numpy()  # [T+1, B]

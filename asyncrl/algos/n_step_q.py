@@ -17,12 +17,12 @@ import numpy as np
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
 from asyncrl.config import Config
-from asyncrl.envs import start_worker_env
+from asyncrl.envs import game_score, start_worker_env
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
-from asyncrl.networks import NumpyMLP
+from asyncrl.networks import fast_forward
 from asyncrl.returns import n_step_returns, segment_end_flags
 from asyncrl.shared import GlobalCounters, apply_gradients, linear_lr, sync_local
-from asyncrl.updaters import NumpyQGradient
+from asyncrl.updaters import make_q_gradient
 
 
 class ActorLearner:
@@ -44,18 +44,17 @@ class ActorLearner:
         self.shared = shared
         self.counters = counters
         self.total_steps = config.run.total_steps
-        self.env, self.obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id,
-                                                       config.run.algo)
+        self.env, self.obs, obs = start_worker_env(config.run, worker_id)
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
         self.shared_params = list(shared.model.parameters())
-        self.q = NumpyMLP(self.local.torso, self.local.head)  # Q(s, .; theta'), views of theta'
-        self.target_q = NumpyMLP(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
-        self.gradient = NumpyQGradient(self.local)  # d loss / d theta', into theta'.grad
+        self.q = fast_forward(self.local.torso, self.local.head)  # Q(s, .; theta'), reads theta'
+        self.target_q = fast_forward(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
+        self.gradient = make_q_gradient(self.local)  # d loss / d theta', into theta'.grad
         self.stats = WorkerStats(counters)
-        self._obs_buf = np.empty((self.cfg.t_max + 1, obs_dim), dtype=np.float32)  # [t_max+1, obs_dim]
+        self._obs_buf = np.empty((self.cfg.t_max + 1, *obs.shape), dtype=obs.np_dtype)  # [t_max+1, *obs_shape]
 
     def update(self) -> int:
         cfg, env, counters, target = self.cfg, self.env, self.counters, self.shared.target
@@ -68,12 +67,12 @@ class ActorLearner:
         for t in range(cfg.t_max):
             obs_buf[t] = obs
             action = epsilon_greedy(self.q(obs_buf[t]), self.epsilon(), self.rng)
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
             counters.add(self.worker_id, 1, updates=0)
             target.maybe_refresh(counters.global_step)
             actions.append(action)
             rewards.append(float(reward))
-            self.stats.step(float(reward), terminated or truncated)
+            self.stats.step(game_score(reward, info), terminated or truncated)
             if terminated or truncated:
                 break
         n = len(actions)
@@ -88,7 +87,7 @@ class ActorLearner:
             next_values,
             cfg.gamma,
         )
-        # the gradient of q_loss at theta' (NumPy: updaters.NumpyQGradient, tested against autograd)
+        # the gradient of q_loss at theta' (NumPy for an MLP: updaters.NumpyQGradient, tested against autograd)
         metrics = self.gradient(obs_buf[:n], np.asarray(actions), returns[:, 0])
         lr = linear_lr(cfg.lr, counters.global_step, self.total_steps) if cfg.lr_anneal else None
         apply_gradients(self.local_params, self.shared_params, self.shared.optimizer, cfg.max_grad_norm, lr)

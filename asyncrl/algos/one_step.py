@@ -27,12 +27,12 @@ import numpy as np
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
 from asyncrl.config import Config
-from asyncrl.envs import start_worker_env
+from asyncrl.envs import game_score, start_worker_env
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
-from asyncrl.networks import NumpyMLP
+from asyncrl.networks import fast_forward
 from asyncrl.returns import n_step_returns
 from asyncrl.shared import GlobalCounters, apply_gradients, linear_lr
-from asyncrl.updaters import NumpyQGradient
+from asyncrl.updaters import make_q_gradient
 
 
 class ActorLearner:
@@ -55,19 +55,18 @@ class ActorLearner:
         self.shared = shared
         self.counters = counters
         self.total_steps = config.run.total_steps
-        self.env, self.obs, obs_dim = start_worker_env(config.run.env, config.run.seed, worker_id,
-                                                       config.run.algo)
+        self.env, self.obs, obs = start_worker_env(config.run, worker_id)
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
         self.params = list(shared.model.parameters())
-        self.q = NumpyMLP(shared.model.torso, shared.model.head)  # Q(s, .; theta), views of shared theta
-        self.target_q = NumpyMLP(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
-        self.gradient = NumpyQGradient(shared.model)  # d loss / d theta, into this process's theta.grad
+        self.q = fast_forward(shared.model.torso, shared.model.head)  # Q(s, .; theta), reads shared theta
+        self.target_q = fast_forward(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
+        self.gradient = make_q_gradient(shared.model)  # d loss / d theta, into this learner's theta.grad
         self.pending_action: int | None = None  # Sarsa: a', chosen at the previous step
         self.stats = WorkerStats(counters)
         n = self.cfg.async_update
-        self._obs_buf = np.empty((n, obs_dim), dtype=np.float32)  # [I_AsyncUpdate, obs_dim]
-        self._next_obs_buf = np.empty((n, obs_dim), dtype=np.float32)
+        self._obs_buf = np.empty((n, *obs.shape), dtype=obs.np_dtype)  # [I_AsyncUpdate, *obs_shape]
+        self._next_obs_buf = np.empty((n, *obs.shape), dtype=obs.np_dtype)
 
     def _act(self, obs: np.ndarray) -> int:
         return epsilon_greedy(self.q(obs), self.epsilon(), self.rng)
@@ -82,7 +81,7 @@ class ActorLearner:
         for t in range(cfg.async_update):
             obs = self.obs
             action = self.pending_action if self.pending_action is not None else self._act(obs)
-            next_obs, reward, term, trunc, _ = env.step(action)
+            next_obs, reward, term, trunc, info = env.step(action)
             counters.add(self.worker_id, 1, updates=0)
             target.maybe_refresh(counters.global_step)
             self._obs_buf[t] = obs
@@ -91,7 +90,7 @@ class ActorLearner:
             rewards.append(float(reward))
             terminated.append(term)
             truncated.append(trunc)
-            self.stats.step(float(reward), term or trunc)
+            self.stats.step(game_score(reward, info), term or trunc)
             if self.sarsa:
                 next_action = 0 if term else self._act(next_obs)  # unused when s' is terminal
                 next_actions.append(next_action)
@@ -116,7 +115,7 @@ class ActorLearner:
             cfg.gamma,
         )
         # The gradient of q_loss at theta itself, into a per-process .grad (other processes
-        # have their own); NumPy: updaters.NumpyQGradient, tested against autograd.
+        # have their own); NumPy for an MLP (updaters.NumpyQGradient, tested against autograd).
         metrics = self.gradient(self._obs_buf[:k], np.asarray(actions), targets[0])
         lr = linear_lr(cfg.lr, counters.global_step, self.total_steps) if cfg.lr_anneal else None
         apply_gradients(self.params, self.params, self.shared.optimizer, cfg.max_grad_norm, lr)

@@ -55,7 +55,7 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
         old_log_probs = torch.from_numpy(estimates.log_probs).to(device)  # [T, B]
     N = T * B
     flat = {  # [N, ...]
-        "obs": obs[:T].reshape(N, -1),
+        "obs": obs[:T].flatten(0, 1),  # [N, *obs_shape]
         "actions": actions.reshape(N),
         "old_log_probs": old_log_probs.reshape(N),
         "old_values": torch.from_numpy(estimates.values[:T].reshape(N)).to(device),
