@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import psutil
 import torch
 from torch import nn
@@ -108,9 +109,19 @@ class SharedRMSprop(_SharedOptimizer):
                  foreach: bool | None = None) -> None:
         super().__init__(params, lr=lr, alpha=alpha, eps=eps)
 
+    def _bind(self) -> None:
+        super()._bind()
+        self._denominators: list[torch.Tensor] | None = None  # per process, allocated at the first step
+
     @torch.no_grad()
     def step(self) -> None:
         """One RMSProp step with the parameters' current ``.grad``.
+
+        ``sqrt(g)`` goes into preallocated, process-local buffers, through NumPy on the CPU:
+        torch's vectorised ``sqrt`` takes a slow path for zeros (measured: 3.6 ms for 678k
+        zeros against 0.3 ms in NumPy, on AVX-512 and AVX2 alike), and every statistic of
+        a parameter whose gradient has been zero so far (a dead ReLU unit's weights, say)
+        is zero. Both roots are IEEE-correctly rounded: the results are the same.
 
         Raises:
             RuntimeError: if a parameter has no gradient.
@@ -121,7 +132,14 @@ class SharedRMSprop(_SharedOptimizer):
         torch._foreach_add_(self._steps, self._one, alpha=1.0)
         torch._foreach_mul_(square_avgs, alpha)
         torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
-        avg = torch._foreach_sqrt(square_avgs)
+        if self._denominators is None:
+            self._denominators = [torch.empty_like(p) for p in square_avgs]  # same strides
+        avg = self._denominators
+        for square_avg, root in zip(square_avgs, avg):
+            if square_avg.device.type == "cpu":
+                np.sqrt(square_avg.numpy(), out=root.numpy())
+            else:
+                torch.sqrt(square_avg, out=root)
         torch._foreach_add_(avg, eps)
         torch._foreach_addcdiv_(self._params, grads, avg, value=-lr)
 

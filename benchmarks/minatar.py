@@ -10,7 +10,7 @@ run is a child process of this one, one after another; wall times are on this ma
 
     python benchmarks/minatar.py --seeds 0 1 2
 
-Writes ``benchmarks/results/minatar_breakout.{json,md,png}``; needs
+Writes ``benchmarks/results/minatar_breakout_<systems>.{json,md,png}``; needs
 ``pip install -e ".[minatar,bench]"``.
 """
 
@@ -178,10 +178,11 @@ def main() -> None:
                 + (f" at {r['steps_to_target']:,} env steps, {r['time_to_target_s']:.0f} s" if r["reached_target"] else "")
                 + f"; stopped at {r['global_step']:,} env steps after {r['wall_time_s']:.0f} s "
                   f"({r['steps_per_s']:,.0f} env steps/s); best mean return {r['best_mean_return_100']}"))
-    lines.append("\n![curves](minatar_breakout.png)\n")
+    name = "minatar_breakout_" + "_".join(args.systems)
+    lines.append(f"\n![curves]({name}.png)\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(results, RESULTS / "minatar_breakout.png")
-    write_results("minatar_breakout", {"args": vars(args), "results": results}, "\n".join(lines) + "\n")
+    plot(results, RESULTS / f"{name}.png")
+    write_results(name, {"args": vars(args), "results": results}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
