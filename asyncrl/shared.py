@@ -112,6 +112,7 @@ class SharedRMSprop(_SharedOptimizer):
     def _bind(self) -> None:
         super()._bind()
         self._denominators: list[torch.Tensor] | None = None  # per process, allocated at the first step
+        self._numpy_roots: list[tuple[np.ndarray, np.ndarray]] = []
 
     @torch.no_grad()
     def step(self) -> None:
@@ -134,12 +135,15 @@ class SharedRMSprop(_SharedOptimizer):
         torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
         if self._denominators is None:
             self._denominators = [torch.empty_like(p) for p in square_avgs]  # same strides
+            self._numpy_roots = [(g.numpy(), root.numpy()) for g, root in zip(square_avgs, self._denominators)
+                                 if g.device.type == "cpu"]
         avg = self._denominators
-        for square_avg, root in zip(square_avgs, avg):
-            if square_avg.device.type == "cpu":
-                np.sqrt(square_avg.numpy(), out=root.numpy())
-            else:
-                torch.sqrt(square_avg, out=root)
+        if len(self._numpy_roots) == len(avg):
+            for square_avg, root in self._numpy_roots:
+                np.sqrt(square_avg, out=root)
+        else:
+            torch._foreach_copy_(avg, square_avgs)
+            torch._foreach_sqrt_(avg)
         torch._foreach_add_(avg, eps)
         torch._foreach_addcdiv_(self._params, grads, avg, value=-lr)
 

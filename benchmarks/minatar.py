@@ -136,6 +136,7 @@ def main() -> None:
     p.add_argument("--ppo-score", type=float, default=20.0)
     p.add_argument("--ppo-steps", type=int, default=5_000_000)
     p.add_argument("--sb3-steps", type=int, default=5_000_000)
+    p.add_argument("--note", default="", help="conditions of the measurement, written under the command")
     args = p.parse_args()
 
     results: dict[str, list[dict]] = {}
@@ -159,7 +160,8 @@ def main() -> None:
     lines = [f"# {ENV}: learning from pixels\n",
              f"`python benchmarks/minatar.py --seeds {' '.join(map(str, args.seeds))} --systems "
              f"{' '.join(args.systems)}`. Each run stops at its score (mean return of the last 100 episodes) or "
-             "its env-step cap; runs were sequential child processes of one script.\n",
+             "its env-step cap; runs were sequential child processes of one script." + (f" {args.note}" if args.note else "")
+             + "\n",
              "| system | score | cap (env steps) | reached | env steps to score | wall time to score (s) | env steps/s "
              "| best mean return |", "|---|---|---|---|---|---|---|---|"]
     for system, runs in results.items():
