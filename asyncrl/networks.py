@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NETWORKS = ("auto", "mlp", "nature", "minatar")
@@ -138,6 +139,7 @@ class ConvTorso(nn.Module):
             channels = out_channels
             height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
         self.convs = nn.Sequential(*layers)
+        self._conv_layers = [m for m in layers if isinstance(m, nn.Conv2d)]  # (not registered twice)
         self.fc = _relu_layer(nn.Linear(channels * height * width, hidden))
         self.scale = 1.0 / obs.high
         self.obs_shape = obs.shape
@@ -149,8 +151,9 @@ class ConvTorso(nn.Module):
         # stays as it is, where the layout gains nothing.
         layout = torch.channels_last if obs.shape[0] > 1 else torch.contiguous_format
         x = obs.to(torch.float32, memory_format=layout) * self.scale  # [N, C, H, W] in [0, 1]
-        x = self.convs(x).flatten(1)  # [N, channels * height * width]
-        return torch.relu(self.fc(x))  # [N, hidden]
+        for conv in self._conv_layers:  # self.convs without nn.Module's per-call machinery
+            x = torch.relu(F.conv2d(x, conv.weight, conv.bias, conv.stride))
+        return torch.relu(F.linear(x.flatten(1), self.fc.weight, self.fc.bias))  # [N, hidden]
 
 
 def nature_torso(obs: ObsSpec) -> ConvTorso:
@@ -296,12 +299,12 @@ class TorchForward:
         self.torso, self.head = torso, head
         self.obs_ndim = len(torso.obs_shape)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(obs)
-        if x.dim() == self.obs_ndim:
-            return self.head(self.torso(x.unsqueeze(0)))[0].numpy()  # [out]
-        return self.head(self.torso(x)).numpy()  # [N, out]
+        single = x.dim() == self.obs_ndim
+        out = F.linear(self.torso.forward(x.unsqueeze(0) if single else x), self.head.weight, self.head.bias)
+        return out[0].numpy() if single else out.numpy()  # [out] or [N, out]
 
 
 def fast_forward(torso: nn.Module, head: nn.Linear) -> Callable[[np.ndarray], np.ndarray]:

@@ -293,6 +293,23 @@ def hand_off_gradients(local_params: list[torch.Tensor], shared_params: list[tor
         shared_param.grad = local_param.grad
 
 
+@torch.no_grad()
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
+    """``torch.nn.utils.clip_grad_norm_`` on CPU gradients, without its multiply by 1.0
+    when the norm is within ``max_norm`` (one pass over every gradient saved on most
+    updates: the results are the same).
+
+    Returns:
+        The gradients' global L2 norm before clipping.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # float32, as torch computes it
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        torch._foreach_mul_(grads, coef)  # torch multiplies by the same float32 coefficient
+    return float(norm)
+
+
 def apply_update(
     loss: torch.Tensor,
     params: list[torch.Tensor],
@@ -331,7 +348,7 @@ def apply_gradients(
     """``apply_update`` after the gradient: ``params[i].grad`` already holds it (from
     ``backward`` or computed otherwise, e.g. ``updaters.NumpyQGradient``); clip it, hand it
     to ``shared_params`` and step the shared optimizer. Arguments as ``apply_update``."""
-    torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+    clip_gradients(params, max_grad_norm)
     if params is not shared_params:
         hand_off_gradients(params, shared_params)
     if lr is not None:

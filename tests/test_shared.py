@@ -185,3 +185,20 @@ def test_shared_optimizer_state_dict_loads_into_torch_optimizers():
         theirs.load_state_dict(ours.state_dict())
         for a, b in zip(ours.state.values(), theirs.state.values()):
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("scale", [0.01, 100.0], ids=["within-the-norm", "clipped"])
+def test_clip_gradients_is_torchs_clip_grad_norm_bit_for_bit(scale):
+    from asyncrl.shared import clip_gradients
+
+    torch.manual_seed(0)
+    ours = [torch.randn(50, 30, requires_grad=True), torch.randn(7, requires_grad=True)]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    for a, b in zip(ours, theirs):
+        a.grad = torch.randn_like(a) * scale
+        b.grad = a.grad.clone()
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0, foreach=True)
+    assert clip_gradients(ours, 1.0) == float(expected)
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a.grad, b.grad)
+    assert (float(expected) > 1.0) == (scale == 100.0)
