@@ -12,6 +12,7 @@ checkpoint is missing or corrupt, or the video cannot be written.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -100,7 +101,8 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str 
         if not clips:
             raise EnvError(f"--video: no video was written for {config.run.env}")
         Path(video).parent.mkdir(parents=True, exist_ok=True)
-        clips[0].replace(video)
+        shutil.move(clips[0], video)
+        shutil.rmtree(folder.parent, ignore_errors=True)
     return returns
 
 

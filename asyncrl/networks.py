@@ -328,7 +328,7 @@ class PolicyValue:
 
     def __call__(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.shared_cnn:
-            with torch.no_grad():
+            with torch.inference_mode():
                 logits, values = self.model(torch.from_numpy(obs))
             return logits.numpy(), values.numpy()
         return self.policy(obs), self.value(obs)[:, 0]
