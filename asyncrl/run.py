@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{summary['stop_reason']}: T={summary['global_step']:,} env steps in {summary['wall_time_s']:.1f} s "
         f"({summary['steps_per_s']:,.0f} steps/s, {summary['workers']} "
-        f"{('actor' if summary['workers'] == 1 else 'actors') + ' + 1 learner' if summary['learner'] else 'workers'} "
+        f"{('actor' if summary['workers'] == 1 else 'actors') + ' + 1 learner' if summary['learner'] else ('worker' if summary['workers'] == 1 else 'workers')} "
         f"on {summary['cpu_count']} cores"
         f"{', oversubscribed' if summary['oversubscribed'] else ''}); "
         f"{result}; run dir {trainer.run_dir}"
