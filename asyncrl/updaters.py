@@ -422,9 +422,10 @@ class NumpyQGradient:
 
 class TorchQGradient:
     """``NumpyQGradient`` for any ``QNetwork`` (the CNNs): one batched forward and
-    backward pass with autograd over the window's observations, the result copied into
-    this instance's own gradient buffers and handed to the parameters as their ``.grad``
-    (for the same reason as ``NumpyQGradient``).
+    backward pass with autograd over the window's observations. ``torch.autograd.grad``
+    returns fresh tensors on every call, so handing them to the parameters as their
+    ``.grad`` gives each call (each learner, in ``--serial`` mode) its own gradient, as
+    ``NumpyQGradient``'s buffers do, without a copy.
 
     ``__call__(obs: [N, *obs_shape], actions: [N] int, targets: [N] float32) -> metrics``.
     """
@@ -432,16 +433,13 @@ class TorchQGradient:
     def __init__(self, model: QNetwork) -> None:
         self.model = model
         self.params = list(model.parameters())
-        self.grads = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
 
     def __call__(self, obs: np.ndarray, actions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         q_values = self.model(torch.from_numpy(obs))  # [N, A]
         loss, metrics = q_loss(q_values.unsqueeze(1), torch.from_numpy(actions).unsqueeze(1),  # [N, 1, A], [N, 1]
                                torch.from_numpy(np.asarray(targets, np.float32)).unsqueeze(1))  # [N, 1]
-        grads = torch.autograd.grad(loss, self.params)
-        torch._foreach_copy_(self.grads, list(grads))
-        for param, grad in zip(self.params, self.grads):
-            param.grad = grad
+        for param, grad in zip(self.params, torch.autograd.grad(loss, self.params)):
+            param.grad = grad  # this call's gradient, whoever computed one before
         return metrics
 
 
