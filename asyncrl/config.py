@@ -212,14 +212,25 @@ class A3CConfig(_LearnerFields):
         metadata={"help": "policy and value heads share one torso (the paper's Atari network), or one torso "
                           "each (default: shared for a CNN, one each for an MLP)"},
     )
+    gaussian_std: str = field(
+        default="softplus",
+        metadata={"help": "continuous actions: the Gaussian's scale, 'softplus' (sigma^2 = softplus(linear), "
+                          "state-dependent; the paper's) or 'parameter' (a learned state-independent log sigma)"},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_gaussian_std(self)
         if self.t_max < 1:
             raise ValueError(f"--t-max must be >= 1, got {self.t_max}")
         for name in ("entropy_coef", "value_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+
+
+def _check_gaussian_std(config: Any) -> None:
+    if config.gaussian_std not in ("softplus", "parameter"):
+        raise ValueError(f"--gaussian-std must be softplus or parameter, got {config.gaussian_std!r}")
 
 
 @dataclass(frozen=True)
@@ -336,9 +347,28 @@ class _BatchedFields(_LearnerFields):
         metadata={"help": "policy and value heads share one torso, or one torso each (default: shared for a "
                           "CNN, one each for an MLP)"},
     )
+    gaussian_std: str = field(
+        default="parameter",
+        metadata={"help": "continuous actions: the Gaussian's scale, 'parameter' (a learned state-independent "
+                          "log sigma, initially 0; CleanRL's and SB3's) or 'softplus' (sigma^2 = softplus(linear))"},
+    )
+    normalize_obs: bool = field(
+        default=False,
+        metadata={"help": "normalise observations by running mean and std (Gymnasium's NormalizeObservation; "
+                          "one set of statistics, kept by the learner and published with the weights)"},
+    )
+    normalize_reward: bool = field(
+        default=False,
+        metadata={"help": "divide rewards by the running std of the discounted return (Gymnasium's "
+                          "NormalizeReward; statistics as --normalize-obs)"},
+    )
+    obs_clip: float = field(default=10.0, metadata={"help": "clip normalised observations to +-this"})
+    reward_clip: float = field(default=10.0, metadata={"help": "clip scaled rewards to +-this"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_gaussian_std(self)
+        _positive(self, "obs_clip", "reward_clip")
         for name in ("envs_per_actor", "unroll_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}")
@@ -436,6 +466,22 @@ ALGO_CONFIGS: dict[str, type] = {
 }
 """Algorithm name (the ``--algo`` value) to its config class."""
 
+MUJOCO_IDS = tuple(f"{name}-v*" for name in (
+    "Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum", "InvertedPendulum",
+    "Pusher", "Reacher", "Swimmer", "Walker2d"))
+"""Gymnasium's MuJoCo tasks (``pip install -e ".[mujoco]"``), as preset patterns."""
+
+BOX2D_CONTINUOUS_IDS = ("LunarLanderContinuous-v*", "BipedalWalker-v*", "BipedalWalkerHardcore-v*")
+"""Gymnasium's continuous-action Box2D tasks (``pip install -e ".[box2d]"``)."""
+
+PPO_CONTINUOUS: dict[str, Any] = {
+    "envs_per_actor": 1, "unroll_length": 1024, "minibatch_size": 64, "epochs": 10, "lr": 3e-4, "lr_anneal": True,
+    "gamma": 0.99, "gae_lambda": 0.95, "clip_range": 0.2, "value_clip": 0.2, "entropy_coef": 0.0,
+    "normalize_obs": True, "normalize_reward": True,
+}
+"""CleanRL's ``ppo_continuous_action.py`` settings, with its one environment's 2048-step
+rollouts split over the default 2 actors."""
+
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # CartPole-v1: without the entropy bonus the policy becomes deterministic enough to
     # hold 500 steps: all seeds reach 475 in 70k-160k steps, where beta = 0.01 plateaus
@@ -482,6 +528,20 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
                        "clip_range": 0.1, "value_clip": 0.1, "lr_anneal": True},
     ("ppo", "MinAtar/*"): {"envs_per_actor": 4, "unroll_length": 128, "minibatch_size": 256, "epochs": 4,
                            "lr_anneal": True},
+    # Continuous actions (Gaussian policies). PPO: CleanRL's ppo_continuous_action.py
+    # (2048-step batches: 1024 steps in each environment of the default 2 actors; 10
+    # epochs of 64-sample minibatches; lr 3e-4 annealed to 0; clip 0.2 also on the value;
+    # no entropy bonus; observations normalised and rewards scaled, clipped at 10).
+    **{("ppo", pattern): PPO_CONTINUOUS for pattern in MUJOCO_IDS + BOX2D_CONTINUOUS_IDS},
+    # Pendulum-v1: rl-baselines3-zoo's discount 0.9, lr 1e-3 (its 4 envs x 1024 steps).
+    ("ppo", "Pendulum-v1"): {**PPO_CONTINUOUS, "envs_per_actor": 2, "unroll_length": 1024, "gamma": 0.9,
+                             "lr": 1e-3},
+    # A2C: the same normalisation, no entropy bonus.
+    **{("a2c", pattern): {"normalize_obs": True, "normalize_reward": True, "entropy_coef": 0.0}
+       for pattern in MUJOCO_IDS + BOX2D_CONTINUOUS_IDS + ("Pendulum-v1",)},
+    # A3C: the paper's continuous-control entropy cost 1e-4 (Mnih et al. 2016, supplementary
+    # Section 9) and its softplus variance (the default --gaussian-std).
+    **{("a3c", pattern): {"entropy_coef": 1e-4} for pattern in MUJOCO_IDS + BOX2D_CONTINUOUS_IDS + ("Pendulum-v1",)},
 }
 """Per-(algorithm, environment) defaults that replace the algorithm's general ones; an
 environment may be a pattern (``ALE/*``), used where no exact id matches. A flag given on

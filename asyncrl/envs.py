@@ -18,11 +18,14 @@ from Gymnasium's own wrappers:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from asyncrl.algos import CONTINUOUS_ACTIONS
+from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ObsSpec
 
 
@@ -170,11 +173,40 @@ def make_env(env_id: str, seed: int | None = None, worker_id: int = 0, options: 
             env = _minatar(env_id, render_mode)
         else:
             env = gym.make(env_id, **_render_kwargs(render_mode))
+    except gym.error.DependencyNotInstalled as exc:
+        extra = _extra_of(env_id)
+        hint = f': pip install -e ".[{extra}]"' if extra else ""
+        raise EnvError(f"{env_id} needs {'the ' + extra + ' extra' if extra else 'a package'} ({exc}){hint}") from None
     except (gym.error.Error, ModuleNotFoundError, ImportError) as exc:
         raise EnvError(f"cannot make environment {env_id!r}: {exc}") from None
+    if isinstance(env.action_space, gym.spaces.Box):
+        env = gym.wrappers.ClipAction(env)  # the policy's unbounded samples, clipped to the space's bounds
     if seed is not None:
         env.action_space.seed(seed + worker_id)
     return env
+
+
+def _extra_of(env_id: str) -> str | None:
+    """The extra that provides a Gymnasium id's dependencies (MuJoCo, Box2D), if we know it."""
+    try:
+        entry = str(gym.spec(env_id).entry_point)
+    except gym.error.Error:
+        return None
+    for module, extra in (("gymnasium.envs.mujoco", "mujoco"), ("gymnasium.envs.box2d", "box2d")):
+        if entry.startswith(module):
+            return extra
+    return None
+
+
+def bounded_action_space(env: gym.Env) -> gym.Space:
+    """The action space with its bounds: what ``ClipAction`` (which declares ``(-inf, inf)``)
+    clips to, or the space itself."""
+    inner: Any = env
+    while isinstance(inner, gym.Wrapper):
+        if isinstance(inner, gym.wrappers.ClipAction):
+            return inner.env.action_space
+        inner = inner.env
+    return env.action_space
 
 
 def obs_spec(space: gym.Space) -> ObsSpec | None:
@@ -189,34 +221,47 @@ def obs_spec(space: gym.Space) -> ObsSpec | None:
     return ObsSpec(tuple(space.shape), "float32", 1.0)
 
 
-def check_spaces(env: gym.Env, algo: str) -> tuple[ObsSpec, int]:
+def check_spaces(env: gym.Env, algo: str) -> tuple[ObsSpec, ActionSpec]:
     """Check that ``algo`` can act in ``env``.
 
     Returns:
-        ``(obs, num_actions)``: the observation spec and the number of discrete actions.
+        ``(obs, action)``: the observation spec and the action spec (``Discrete(n)``, or
+        a 1-D ``Box`` for the algorithms in ``algos.CONTINUOUS_ACTIONS``).
 
     Raises:
-        EnvError: if the action space is not ``Discrete`` or the observation space is
-            neither a 1-D ``Box`` nor a 3-D (channels-first image) one.
+        EnvError: if the action space is neither ``Discrete`` nor a 1-D ``Box``, a
+            ``Box`` for an algorithm that needs discrete actions, or the observation space
+            is neither a 1-D ``Box`` nor a 3-D (channels-first image) one.
     """
     env_id = env.spec.id if env.spec is not None else type(env).__name__
-    if not isinstance(env.action_space, gym.spaces.Discrete):
-        raise EnvError(
-            f"--algo {algo} needs a discrete action space, but {env_id} has "
-            f"{type(env.action_space).__name__} {env.action_space}"
-        )
+    space = bounded_action_space(env)
+    if isinstance(space, gym.spaces.Discrete):
+        action = ActionSpec(n=int(space.n))
+    elif isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        if algo not in CONTINUOUS_ACTIONS:
+            raise EnvError(f"--algo {algo} needs a discrete action space, but {env_id} has continuous actions "
+                           f"{space}; use --algo {', '.join(sorted(CONTINUOUS_ACTIONS))}")
+        action = ActionSpec.box(space.low, space.high)
+    else:
+        kinds = "a discrete or a 1-D Box" if algo in CONTINUOUS_ACTIONS else "a discrete"
+        raise EnvError(f"--algo {algo} needs {kinds} action space, but {env_id} has {type(space).__name__} {space}")
     spec = obs_spec(env.observation_space)
     if spec is None:
         raise EnvError(f"--algo {algo} needs a flat Box or a (C, H, W) image Box observation space, but "
                        f"{env_id} has {env.observation_space}")
-    return spec, int(env.action_space.n)
+    return spec, action
 
 
-def start_worker_env(run: Any, worker_id: int) -> tuple[gym.Env, np.ndarray, ObsSpec]:
+def start_worker_env(run: Any, worker_id: int, wrap: Callable[[gym.Env], gym.Env] | None = None
+                     ) -> tuple[gym.Env, np.ndarray, ObsSpec]:
     """Make, check and reset actor-learner ``worker_id``'s environment for the run
     ``run`` (a ``RunConfig``).
 
     The environment and its action space are seeded with ``run.seed + worker_id``.
+
+    Args:
+        wrap: wraps the checked environment before its first reset (observation
+            normalisation, ``asyncrl.normalization``).
 
     Returns:
         ``(env, first_obs, obs_spec)``; ``first_obs`` has the spec's dtype.
@@ -226,5 +271,7 @@ def start_worker_env(run: Any, worker_id: int) -> tuple[gym.Env, np.ndarray, Obs
     """
     env = make_env(run.env, run.seed, worker_id, EnvOptions.from_run(run))
     spec, _ = check_spaces(env, run.algo)
+    if wrap is not None:
+        env = wrap(env)
     obs, _ = env.reset(seed=run.seed + worker_id)
     return env, np.asarray(obs, dtype=spec.np_dtype), spec

@@ -2,7 +2,9 @@
 policy's return.
 
 Loads ``RUN_DIR/checkpoint.pt``, rebuilds the model from the checkpoint's config, and
-plays ``N`` episodes acting with ``argmax_a pi(a|s)`` (``argmax_a Q(s, a)``). Prints
+plays ``N`` episodes acting with ``argmax_a pi(a|s)`` (``argmax_a Q(s, a)``; a Gaussian
+policy's mean, clipped to the action bounds by the environment; observations normalised
+with the run's statistics where it normalised them). Prints
 ``mean ± std`` of the episode returns: on Atari the unclipped game score of whole games
 (the training env's ``--repeat-action-probability`` and ``--terminal-on-life-loss``
 apply). ``--video`` records the first episode with Gymnasium's ``RecordVideo``
@@ -24,6 +26,7 @@ from asyncrl.algos import algo_module
 from asyncrl.checkpoint import CheckpointError, load_checkpoint
 from asyncrl.config import CliError, Config, _Parser
 from asyncrl.envs import EnvError, EnvOptions, check_spaces, make_env
+from asyncrl.normalization import NormalizedEnv
 
 
 def _record_first_episode(env, video: Path):
@@ -74,14 +77,20 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str 
         raise CheckpointError(f"checkpoint config: {exc}") from None
     render_mode = "rgb_array" if video is not None else None
     env = make_env(config.run.env, seed, options=EnvOptions.from_run(config.run), train=False, render_mode=render_mode)
-    obs_spec, num_actions = check_spaces(env, config.run.algo)
+    obs_spec, action = check_spaces(env, config.run.algo)
     algo = algo_module(config.run.algo)
-    model = algo.build_model(config, obs_spec, num_actions)
+    model = algo.build_model(config, obs_spec, action)
     try:
         model.load_state_dict(data["model"])
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint model does not fit its config: {str(exc).splitlines()[0]}") from None
     model.eval()
+    normalizer = getattr(model, "normalizer", None)
+    if normalizer is not None and getattr(config.algo, "normalize_obs", False):
+        # the policy's inputs as in training: the run's statistics, frozen; rewards stay raw
+        normalized = NormalizedEnv(env, observations=True, rewards=False, obs_clip=config.algo.obs_clip)
+        normalized.load(normalizer)
+        env = normalized.env
     folder = None
     if video is not None:
         env, folder = _record_first_episode(env, Path(video))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from asyncrl.distributions import Categorical, Distribution
 
 
 def actor_critic_loss(
-    logits: torch.Tensor,
+    params: torch.Tensor,
     values: torch.Tensor,
     actions: torch.Tensor,
     returns: torch.Tensor,
@@ -15,6 +16,7 @@ def actor_critic_loss(
     entropy_coef: float,
     advantages: torch.Tensor | None = None,
     reduction: str = "sum",
+    dist: Distribution | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Advantage actor-critic loss: A3C (Mnih et al. 2016, Algorithm S3) and A2C.
 
@@ -27,15 +29,17 @@ def actor_critic_loss(
     Stable-Baselines3).
 
     Args:
-        logits: ``[T, B, A]`` float32 policy logits.
+        params: ``[T, B, P]`` float32 policy parameters (``dist``'s; logits by default).
         values: ``[T, B]`` float32 ``V(s_t)``.
-        actions: ``[T, B]`` int64 actions taken.
+        actions: ``[T, B]`` int64 actions taken (``[T, B, D]`` float32 for a Gaussian).
         returns: ``[T, B]`` float32 value targets ``R_t`` (no gradient).
         value_coef: weight of the value loss.
         entropy_coef: beta, weight of the entropy bonus.
         advantages: ``[T, B]`` float32 policy-gradient advantages (no gradient);
             default ``R_t - V(s_t)``.
         reduction: ``"sum"`` (A3C) or ``"mean"`` over steps (A2C).
+        dist: the policy distribution (``asyncrl.distributions``); default categorical
+            over ``P`` logits.
 
     Returns:
         ``(loss, metrics)``: the scalar loss to minimise, and per-step means of
@@ -46,14 +50,14 @@ def actor_critic_loss(
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-    log_probs = F.log_softmax(logits, dim=-1)  # [T, B, A]
-    action_log_probs = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
+    dist = dist or Categorical(params.shape[-1])
+    action_log_probs, entropies = dist.log_prob_entropy(params, actions)  # [T, B], [T, B]
     errors = returns - values
     if advantages is None:
         advantages = errors
     policy_loss = -(action_log_probs * advantages.detach()).sum()
     value_loss = errors.pow(2).sum()
-    entropy = -(log_probs.exp() * log_probs).sum()
+    entropy = entropies.sum()
     n = float(values.numel())
     scale = 1.0 / n if reduction == "mean" else 1.0
     loss = (policy_loss + value_coef * value_loss - entropy_coef * entropy) * scale
@@ -66,7 +70,7 @@ def actor_critic_loss(
 
 
 def ppo_loss(
-    logits: torch.Tensor,
+    params: torch.Tensor,
     values: torch.Tensor,
     actions: torch.Tensor,
     old_log_probs: torch.Tensor,
@@ -77,6 +81,7 @@ def ppo_loss(
     value_clip: float | None,
     value_coef: float,
     entropy_coef: float,
+    dist: Distribution | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO's clipped surrogate objective with a value loss and an entropy bonus
     (Schulman et al. 2017, eq. 7 and 9), averaged over the ``N`` samples of a minibatch.
@@ -88,9 +93,10 @@ def ppo_loss(
     ``loss = L_clip + value_coef * L_V - entropy_coef * mean(H)``.
 
     Args:
-        logits: ``[N, A]`` float32 logits of the policy being optimised.
+        params: ``[N, P]`` float32 parameters of the policy being optimised (``dist``'s;
+            logits by default).
         values: ``[N]`` float32 its ``V(s)``.
-        actions: ``[N]`` int64 actions taken.
+        actions: ``[N]`` int64 actions taken (``[N, D]`` float32 for a Gaussian).
         old_log_probs: ``[N]`` float32 ``log pi_old(a|s)`` of the acting policy.
         old_values: ``[N]`` float32 ``V_old(s)`` at collection time (for ``value_clip``).
         advantages: ``[N]`` float32 advantages (already normalised if wanted).
@@ -99,14 +105,15 @@ def ppo_loss(
         value_clip: clip of the value change, or None for the plain squared error.
         value_coef: weight of the value loss.
         entropy_coef: weight of the entropy bonus.
+        dist: the policy distribution; default categorical over ``P`` logits.
 
     Returns:
         ``(loss, metrics)``: the scalar loss, and ``policy_loss``, ``value_loss``,
         ``entropy``, ``approx_kl`` (``mean((r - 1) - log r)``, Schulman's unbiased
         estimator) and ``clip_fraction`` (share of samples with ``|r - 1| > eps``).
     """
-    log_probs = F.log_softmax(logits, dim=-1)  # [N, A]
-    new_log_probs = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [N]
+    dist = dist or Categorical(params.shape[-1])
+    new_log_probs, entropies = dist.log_prob_entropy(params, actions)  # [N], [N]
     log_ratio = new_log_probs - old_log_probs
     ratio = log_ratio.exp()
     surrogate = torch.min(ratio * advantages, ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages)
@@ -116,7 +123,7 @@ def ppo_loss(
         clipped = old_values + (values - old_values).clamp(-value_clip, value_clip)
         value_loss = torch.max(value_loss, (clipped - returns).pow(2))
     value_loss = value_loss.mean()
-    entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+    entropy = entropies.mean()
     loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
     with torch.no_grad():
         approx_kl = ((ratio - 1.0) - log_ratio).mean().item()

@@ -3,16 +3,15 @@ and fast forward passes for acting one observation at a time."""
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import itertools
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from asyncrl.distributions import ActionSpec, Distribution, make_distribution
 
 NETWORKS = ("auto", "mlp", "nature", "minatar")
 """Values of ``--network``: ``auto`` picks ``mlp`` for flat observations, ``minatar`` for
@@ -190,20 +189,57 @@ def _head(in_dim: int, out_dim: int, gain: float) -> nn.Linear:
     return linear
 
 
+class PolicyHead(nn.Linear):
+    """The policy head: a linear layer to ``dist.head_dim`` outputs, and for a Gaussian with a
+    state-independent scale (``DiagGaussian(std="parameter")``) a learned ``log_std: [D]``
+    (initially 0: sigma = 1, as CleanRL's and SB3's) appended to every row.
+
+    ``forward(features: [N, in]) -> params: [N, dist.param_dim]``. Initialised orthogonally
+    with gain 0.01 (near-uniform or near-zero-mean policies) and zero biases.
+    """
+
+    def __init__(self, in_dim: int, dist: Distribution) -> None:
+        super().__init__(in_dim, dist.head_dim)
+        nn.init.orthogonal_(self.weight, gain=0.01)
+        nn.init.zeros_(self.bias)
+        appends = dist.param_dim - dist.head_dim
+        self.log_std = nn.Parameter(torch.zeros(appends)) if appends else None
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        out = F.linear(features, self.weight, self.bias)
+        if self.log_std is None:
+            return out
+        return torch.cat([out, self.log_std.expand(*out.shape[:-1], -1)], dim=-1)
+
+
 class ActorCritic(nn.Module):
     """Policy and value heads, on one shared torso (Mnih et al. 2016, Section 5.1) or,
     with ``value_torso``, on two separate ones.
 
-    ``forward(obs: [N, *obs_shape]) -> (logits: [N, A] float32, value: [N] float32)``.
-    The policy head starts near uniform (gain 0.01), the value head at gain 1.
+    ``forward(obs: [N, *obs_shape]) -> (params: [N, P] float32, value: [N] float32)``: the
+    policy's distribution parameters (logits for ``Categorical``, ``P = A``; mean and scale
+    for ``DiagGaussian``, ``P = 2D``), read through ``model.dist``
+    (``asyncrl.distributions``). The policy head starts near uniform / near zero mean
+    (gain 0.01), the value head at gain 1.
+
+    Args:
+        torso: the policy's (and, without ``value_torso``, the value's) torso.
+        action: the action space, or the number of discrete actions.
+        value_torso: the value head's own torso, or None to share ``torso``.
+        gaussian_std: the Gaussian's scale parameterisation (continuous actions).
+        normalizer: the observation and return statistics of a run that normalises them
+            (``asyncrl.normalization``): buffers only, which travel with the weights.
     """
 
-    def __init__(self, torso: nn.Module, num_actions: int, value_torso: nn.Module | None = None) -> None:
+    def __init__(self, torso: nn.Module, action: ActionSpec | int, value_torso: nn.Module | None = None,
+                 gaussian_std: str = "parameter", normalizer: nn.Module | None = None) -> None:
         super().__init__()
+        self.dist = make_distribution(action, gaussian_std)
         self.torso = torso
         self.value_torso = value_torso
-        self.policy = _head(torso.out_dim, num_actions, gain=0.01)
+        self.policy = PolicyHead(torso.out_dim, self.dist)
         self.value = _head((value_torso or torso).out_dim, 1, gain=1.0)
+        self.normalizer = normalizer
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.torso(obs)
@@ -223,23 +259,32 @@ class QNetwork(nn.Module):
         return self.head(self.torso(obs))
 
 
-def build_q_network(obs: ObsSpec | int, num_actions: int, hidden_sizes: Sequence[int],
+def build_q_network(obs: ObsSpec | int, action: ActionSpec | int, hidden_sizes: Sequence[int],
                     network: str = "auto") -> QNetwork:
-    """The Q-network for observations ``obs`` and ``num_actions`` discrete actions.
+    """The Q-network for observations ``obs`` and a ``Discrete`` action space (or its size).
 
     Raises:
         NetworkError: as ``resolve_network``.
+        ValueError: if ``action`` is continuous.
     """
-    return QNetwork(build_torso(obs, network, hidden_sizes), num_actions)
+    action = ActionSpec.of(action)
+    if not action.discrete:
+        raise ValueError(f"a Q-network needs discrete actions, got {action.describe()}")
+    return QNetwork(build_torso(obs, network, hidden_sizes), action.n)
 
 
-def build_actor_critic(obs: ObsSpec | int, num_actions: int, hidden_sizes: Sequence[int],
-                       shared_torso: bool | None = True, network: str = "auto") -> ActorCritic:
-    """The actor-critic for observations ``obs`` and ``num_actions`` discrete actions.
+def build_actor_critic(obs: ObsSpec | int, action: ActionSpec | int, hidden_sizes: Sequence[int],
+                       shared_torso: bool | None = True, network: str = "auto", gaussian_std: str = "parameter",
+                       normalizer: nn.Module | None = None) -> ActorCritic:
+    """The actor-critic for observations ``obs`` and the action space ``action`` (or a
+    number of discrete actions).
 
     Args:
         shared_torso: one torso for both heads; ``None``: shared for a CNN (the paper's
             Atari network), one torso per head for an MLP.
+        gaussian_std: ``"softplus"`` or ``"parameter"``, for continuous actions
+            (``distributions.DiagGaussian``).
+        normalizer: see ``ActorCritic``.
 
     Raises:
         NetworkError: as ``resolve_network``.
@@ -248,11 +293,12 @@ def build_actor_critic(obs: ObsSpec | int, num_actions: int, hidden_sizes: Seque
     if shared_torso is None:
         shared_torso = not isinstance(torso, MLPTorso)
     value_torso = None if shared_torso else build_torso(obs, network, hidden_sizes)
-    return ActorCritic(torso, num_actions, value_torso)
+    return ActorCritic(torso, action, value_torso, gaussian_std, normalizer)
 
 
 class NumpyMLP:
-    """Fast forward pass of an ``MLPTorso`` and one linear head, in NumPy.
+    """Fast forward pass of an ``MLPTorso`` and one linear head (a ``PolicyHead``'s
+    ``log_std``, where it has one, appended), in NumPy.
 
     Acting runs one observation at a time, where torch's per-call overhead (tens of
     microseconds a layer) dwarfs the arithmetic; NumPy on the same weights is several
@@ -273,6 +319,8 @@ class NumpyMLP:
         linears = [m for m in torso.net if isinstance(m, nn.Linear)]
         self.layers = [(lin.weight.detach().numpy(), lin.bias.detach().numpy()) for lin in linears]
         self.head = (head.weight.detach().numpy(), head.bias.detach().numpy())
+        log_std = getattr(head, "log_std", None)  # a PolicyHead's state-independent log sigma
+        self.log_std = None if log_std is None else log_std.detach().numpy()
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         h = obs
@@ -280,11 +328,15 @@ class NumpyMLP:
             for weight, bias in self.layers:
                 h = np.tanh(weight @ h + bias)  # [width]
             weight, bias = self.head
-            return weight @ h + bias  # [out]
+            out = weight @ h + bias  # [out]
+            return out if self.log_std is None else np.concatenate([out, self.log_std])
         for weight, bias in self.layers:
             h = np.tanh(h @ weight.T + bias)  # [N, width]
         weight, bias = self.head
-        return h @ weight.T + bias  # [N, out]
+        out = h @ weight.T + bias  # [N, out]
+        if self.log_std is None:
+            return out
+        return np.concatenate([out, np.broadcast_to(self.log_std, (len(out), len(self.log_std)))], axis=1)
 
 
 class TorchForward:
@@ -303,7 +355,11 @@ class TorchForward:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(obs)
         single = x.dim() == self.obs_ndim
-        out = F.linear(self.torso.forward(x.unsqueeze(0) if single else x), self.head.weight, self.head.bias)
+        features = self.torso.forward(x.unsqueeze(0) if single else x)
+        if isinstance(self.head, PolicyHead):
+            out = self.head.forward(features)
+        else:
+            out = F.linear(features, self.head.weight, self.head.bias)
         return out[0].numpy() if single else out.numpy()  # [out] or [N, out]
 
 
@@ -316,7 +372,7 @@ def fast_forward(torso: nn.Module, head: nn.Linear) -> Callable[[np.ndarray], np
 
 
 class PolicyValue:
-    """``(logits [N, A], values [N])`` of an ``ActorCritic`` for a batch ``obs: [N, *obs_shape]``,
+    """``(params [N, P], values [N])`` of an ``ActorCritic`` for a batch ``obs: [N, *obs_shape]``,
     without autograd, by ``fast_forward``: one pass through a shared torso, two through
     separate ones."""
 
@@ -336,30 +392,3 @@ class PolicyValue:
     def values(self, obs: np.ndarray) -> np.ndarray:
         """``V(s)`` for a batch ``obs: [N, *obs_shape]`` -> ``[N]``."""
         return self.value(obs)[:, 0]
-
-
-def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> int:
-    """Sample an action from ``softmax(logits)``: ``logits: [A] float`` -> index in ``[0, A)``.
-
-    Inverse-CDF sampling with one uniform draw, in plain Python: for the few actions of
-    a control task this is several times faster than NumPy's per-call overhead.
-    """
-    values = logits.tolist()
-    top = max(values)
-    cdf = list(itertools.accumulate(math.exp(v - top) for v in values))
-    return min(bisect.bisect_right(cdf, rng.random() * cdf[-1]), len(cdf) - 1)
-
-
-def sample_categorical_batch(logits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Sample one action per row of ``softmax(logits)``: ``logits: [N, A] float``.
-
-    Returns:
-        ``(actions, log_probs)``: ``[N]`` int64 actions and ``[N]`` float32
-        ``log softmax(logits)[a]`` of the actions drawn.
-    """
-    shifted = logits - logits.max(axis=1, keepdims=True)  # [N, A]
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # [N, A]
-    cdf = np.cumsum(np.exp(log_probs), axis=1)  # [N, A]
-    draws = rng.random(len(logits))[:, None] * cdf[:, -1:]  # [N, 1]
-    actions = np.minimum((cdf <= draws).sum(axis=1), logits.shape[1] - 1)  # [N]
-    return actions.astype(np.int64), log_probs[np.arange(len(actions)), actions].astype(np.float32)

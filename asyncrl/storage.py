@@ -67,7 +67,8 @@ class RolloutSlots:
 
     - ``obs: [T+1, E, *obs_shape] obs_dtype``: ``s_0 .. s_T``; ``s_T`` is the bootstrap state
       (images stay uint8).
-    - ``actions: [T, E] int64``, ``rewards: [T, E] float32``.
+    - ``actions: [T, E, *action_shape] action_dtype`` (``int64`` indices, or ``float32``
+      vectors of continuous actions, unclipped), ``rewards: [T, E] float32``.
     - ``terminated: [T, E] bool``: ``s_{t+1}`` is terminal; ``truncated: [T, E] bool``: a
       time limit cut the episode after step ``t`` (then ``s_{t+1}`` is the next episode's
       first state, ``final_obs[t]`` the cut episode's last observation and
@@ -79,6 +80,8 @@ class RolloutSlots:
       that evaluates every value with its own critic (A2C, V-trace) evaluates
       ``final_obs`` too, never the actor's stale value.
     - ``policy_version: int64``: the version of the policy that acted.
+    - ``stats: [stats_size] float64``: per slot, whatever the actor reports besides the
+      rollout (the raw moments of ``asyncrl.normalization``); absent if ``stats_size`` is 0.
 
     An actor takes one whole slot per rollout, so actors never hold part of what they
     need while waiting for the rest (with several environments per actor, taking them
@@ -93,6 +96,9 @@ class RolloutSlots:
         envs_per_slot: ``E``, environments per actor.
         obs_shape: shape of one observation.
         obs_dtype: its dtype (float32 vectors, uint8 images).
+        action_shape: shape of one action (``()`` discrete, ``(D,)`` continuous).
+        action_dtype: its dtype (int64 or float32).
+        stats_size: length of the per-slot ``stats`` vector (0: none).
 
     Raises:
         ValueError: if a count is below 1.
@@ -102,7 +108,9 @@ class RolloutSlots:
               "final_values")
 
     def __init__(self, actors: int, slots_per_actor: int, unroll_length: int, envs_per_slot: int,
-                 obs_shape: tuple[int, ...], obs_dtype: np.dtype = np.dtype(np.float32)) -> None:
+                 obs_shape: tuple[int, ...], obs_dtype: np.dtype = np.dtype(np.float32),
+                 action_shape: tuple[int, ...] = (), action_dtype: np.dtype = np.dtype(np.int64),
+                 stats_size: int = 0) -> None:
         if min(actors, slots_per_actor, unroll_length, envs_per_slot) < 1:
             raise ValueError(f"need actors, slots_per_actor, unroll_length and envs_per_slot >= 1, got {actors}, "
                              f"{slots_per_actor}, {unroll_length}, {envs_per_slot}")
@@ -112,9 +120,12 @@ class RolloutSlots:
         def shared(shape, dtype):
             return torch.zeros(shape, dtype=dtype).share_memory_()
 
-        obs_dtype = torch.from_numpy(np.zeros(0, obs_dtype)).dtype
+        def torch_dtype(dtype):
+            return torch.from_numpy(np.zeros(0, dtype)).dtype
+
+        obs_dtype = torch_dtype(obs_dtype)
         self.obs = shared((S, T + 1, E, *obs_shape), obs_dtype)
-        self.actions = shared((S, T, E), torch.int64)
+        self.actions = shared((S, T, E, *action_shape), torch_dtype(action_dtype))
         self.rewards = shared((S, T, E), torch.float32)
         self.terminated = shared((S, T, E), torch.bool)
         self.truncated = shared((S, T, E), torch.bool)
@@ -123,6 +134,7 @@ class RolloutSlots:
         self.final_obs = shared((S, T, E, *obs_shape), obs_dtype)
         self.final_values = shared((S, T, E), torch.float32)
         self.policy_version = shared((S,), torch.int64)
+        self.stats = shared((S, stats_size), torch.float64) if stats_size else None
         self.state = shared((S,), torch.int64)  # FREE / WRITING / FULL / READING
         self.committed_ns = shared((S,), torch.int64)  # when it became full: the learner takes the oldest first
         self.cycles = shared((S,), torch.int64)  # completed free -> full -> free cycles
@@ -138,6 +150,7 @@ class RolloutSlots:
         self._cycles = self.cycles.numpy()
         self._arrays = {name: getattr(self, name).numpy() for name in self.FIELDS}
         self._versions = self.policy_version.numpy()
+        self._stats = None if self.stats is None else self.stats.numpy()
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -172,8 +185,10 @@ class RolloutSlots:
                 return None
             poll = _wait(poll)
 
-    def commit(self, index: int, rollout: dict[str, np.ndarray], policy_version: int) -> None:
-        """Write one rollout (arrays shaped as one slot's fields) and hand it to the learner.
+    def commit(self, index: int, rollout: dict[str, np.ndarray], policy_version: int,
+               stats: np.ndarray | None = None) -> None:
+        """Write one rollout (arrays shaped as one slot's fields, and ``stats`` if the slots
+        have them) and hand it to the learner.
 
         Raises:
             SlotError: if this slot was not acquired for writing.
@@ -181,6 +196,8 @@ class RolloutSlots:
         self._require(index, WRITING)
         for name, array in self._arrays.items():
             array[index] = rollout[name]
+        if self._stats is not None:
+            self._stats[index] = stats
         self._versions[index] = policy_version
         self._committed[index] = time.monotonic_ns()
         self._move(index, WRITING, FULL)  # last: the data is complete before the learner can see it
@@ -213,8 +230,9 @@ class RolloutSlots:
     def batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """Copy the slots ``indices`` (``k`` of them, ``B = k * E`` rollouts) into
         time-major tensors: ``obs: [T+1, B, *obs_shape]``, ``values: [T+1, B]``, the other
-        fields ``[T, B]``, and ``policy_version: [B]``; rollout ``j * E + e`` is environment
-        ``e`` of slot ``indices[j]``. The copies are the caller's; the slots can be released.
+        fields ``[T, B, ...]``, ``policy_version: [B]`` and, if the slots have them,
+        ``stats: [k, stats_size]`` (per slot); rollout ``j * E + e`` is environment ``e``
+        of slot ``indices[j]``. The copies are the caller's; the slots can be released.
 
         Raises:
             SlotError: if a slot is not held by the learner (never written, or released).
@@ -228,6 +246,8 @@ class RolloutSlots:
             tensor = tensor.transpose(0, 1)  # [T(+1), k, E, ...]
             out[name] = tensor.reshape(tensor.shape[0], -1, *tensor.shape[3:])  # [T(+1), B, ...]
         out["policy_version"] = self.policy_version.index_select(0, idx).repeat_interleave(self.envs_per_slot)  # [B]
+        if self.stats is not None:
+            out["stats"] = self.stats.index_select(0, idx)  # [k, stats_size]
         return out
 
     def release(self, indices: list[int]) -> None:

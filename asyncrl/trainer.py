@@ -31,6 +31,7 @@ from asyncrl.algos import algo_module
 from asyncrl.algos.base import set_rng_state
 from asyncrl.checkpoint import load_latest_good, restore_shared, save_checkpoint, snapshot_shared
 from asyncrl.config import Config
+from asyncrl.distributions import ActionSpec
 from asyncrl.metrics import RunMetrics, plot_learning_curve
 from asyncrl.networks import NetworkError, ObsSpec, resolve_network
 from asyncrl.shared import GlobalCounters
@@ -54,7 +55,7 @@ class Setup:
 
     config: Config
     obs: ObsSpec
-    num_actions: int
+    action: ActionSpec
 
 
 def prepare(config: Config) -> Setup:
@@ -72,11 +73,15 @@ def prepare(config: Config) -> Setup:
     run = config.run
     env = envs.make_env(run.env, run.seed, options=envs.EnvOptions.from_run(run))
     try:
-        obs, num_actions = envs.check_spaces(env, run.algo)
+        obs, action = envs.check_spaces(env, run.algo)
         try:
             resolve_network(config.algo.network, obs)
         except NetworkError as exc:
             raise envs.EnvError(f"{run.env}: {exc}") from None
+        if (getattr(config.algo, "normalize_obs", False) or getattr(config.algo, "normalize_reward", False)) \
+                and obs.is_image:
+            raise envs.EnvError(f"{run.env}: --normalize-obs and --normalize-reward need flat observations, "
+                                f"got {obs.describe()}")
         threshold = env.spec.reward_threshold if env.spec is not None else None
     finally:
         env.close()
@@ -102,7 +107,7 @@ def prepare(config: Config) -> Setup:
         from asyncrl.algos.batched import check_device
 
         check_device(device)  # before any process starts
-    return Setup(Config(run=run, algo=config.algo), obs, num_actions)
+    return Setup(Config(run=run, algo=config.algo), obs, action)
 
 
 class Trainer:
@@ -121,7 +126,7 @@ class Trainer:
     def __init__(self, config: Config, quiet: bool = False) -> None:
         setup = prepare(config)
         self.config = setup.config
-        self.obs, self.num_actions = setup.obs, setup.num_actions
+        self.obs, self.action = setup.obs, setup.action
         self.algo = algo_module(self.config.run.algo)
         self.has_learner = hasattr(self.algo, "Learner")  # A2C, PPO: actors feed one learner process
         self.learner_id = self.config.run.workers if self.has_learner else None  # after the actors' ids
@@ -158,7 +163,7 @@ class Trainer:
         with open(self.run_dir / "config.json", "w") as f:
             json.dump(self.config.to_dict(), f, indent=2)
         torch.set_num_threads(1)
-        self.shared = self.algo.make_shared(self.config, self.obs, self.num_actions)
+        self.shared = self.algo.make_shared(self.config, self.obs, self.action)
         resumed = self._load_resume_checkpoint() if run.resume else None
         self.counters = GlobalCounters(run.workers + self.has_learner,
                                        initial_step=resumed["global_step"] if resumed else 0,

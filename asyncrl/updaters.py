@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from asyncrl.distributions import Distribution
 from asyncrl.losses import actor_critic_loss, ppo_loss, q_loss
 from asyncrl.networks import ActorCritic, MLPTorso, QNetwork
 
@@ -39,18 +40,19 @@ class TorchUpdater:
 
     @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``obs: [N, *obs_shape]`` -> ``(logits: [N, A], values: [N])``, without gradients."""
+        """``obs: [N, *obs_shape]`` -> ``(params: [N, P], values: [N])``, without gradients
+        (``params``: the policy distribution's, ``self.model.dist``)."""
         return self.model(obs)
 
     def step(self, obs: torch.Tensor, loss: str, lr: float | None, **inputs: Any) -> dict[str, float]:
         """One optimizer step on ``loss`` (``"actor_critic"``: ``losses.actor_critic_loss``
         with mean reduction; ``"ppo"``: ``losses.ppo_loss``) over ``obs: [N, *obs_shape]``;
         ``inputs`` are the loss's other arguments. Returns the loss's metrics."""
-        logits, values = self.model(obs)
+        params, values = self.model(obs)
         if loss == "ppo":
-            value, metrics = ppo_loss(logits, values, **inputs)
+            value, metrics = ppo_loss(params, values, dist=self.model.dist, **inputs)
         else:
-            value, metrics = actor_critic_loss(logits, values, reduction="mean", **inputs)
+            value, metrics = actor_critic_loss(params, values, reduction="mean", dist=self.model.dist, **inputs)
         for p in self.params:
             p.grad = None
         value.backward()
@@ -92,65 +94,46 @@ def make_updater(model: ActorCritic, optimizer: torch.optim.Optimizer, max_grad_
 # The NumPy path.
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)  # [N, A]
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def _policy_terms(logits: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(log_probs [N, A], probs [N, A], log pi(a|s) [N], d log pi(a|s) / d logits [N, A])``."""
-    log_probs = _log_softmax(logits)
-    probs = np.exp(log_probs)
-    rows = np.arange(len(actions))
-    d_logp = -probs
-    d_logp[rows, actions] += 1.0  # onehot(a) - pi
-    return log_probs, probs, log_probs[rows, actions], d_logp
-
-
-def _entropy_grad(log_probs: np.ndarray, probs: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean entropy over rows and its gradient w.r.t. the logits:
-    ``dH/dz_k = -pi_k (log pi_k + H)``, divided by ``N``."""
-    entropy = -(probs * log_probs).sum(axis=1)  # [N]
-    return float(entropy.mean()), -probs * (log_probs + entropy[:, None]) / len(entropy)
-
-
-def actor_critic_loss_grad(logits: np.ndarray, values: np.ndarray, actions: np.ndarray, returns: np.ndarray,
-                           value_coef: float, entropy_coef: float, advantages: np.ndarray
+def actor_critic_loss_grad(dist: Distribution, params: np.ndarray, values: np.ndarray, actions: np.ndarray,
+                           returns: np.ndarray, value_coef: float, entropy_coef: float, advantages: np.ndarray
                            ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """``losses.actor_critic_loss`` with ``reduction="mean"``, with its gradients.
 
     Args:
-        logits: ``[N, A]``; values, actions, returns, advantages: ``[N]``.
+        dist: the policy distribution.
+        params: ``[N, P]``; actions: ``[N]`` int (``[N, D]`` for a Gaussian); values,
+            returns, advantages: ``[N]``.
 
     Returns:
-        ``(metrics, d loss / d logits [N, A], d loss / d values [N])``.
+        ``(metrics, d loss / d params [N, P], d loss / d values [N])``.
     """
     N = len(values)
-    log_probs, probs, logp_a, d_logp = _policy_terms(logits, actions)
-    entropy, d_entropy = _entropy_grad(log_probs, probs)
+    logp_a, d_logp = dist.np_log_prob(params, actions)
+    entropy, d_entropy = dist.np_entropy(params)
     errors = returns - values
-    d_logits = d_logp * (-advantages / N)[:, None] - entropy_coef * d_entropy
+    d_params = d_logp * (-advantages / N)[:, None] - entropy_coef * (d_entropy / N)
     d_values = -2.0 * value_coef * errors / N
     metrics = {"policy_loss": float(-(logp_a * advantages).mean()), "value_loss": float((errors**2).mean()),
-               "entropy": entropy}
-    return metrics, d_logits, d_values
+               "entropy": float(entropy.mean())}
+    return metrics, d_params, d_values
 
 
-def ppo_loss_grad(logits: np.ndarray, values: np.ndarray, actions: np.ndarray, old_log_probs: np.ndarray,
-                  old_values: np.ndarray, advantages: np.ndarray, returns: np.ndarray, clip_range: float,
-                  value_clip: float | None, value_coef: float, entropy_coef: float
+def ppo_loss_grad(dist: Distribution, params: np.ndarray, values: np.ndarray, actions: np.ndarray,
+                  old_log_probs: np.ndarray, old_values: np.ndarray, advantages: np.ndarray, returns: np.ndarray,
+                  clip_range: float, value_clip: float | None, value_coef: float, entropy_coef: float
                   ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """``losses.ppo_loss``, with its gradients (ties of ``min``/``max`` resolved as autograd
     does: where both branches are equal they carry the same gradient).
 
     Args:
-        logits: ``[N, A]``; the other arrays ``[N]``.
+        dist: the policy distribution.
+        params: ``[N, P]``; actions ``[N]`` (``[N, D]`` for a Gaussian); the other arrays ``[N]``.
 
     Returns:
-        ``(metrics, d loss / d logits [N, A], d loss / d values [N])``.
+        ``(metrics, d loss / d params [N, P], d loss / d values [N])``.
     """
     N = len(values)
-    log_probs, probs, logp_a, d_logp = _policy_terms(logits, actions)
+    logp_a, d_logp = dist.np_log_prob(params, actions)
     log_ratio = logp_a - old_log_probs
     ratio = np.exp(log_ratio)
     unclipped = ratio * advantages
@@ -159,8 +142,8 @@ def ppo_loss_grad(logits: np.ndarray, values: np.ndarray, actions: np.ndarray, o
     # d surrogate / d log pi(a|s): r A where the unclipped branch is the minimum (inside the
     # clip range both branches are r A), 0 where the clipped branch is smaller.
     d_surrogate = np.where(unclipped <= clipped, unclipped, 0.0)
-    entropy, d_entropy = _entropy_grad(log_probs, probs)
-    d_logits = d_logp * (-d_surrogate / N)[:, None] - entropy_coef * d_entropy
+    entropy, d_entropy = dist.np_entropy(params)
+    d_params = d_logp * (-d_surrogate / N)[:, None] - entropy_coef * (d_entropy / N)
     errors = values - returns
     squared = errors**2
     if value_clip is None:
@@ -176,11 +159,11 @@ def ppo_loss_grad(logits: np.ndarray, values: np.ndarray, actions: np.ndarray, o
     metrics = {
         "policy_loss": float(-surrogate.mean()),
         "value_loss": float(value_loss),
-        "entropy": entropy,
+        "entropy": float(entropy.mean()),
         "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
         "clip_fraction": float((np.abs(ratio - 1.0) > clip_range).mean()),
     }
-    return metrics, d_logits, d_values
+    return metrics, d_params, d_values
 
 
 _LOSS_GRADS = {"actor_critic": actor_critic_loss_grad, "ppo": ppo_loss_grad}
@@ -247,6 +230,9 @@ class NumpyUpdater:
         self.value_torso = layers(_linears(model.value_torso)) if model.value_torso is not None else None
         self.policy_head = layers([model.policy])[0]
         self.value_head = layers([model.value])[0]
+        self.dist = model.dist
+        log_std = model.policy.log_std  # a state-independent Gaussian scale, or None
+        self.log_std = None if log_std is None else views[id(log_std)]  # (log_std [D], its grad [D])
 
     # -- forward and backward ---------------------------------------------------
 
@@ -271,22 +257,30 @@ class NumpyUpdater:
         policy_hidden = self._torso_forward(self.policy_torso, obs)
         value_hidden = policy_hidden if self.value_torso is None else self._torso_forward(self.value_torso, obs)
         W, _, b, _ = self.policy_head
-        logits = policy_hidden[-1] @ W.T + b  # [N, A]
+        params = policy_hidden[-1] @ W.T + b  # [N, head_dim]
+        if self.log_std is not None:
+            log_std = self.log_std[0]
+            params = np.concatenate([params, np.broadcast_to(log_std, (len(params), len(log_std)))], axis=1)
         W, _, b, _ = self.value_head
         values = (value_hidden[-1] @ W.T + b)[:, 0]  # [N]
-        return logits, values, policy_hidden, value_hidden
+        return params, values, policy_hidden, value_hidden  # params: [N, P]
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``obs: [N, obs_dim]`` -> ``(logits: [N, A], values: [N])``, without gradients."""
-        logits, values, _, _ = self._forward(obs.numpy())
-        return torch.from_numpy(logits), torch.from_numpy(values)
+        """``obs: [N, obs_dim]`` -> ``(params: [N, P], values: [N])``, without gradients."""
+        params, values, _, _ = self._forward(obs.numpy())
+        return torch.from_numpy(params), torch.from_numpy(values)
 
     def step(self, obs: torch.Tensor, loss: str, lr: float | None, **inputs: Any) -> dict[str, float]:
         """As ``TorchUpdater.step``."""
-        logits, values, policy_hidden, value_hidden = self._forward(obs.numpy())
+        params, values, policy_hidden, value_hidden = self._forward(obs.numpy())
         arrays = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-        metrics, d_logits, d_values = _LOSS_GRADS[loss](logits, values, **arrays)
-        d_logits, d_values = d_logits.astype(np.float32), d_values.astype(np.float32)
+        metrics, d_params, d_values = _LOSS_GRADS[loss](self.dist, params, values, **arrays)
+        d_params, d_values = d_params.astype(np.float32), d_values.astype(np.float32)
+        d_logits = d_params  # [N, head_dim]: the head's linear outputs
+        if self.log_std is not None:
+            head_dim = self.policy_head[0].shape[0]
+            d_logits = d_params[:, :head_dim]
+            np.sum(d_params[:, head_dim:], axis=0, out=self.log_std[1])
         W, dW, _, db = self.policy_head
         np.matmul(d_logits.T, policy_hidden[-1], out=dW)
         np.sum(d_logits, axis=0, out=db)

@@ -91,7 +91,7 @@ def test_help_documents_every_flag_with_default():
         (["--workers", "-3"], "--workers must be >= 1"),
         (["--t-max", "0"], "--t-max must be >= 1, got 0"),
         (["--lr", "-0.001"], "--lr must be >= 0"),
-        (["--env", "Pendulum-v1"], "needs a discrete action space"),
+        (["--env", "Pendulum-v1", "--algo", "one-step-q"], "needs a discrete action space"),
         (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
         (["--workers", "two"], "invalid int value: 'two'"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),

@@ -11,6 +11,7 @@ import pytest
 import toy_envs  # noqa: F401  (registers PixelChain-v0)
 from asyncrl.envs import ClipRewardKeepScore, EnvError, EnvOptions, check_spaces, game_score, make_env, obs_spec
 from asyncrl.networks import ObsSpec
+from asyncrl.distributions import ActionSpec
 
 
 def test_obs_spec_reads_vectors_and_images_and_rejects_the_rest():
@@ -19,7 +20,7 @@ def test_obs_spec_reads_vectors_and_images_and_rejects_the_rest():
     assert obs_spec(gym.spaces.Box(0, 1, (6, 6), np.uint8)) is None
     assert obs_spec(gym.spaces.Discrete(3)) is None
     env = make_env("PixelChain-v0", seed=0)
-    assert check_spaces(env, "a3c") == (ObsSpec((2, 6, 6), "uint8", 255.0), 2)
+    assert check_spaces(env, "a3c") == (ObsSpec((2, 6, 6), "uint8", 255.0), ActionSpec(n=2))
 
 
 def test_clip_reward_keeps_the_game_score():
@@ -55,7 +56,7 @@ def test_minatar_frames_are_channels_first_uint8():
     pytest.importorskip("minatar", reason="needs the minatar extra")
     env = make_env("MinAtar/Breakout-v1", seed=0)
     spec, actions = check_spaces(env, "a3c")
-    assert spec == ObsSpec((4, 10, 10), "uint8", 1.0) and actions == 3
+    assert spec == ObsSpec((4, 10, 10), "uint8", 1.0) and actions == ActionSpec(n=3)
     obs, _ = env.reset(seed=0)
     raw = env.unwrapped.game.state()  # [10, 10, 4] bool
     assert obs.dtype == np.uint8 and obs.shape == (4, 10, 10)
@@ -67,7 +68,7 @@ def test_atari_pipeline_is_the_papers():
     pytest.importorskip("ale_py", reason="needs the atari extra")
     env = make_env("ALE/Pong-v5", seed=0, options=EnvOptions(repeat_action_probability=0.0))
     spec, actions = check_spaces(env, "a3c")
-    assert spec == ObsSpec((4, 84, 84), "uint8", 255.0) and actions == 6
+    assert spec == ObsSpec((4, 84, 84), "uint8", 255.0) and actions == ActionSpec(n=6)
     base = env.unwrapped
     assert base._frameskip == 1 and base.ale.getFloat("repeat_action_probability") == 0.0
     preprocessing = env.env.env  # ClipRewardKeepScore(FrameStackObservation(AtariPreprocessing))

@@ -64,7 +64,7 @@ def _ppo_inputs():
     logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], dtype=torch.float64, requires_grad=True)
     values = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
     return dict(
-        logits=logits, values=values, actions=torch.tensor([0, 1]),
+        params=logits, values=values, actions=torch.tensor([0, 1]),
         old_log_probs=torch.tensor([math.log(0.4), math.log(0.5)], dtype=torch.float64),
         old_values=torch.tensor([1.2, 2.5], dtype=torch.float64),
         advantages=torch.tensor([2.0, -1.0], dtype=torch.float64),
@@ -102,15 +102,15 @@ def test_ppo_clipped_samples_carry_no_policy_gradient():
     inputs = _ppo_inputs()
     loss, _ = ppo_loss(**inputs, clip_range=0.2, value_clip=None, value_coef=0.5, entropy_coef=0.0)
     loss.backward()
-    assert torch.count_nonzero(inputs["logits"].grad) == 0
+    assert torch.count_nonzero(inputs["params"].grad) == 0
     inputs = _ppo_inputs()
     loss, _ = ppo_loss(**inputs, clip_range=0.6, value_clip=None, value_coef=0.5, entropy_coef=0.0)
     loss.backward()
-    pi = torch.softmax(inputs["logits"].detach(), -1)
+    pi = torch.softmax(inputs["params"].detach(), -1)
     onehot = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     ratio = torch.tensor([[1.25], [0.5]], dtype=torch.float64)
     advantage = torch.tensor([[2.0], [-1.0]], dtype=torch.float64)
-    torch.testing.assert_close(inputs["logits"].grad, -ratio * advantage * (onehot - pi) / 2)
+    torch.testing.assert_close(inputs["params"].grad, -ratio * advantage * (onehot - pi) / 2)
     torch.testing.assert_close(inputs["values"].grad, torch.tensor([-0.25, 1.0], dtype=torch.float64))
 
 

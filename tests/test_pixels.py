@@ -34,7 +34,7 @@ def test_every_algorithm_trains_on_uint8_images_with_a_cnn(tmp_path, algo):
     assert isinstance(model.torso, ConvTorso)
     assert getattr(model, "value_torso", None) is None  # actor-critics: one CNN torso for both heads
     torch.manual_seed(0)  # as make_shared seeds it: the initial weights
-    initial = trainer.algo.build_model(trainer.config, trainer.obs, trainer.num_actions).state_dict()
+    initial = trainer.algo.build_model(trainer.config, trainer.obs, trainer.action).state_dict()
     final = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
     assert initial.keys() == final.keys()
     assert sum(float((final[k] - initial[k]).abs().sum()) for k in initial) > 0  # it trained

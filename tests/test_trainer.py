@@ -74,13 +74,13 @@ def test_default_target_is_the_env_threshold(tmp_path):
     assert trainer.config.run.target_return == 475.0
 
 
-@pytest.mark.parametrize("env_id, match", [("NoSuchEnv-v9", "cannot make environment"),
-                                           ("Pendulum-v1", "discrete action space")])
-def test_unusable_env_is_rejected_before_training(tmp_path, env_id, match):
+@pytest.mark.parametrize("algo, env_id, match", [("a3c", "NoSuchEnv-v9", "cannot make environment"),
+                                                 ("n-step-q", "Pendulum-v1", "discrete action space")])
+def test_unusable_env_is_rejected_before_training(tmp_path, algo, env_id, match):
     from asyncrl.envs import EnvError
 
     with pytest.raises(EnvError, match=match):
-        Trainer(Config(run=RunConfig(env=env_id), algo=algo_config("a3c", env_id)))
+        Trainer(Config(run=RunConfig(env=env_id, algo=algo), algo=algo_config(algo, env_id)))
 
 
 def test_one_worker_resume_continues_exactly_as_the_saved_state_says(tmp_path):

@@ -6,28 +6,41 @@ import numpy as np
 import pytest
 import torch
 
+from asyncrl.distributions import ActionSpec
 from asyncrl.losses import q_loss
 from asyncrl.networks import build_actor_critic, build_q_network
 from asyncrl.shared import make_shared_optimizer
 from asyncrl.updaters import NumpyQGradient, NumpyUpdater, TorchUpdater, make_updater, numpy_path_applies
 
 
-def _inputs(loss, N=24, A=3, seed=0):
+ACTIONS = {"discrete": (3, "parameter"),  # (action space, Gaussian scale)
+           "gaussian": (ActionSpec.box([-1, -2], [1, 2]), "parameter"),
+           "gaussian-softplus": (ActionSpec.box([-1, -2], [1, 2]), "softplus")}
+
+
+def _inputs(loss, N=24, A=3, seed=0, action="discrete"):
     g = torch.Generator().manual_seed(seed)
-    common = {"actions": torch.randint(0, A, (N,), generator=g), "returns": torch.randn(N, generator=g) * 3,
+    if action == "discrete":
+        actions = torch.randint(0, A, (N,), generator=g)
+        old_log_probs = torch.log(torch.rand(N, generator=g) * 0.8 + 0.1)
+    else:  # 2-D Gaussians with sigma near 1: log-probs near -2.8
+        actions = torch.randn(N, 2, generator=g) * 1.5
+        old_log_probs = -2.8 + 0.5 * torch.randn(N, generator=g)
+    common = {"actions": actions, "returns": torch.randn(N, generator=g) * 3,
               "advantages": torch.randn(N, generator=g), "value_coef": 0.5, "entropy_coef": 0.01}
     if loss == "ppo":
         common.pop("returns")
-        return {**common, "returns": torch.randn(N, generator=g) * 3,
-                "old_log_probs": torch.log(torch.rand(N, generator=g) * 0.8 + 0.1),
+        return {**common, "returns": torch.randn(N, generator=g) * 3, "old_log_probs": old_log_probs,
                 "old_values": torch.randn(N, generator=g), "clip_range": 0.2}
     return common
 
 
-def _pair(shared_torso, optimizer, max_grad_norm, seed=0):
+def _pair(shared_torso, optimizer, max_grad_norm, seed=0, action="discrete"):
     torch.manual_seed(seed)
-    model = build_actor_critic(5, 3, (16, 16), shared_torso=shared_torso)
-    state = make_shared_optimizer(optimizer, build_actor_critic(5, 3, (16, 16), shared_torso).parameters(),
+    space, std = ACTIONS[action]
+    model = build_actor_critic(5, space, (16, 16), shared_torso=shared_torso, gaussian_std=std)
+    state = make_shared_optimizer(optimizer, build_actor_critic(5, space, (16, 16), shared_torso,
+                                                                gaussian_std=std).parameters(),
                                   lr=1e-2, eps=1e-5).state_dict()
     make = (lambda ps: torch.optim.Adam(ps, lr=1e-2, eps=1e-5)) if optimizer == "adam" else \
         (lambda ps: torch.optim.RMSprop(ps, lr=1e-2, alpha=0.99, eps=1e-5))
@@ -43,12 +56,13 @@ def _pair(shared_torso, optimizer, max_grad_norm, seed=0):
 @pytest.mark.parametrize("shared_torso", [True, False])
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
 @pytest.mark.parametrize("max_grad_norm", [0.05, 100.0])  # clipping active / inactive
-def test_numpy_updater_steps_like_torch(loss, shared_torso, optimizer, max_grad_norm):
-    torch_up, numpy_up, models, optimizers = _pair(shared_torso, optimizer, max_grad_norm)
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_numpy_updater_steps_like_torch(loss, shared_torso, optimizer, max_grad_norm, action):
+    torch_up, numpy_up, models, optimizers = _pair(shared_torso, optimizer, max_grad_norm, action=action)
     obs = torch.randn(24, 5, generator=torch.Generator().manual_seed(1))
     extra = {"value_clip": 0.3} if loss == "ppo" else {}
     for step in range(4):
-        inputs = {**_inputs(loss, seed=step), **extra}
+        inputs = {**_inputs(loss, seed=step, action=action), **extra}
         lr = 1e-2 * (1 - step / 8)
         m_torch = torch_up.step(obs, loss, lr, **inputs)
         m_numpy = numpy_up.step(obs, loss, lr, **inputs)

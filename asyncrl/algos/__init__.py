@@ -1,7 +1,8 @@
 """Algorithms: one module per algorithm, each an actor-learner and its shared state.
 
-Each module provides ``make_shared(config, obs, num_actions) -> SharedState`` (``obs``: a ``networks.ObsSpec``) and an
-``ActorLearner`` class following ``asyncrl.algos.base.ActorLearner``. The batched-learner
+Each module provides ``make_shared(config, obs, action) -> SharedState`` (``obs``: a
+``networks.ObsSpec``; ``action``: a ``distributions.ActionSpec`` or a number of discrete
+actions), ``build_model``, ``greedy_action`` and an ``ActorLearner`` class following ``asyncrl.algos.base.ActorLearner``. The batched-learner
 algorithms (A2C, PPO) also provide ``Learner``: the same protocol for the one learner
 process, plus ``finished()``.
 """
@@ -20,6 +21,10 @@ ALGO_MODULES = {
     "ppo": "asyncrl.algos.ppo",
 }
 """``--algo`` value to the module implementing it."""
+
+CONTINUOUS_ACTIONS = frozenset({"a3c", "a2c", "ppo"})
+"""Algorithms whose policy can be a Gaussian over ``Box`` actions (the others need
+``Discrete`` ones)."""
 
 
 def algo_module(name: str) -> ModuleType:

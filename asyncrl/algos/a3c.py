@@ -1,5 +1,11 @@
 """Asynchronous advantage actor-critic (Mnih et al. 2016, Algorithm S3).
 
+The policy is categorical for discrete actions and, for continuous ones, the paper's
+Gaussian (supplementary Section 9): the mean from a linear head, the variance
+``sigma^2 = softplus(linear)`` (``--gaussian-std softplus``, A3C's default), an entropy bonus
+of 1e-4 (the continuous-control presets); samples are clipped to the action bounds only
+when they step the environment, and the loss scores the unclipped sample.
+
 Each actor-learner repeats: ``theta' <- theta``; act with ``pi(.|s; theta')`` for up to
 ``t_max`` steps or until the episode ends; compute n-step returns bootstrapped from
 ``V(s_{t+n}; theta')`` (zero if ``s_{t+n}`` is terminal, ``V`` of the last observation
@@ -24,7 +30,8 @@ from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
 from asyncrl.envs import game_score, start_worker_env
 from asyncrl.losses import actor_critic_loss
-from asyncrl.networks import ActorCritic, ObsSpec, build_actor_critic, fast_forward, sample_categorical
+from asyncrl.distributions import ActionSpec
+from asyncrl.networks import ActorCritic, ObsSpec, build_actor_critic, fast_forward
 from asyncrl.returns import n_step_returns, segment_end_flags
 from asyncrl.shared import (
     GlobalCounters,
@@ -39,27 +46,30 @@ LOSS_NAMES = ("policy_loss", "value_loss", "entropy")
 """Per-step means reported by every update; columns of ``metrics.csv``."""
 
 
-def build_model(config: Config, obs: ObsSpec, num_actions: int) -> ActorCritic:
-    """The actor-critic network described by ``config.algo`` for observations ``obs`` (not shared).
+def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> ActorCritic:
+    """The actor-critic network described by ``config.algo`` for observations ``obs`` and
+    actions ``action`` (not shared): a categorical policy for discrete actions, a Gaussian
+    one (``--gaussian-std``) for continuous ones.
 
     Raises:
         NetworkError: if ``--network`` cannot read ``obs``.
     """
     a = config.algo
-    return build_actor_critic(obs, num_actions, a.hidden_sizes, a.shared_torso, a.network)
+    return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std)
 
 
-def greedy_action(model: ActorCritic, obs: torch.Tensor) -> int:
-    """``argmax_a pi(a|s)`` for one observation ``obs: [*obs_shape]``."""
-    logits, _ = model(obs.unsqueeze(0))
-    return int(logits.argmax())
+def greedy_action(model: ActorCritic, obs: torch.Tensor) -> int | np.ndarray:
+    """The greedy action for one observation ``obs: [*obs_shape]``: ``argmax_a pi(a|s)``
+    (an int), or a Gaussian's mean (``[D]`` float32, which the env clips to its bounds)."""
+    params, _ = model(obs.unsqueeze(0))
+    return model.dist.env_action(model.dist.mode(params)[0].numpy())
 
 
-def make_shared(config: Config, obs: ObsSpec, num_actions: int) -> SharedState:
+def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SharedState:
     """The global actor-critic theta and its shared optimizer, in shared memory."""
     a = config.algo
     torch.manual_seed(config.run.seed)
-    model = share_model(build_model(config, obs, num_actions))
+    model = share_model(build_model(config, obs, action))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
                                       rms_alpha=a.rms_alpha)
     return SharedState(model=model, optimizer=optimizer)
@@ -89,35 +99,36 @@ class ActorLearner:
         self.local_params = list(self.local.parameters())
         self.shared_params = list(shared.model.parameters())
         self.policy = fast_forward(self.local.torso, self.local.policy)  # pi(.|s; theta'), reads theta'
+        self.dist = self.local.dist
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.stats = WorkerStats(counters)
         t_max = self.cfg.t_max
         self._obs_buf = np.empty((t_max + 1, *obs.shape), dtype=obs.np_dtype)  # [t_max+1, *obs_shape]
+        self._action_buf = np.empty((t_max, *self.dist.action_shape), self.dist.action_dtype)  # [t_max, *action_shape]
 
     def update(self) -> int:
         cfg = self.cfg
         local, env = self.local, self.env
         sync_local(self.local_params, self.shared_params)
-        obs_buf = self._obs_buf
-        actions: list[int] = []
+        obs_buf, action_buf, dist = self._obs_buf, self._action_buf, self.dist
         rewards: list[float] = []
         terminated = truncated = False
         obs = self.obs
         for t in range(cfg.t_max):
             obs_buf[t] = obs
-            action = sample_categorical(self.policy(obs_buf[t]), self.rng)
-            obs, reward, terminated, truncated, info = env.step(action)
+            action = dist.sample(self.policy(obs_buf[t]), self.rng)  # unbounded for a Gaussian
+            action_buf[t] = action
+            obs, reward, terminated, truncated, info = env.step(dist.env_action(action))  # (clipped by the env)
             self.counters.add(self.worker_id, 1, updates=0)  # T <- T + 1
-            actions.append(action)
             rewards.append(float(reward))
             self.stats.step(game_score(reward, info), terminated or truncated)
             if terminated or truncated:
                 break
-        n = len(actions)
+        n = len(rewards)
         obs_buf[n] = obs  # s_{t+n}: the episode's last observation if it ended
         self.obs = env.reset()[0] if terminated or truncated else obs
 
-        logits, values = local(torch.from_numpy(obs_buf[: n + 1]))  # [n+1, A], [n+1]
+        params, values = local(torch.from_numpy(obs_buf[: n + 1]))  # [n+1, P], [n+1]
         next_values = np.zeros((n, 1), dtype=np.float32)
         next_values[-1, 0] = values[n].item()  # V(s_{t+n}); unused if terminated
         returns = n_step_returns(
@@ -127,12 +138,13 @@ class ActorLearner:
             cfg.gamma,
         )
         loss, metrics = actor_critic_loss(
-            logits[:n].unsqueeze(1),  # [n, 1, A]
+            params[:n].unsqueeze(1),  # [n, 1, P]
             values[:n].unsqueeze(1),  # [n, 1]
-            torch.tensor(actions).unsqueeze(1),  # [n, 1]
+            torch.from_numpy(action_buf[:n]).unsqueeze(1),  # [n, 1, *action_shape]
             torch.from_numpy(returns),  # [n, 1]
             cfg.value_coef,
             cfg.entropy_coef,
+            dist=dist,
         )
         lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps) if cfg.lr_anneal else None
         apply_update(loss, self.local_params, self.shared_params, self.shared.optimizer, cfg.max_grad_norm, lr)

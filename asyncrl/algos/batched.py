@@ -25,13 +25,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from asyncrl.algos.a3c import build_model, greedy_action  # noqa: F401  (A2C and PPO use A3C's actor-critic)
+from asyncrl.algos.a3c import greedy_action  # noqa: F401  (A2C and PPO act greedily as A3C does)
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
+from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_score, start_worker_env
-from asyncrl.networks import ObsSpec, PolicyValue, sample_categorical_batch
+from asyncrl.networks import ActorCritic, ObsSpec, PolicyValue, build_actor_critic
+from asyncrl.normalization import NormalizedEnv, Normalizer, merge_moments, rollout_moments, stats_size
 from asyncrl.returns import gae, vtrace
 from asyncrl.shared import GlobalCounters, make_shared_optimizer, share_model
 from asyncrl.storage import PolicyStore, RolloutSlots
@@ -88,7 +89,25 @@ def learner_start_method(config: Config) -> str:
     return config.run.start_method
 
 
-def make_shared(config: Config, obs: ObsSpec, num_actions: int) -> SharedState:
+def normalizes(a: Any) -> bool:
+    """Whether the batched config ``a`` normalises observations or scales rewards."""
+    return a.normalize_obs or a.normalize_reward
+
+
+def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> ActorCritic:
+    """The actor-critic of ``config.algo`` for observations ``obs`` and actions ``action``
+    (not shared): categorical or Gaussian (``--gaussian-std``), with a ``Normalizer`` for
+    its statistics if ``--normalize-obs`` or ``--normalize-reward``.
+
+    Raises:
+        NetworkError: if ``--network`` cannot read ``obs``.
+    """
+    a = config.algo
+    normalizer = Normalizer(obs.shape[0]) if normalizes(a) else None
+    return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std, normalizer)
+
+
+def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SharedState:
     """The published policy, its optimizer statistics (for checkpoints) and the rollout
     slots, in shared memory: one slot per actor with ``--sync``, two with ``--async``.
 
@@ -102,12 +121,14 @@ def make_shared(config: Config, obs: ObsSpec, num_actions: int) -> SharedState:
     import torch._dynamo  # noqa: F401
 
     torch.manual_seed(config.run.seed)
-    model = share_model(build_model(config, obs, num_actions))
+    model = share_model(build_model(config, obs, action))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
                                       rms_alpha=a.rms_alpha)
     a.rollouts_per_batch(config.run.workers)  # raises if the batch does not fit the actors
+    dist = model.dist
     slots = RolloutSlots(config.run.workers, 1 if a.sync else 2, a.unroll_length, a.envs_per_actor, obs.shape,
-                         obs.np_dtype)
+                         obs.np_dtype, dist.action_shape, dist.action_dtype,
+                         stats_size(obs.shape[0]) if normalizes(a) else 0)
     return SharedState(model=model, optimizer=optimizer, slots=slots, policy=PolicyStore(model))
 
 
@@ -133,8 +154,15 @@ class Actor:
         self.counters = counters
         E, T = a.envs_per_actor, a.unroll_length
         self.envs, first_obs = [], []
+        self.normalized: list[NormalizedEnv] = []  # with --normalize-obs / --normalize-reward
+
+        def normalize(env):
+            self.normalized.append(NormalizedEnv(env, a.normalize_obs, a.normalize_reward, a.gamma, a.obs_clip,
+                                                 a.reward_clip))
+            return self.normalized[-1].env
+
         for e in range(E):
-            env, obs, spec = start_worker_env(config.run, worker_id * E + e)
+            env, obs, spec = start_worker_env(config.run, worker_id * E + e, wrap=normalize if normalizes(a) else None)
             self.envs.append(env)
             first_obs.append(obs)
         self.env = self.envs[0]
@@ -143,13 +171,14 @@ class Actor:
         self.local_params = list(self.local.state_dict().values())
         self.shared_params = list(shared.model.state_dict().values())
         self.policy_value = PolicyValue(self.local)  # reads the local copy
+        self.dist = self.local.dist
         self.version = -1
         self.serial = config.run.serial
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.stats = WorkerStats(counters, num_envs=E)
         self.rollout = {  # one rollout per environment, in a slot's time-major layout
             "obs": np.zeros((T + 1, E, *spec.shape), spec.np_dtype),
-            "actions": np.zeros((T, E), np.int64),
+            "actions": np.zeros((T, E, *self.dist.action_shape), self.dist.action_dtype),
             "rewards": np.zeros((T, E), np.float32),
             "terminated": np.zeros((T, E), bool),
             "truncated": np.zeros((T, E), bool),
@@ -158,6 +187,9 @@ class Actor:
             "final_obs": np.zeros((T, E, *spec.shape), spec.np_dtype),
             "final_values": np.zeros((T, E), np.float32),
         }
+        if self.normalized:  # what the learner's statistics are made of: raw observations and returns
+            self._raw_obs = np.zeros((T, E, *spec.shape), np.float64)
+            self._raw_returns = np.zeros((T, E), np.float64)
 
     def _refresh_policy(self) -> bool:
         """Copy the newest publication if it moved; False if a stop came while waiting."""
@@ -168,6 +200,9 @@ class Actor:
             if version is None:
                 return False
             self.version = version
+            for e, norm in enumerate(self.normalized):  # the published statistics, from the current observation on
+                norm.load(self.local.normalizer)
+                self.obs[e] = norm.observation(norm.raw_obs)
         return True
 
     def update(self) -> int:
@@ -202,14 +237,19 @@ class Actor:
         rewards, terminated_buf, truncated_buf = r["rewards"], r["terminated"], r["truncated"]
         final_values.fill(0.0)
         E, T = len(self.envs), slots.unroll_length
+        dist, normalized = self.dist, self.normalized
         for t in range(T):
             obs_buf[t] = self.obs
-            logits, values[t] = self.policy_value(self.obs)
-            actions, log_probs = sample_categorical_batch(logits, self.rng)
+            params, values[t] = self.policy_value(self.obs)
+            actions, log_probs = dist.sample_batch(params, self.rng)
             actions_buf[t] = actions
             log_probs_buf[t] = log_probs
+            for e, norm in enumerate(normalized):
+                self._raw_obs[t, e] = norm.raw_obs
             for e, env in enumerate(self.envs):
-                obs, reward, terminated, truncated, info = env.step(int(actions[e]))
+                obs, reward, terminated, truncated, info = env.step(dist.env_action(actions[e]))
+                if normalized:
+                    self._raw_returns[t, e] = normalized[e].discounted_return
                 rewards[t, e] = reward
                 terminated_buf[t, e] = terminated
                 truncated_buf[t, e] = truncated
@@ -223,7 +263,10 @@ class Actor:
             self.counters.add(self.worker_id, E, updates=0)  # T <- T + E
         obs_buf[T] = self.obs
         values[T] = self.policy_value.values(self.obs)
-        slots.commit(index, r, self.version)
+        moments = None
+        if normalized:
+            moments = rollout_moments(self._raw_obs.reshape(T * E, -1), self._raw_returns.reshape(T * E))
+        slots.commit(index, r, self.version, moments)
         return E * T
 
     def drain_stats(self) -> dict[str, Any]:
@@ -274,6 +317,8 @@ class Learner:
         self._state_pairs = _optimizer_state_pairs(self.optimizer, shared.optimizer)
         self._tensors = list(self.model.state_dict().values())
         self.rng = np.random.default_rng(config.run.seed + 1_000_003)
+        normalizer = self.model.normalizer
+        self._running = normalizer.running() if normalizer is not None else None  # (observations, returns)
         self.env = None
         self.stats = WorkerStats(counters)
         self._pending: list[int] = []
@@ -298,9 +343,14 @@ class Learner:
         if not self.cfg.sync:
             slots.release(indices)  # actors may refill them while this batch trains
         lag = float((self.shared.policy.version - batch["policy_version"]).float().mean())
+        stats = batch.pop("stats", None)  # [k, stats_size]: the actors' raw moments, per slot
         batch = {name: self._to_device(tensor) for name, tensor in batch.items()}
         progress = self.trained_steps / self.total_steps
         metrics = self.learn(self.cfg, self.updater, batch, progress, self.rng)
+        if self._running is not None and stats is not None:  # published with these weights
+            for moments in stats.numpy():
+                merge_moments(*self._running, moments)
+            self.model.normalizer.store(*self._running)
         self.shared.policy.publish(self._tensors, self._publish_optimizer_state)
         self.counters.add(self.learner_id, 0, updates=1)
         if self.cfg.sync:
@@ -415,7 +465,7 @@ def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], 
     vtrace_on = cfg.correction == "vtrace"
     final_values = host["final_values"]  # [T, B]: the behaviour critic's
     if vtrace_on or not behaviour_critic:
-        logits, values = updater.forward(obs.flatten(0, 1))  # [(T+1)*B, A], [(T+1)*B]
+        logits, values = updater.forward(obs.flatten(0, 1))  # [(T+1)*B, P], [(T+1)*B]
         np_values = values.reshape(T + 1, B).cpu().numpy()  # [T+1, B]
         cut = np.nonzero(host["truncated"])  # (t, b) of the truncated steps
         if len(cut[0]):
@@ -430,8 +480,8 @@ def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], 
         advantages, returns = gae(host["rewards"], np_values[:T], next_values, host["terminated"],
                                   host["truncated"], cfg.gamma, cfg.gae_lambda)
         return Estimates(np_values, advantages, returns, None)
-    log_probs = F.log_softmax(logits.reshape(T + 1, B, -1)[:T], dim=-1)  # [T, B, A]
-    log_probs = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1).cpu().numpy()  # [T, B]
+    params = logits.reshape(T + 1, B, -1)[:T]  # [T, B, P]
+    log_probs = updater.model.dist.log_prob(params, actions).cpu().numpy()  # [T, B]
     returns, advantages = vtrace(batch["log_probs"].cpu().numpy(), log_probs, host["rewards"],
                                  np_values[:T], next_values, host["terminated"], host["truncated"], cfg.gamma)
     return Estimates(np_values, advantages, returns, log_probs)

@@ -9,6 +9,7 @@ import torch
 
 from asyncrl.algos.base import SharedState
 from asyncrl.config import Config
+from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ObsSpec, QNetwork, build_q_network
 from asyncrl.shared import TargetNetwork, make_shared_optimizer, share_model
 
@@ -16,13 +17,13 @@ LOSS_NAMES = ("td_loss", "q_taken")
 """Per-step means reported by every update; columns of ``metrics.csv``."""
 
 
-def build_model(config: Config, obs: ObsSpec, num_actions: int) -> QNetwork:
+def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> QNetwork:
     """The Q-network described by ``config.algo`` for observations ``obs`` (not shared).
 
     Raises:
         NetworkError: if ``--network`` cannot read ``obs``.
     """
-    return build_q_network(obs, num_actions, config.algo.hidden_sizes, config.algo.network)
+    return build_q_network(obs, action, config.algo.hidden_sizes, config.algo.network)
 
 
 def greedy_action(model: QNetwork, obs: torch.Tensor) -> int:
@@ -30,11 +31,11 @@ def greedy_action(model: QNetwork, obs: torch.Tensor) -> int:
     return int(model(obs.unsqueeze(0)).argmax())
 
 
-def make_shared(config: Config, obs: ObsSpec, num_actions: int) -> SharedState:
+def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SharedState:
     """theta, theta^- (a copy of theta) and the shared optimizer, all in shared memory."""
     a = config.algo
     torch.manual_seed(config.run.seed)
-    model = share_model(build_model(config, obs, num_actions))
+    model = share_model(build_model(config, obs, action))
     target_model = share_model(copy.deepcopy(model))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
                                       rms_alpha=a.rms_alpha)
