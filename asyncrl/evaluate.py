@@ -14,6 +14,7 @@ checkpoint is missing or corrupt, or the video cannot be written.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -76,6 +77,9 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str 
     except ValueError as exc:
         raise CheckpointError(f"checkpoint config: {exc}") from None
     render_mode = "rgb_array" if video is not None else None
+    if video is not None and not os.environ.get("DISPLAY"):
+        # MuJoCo renders through GLFW (a display) unless told otherwise; headless, EGL
+        os.environ.setdefault("MUJOCO_GL", "egl")
     env = make_env(config.run.env, seed, options=EnvOptions.from_run(config.run), train=False, render_mode=render_mode)
     obs_spec, action = check_spaces(env, config.run.algo)
     algo = algo_module(config.run.algo)
@@ -95,16 +99,23 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str 
     if video is not None:
         env, folder = _record_first_episode(env, Path(video))
     returns = np.zeros(episodes)
-    with torch.no_grad():
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            done = False
-            while not done:
-                action = algo.greedy_action(model, torch.from_numpy(np.asarray(obs, dtype=obs_spec.np_dtype)))
-                obs, reward, terminated, truncated, _ = env.step(action)
-                returns[i] += float(reward)
-                done = terminated or truncated
-    env.close()
+    try:
+        with torch.no_grad():
+            for i in range(episodes):
+                obs, _ = env.reset(seed=seed + i)
+                done = False
+                while not done:
+                    action = algo.greedy_action(model, torch.from_numpy(np.asarray(obs, dtype=obs_spec.np_dtype)))
+                    obs, reward, terminated, truncated, _ = env.step(action)
+                    returns[i] += float(reward)
+                    done = terminated or truncated
+        env.close()
+    except Exception as exc:  # a renderer without its graphics library (MuJoCo's GL, pygame)
+        if folder is None:
+            raise
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        raise EnvError(f"--video: cannot render {config.run.env}: {type(exc).__name__}: {str(exc).splitlines()[0]} "
+                       "(MuJoCo: set MUJOCO_GL=egl or osmesa; classic control: pip install pygame)") from None
     if folder is not None:
         clips = sorted(folder.glob("*.mp4"))
         if not clips:

@@ -85,3 +85,18 @@ def test_a3c_serial_seed0_learns_minatar_breakout(tmp_path):
     summary = Trainer(Config(run=run, algo=algo_config("a3c", run.env)), quiet=True).train()
     assert summary["reached_target"], summary
     assert summary["steps_to_target"] <= MINATAR_BUDGET
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo, workers, budget, target", [
+    # the Pendulum presets; deterministic (--serial): A3C reaches -300 at 328,600 env steps,
+    # PPO -250 at 65,536
+    ("a3c", 1, 400_000, -300.0),
+    ("ppo", 2, 300_000, -250.0),
+])
+def test_gaussian_policy_serial_seed0_learns_pendulum(tmp_path, algo, workers, budget, target):
+    run = RunConfig(algo=algo, env="Pendulum-v1", run_dir=str(tmp_path / "run"), workers=workers, serial=True,
+                    seed=0, total_steps=budget, target_return=target)
+    summary = Trainer(Config(run=run, algo=algo_config(algo, run.env)), quiet=True).train()
+    assert summary["reached_target"] and summary["steps_to_target"] <= budget, summary
+    assert summary["mean_return_at_target"] >= target

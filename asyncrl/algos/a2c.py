@@ -33,14 +33,14 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
         ``policy_loss``, ``value_loss``, ``entropy`` (per-step means).
     """
     obs, actions = batch["obs"], batch["actions"]
-    T, B = actions.shape
+    T, B = actions.shape[:2]
     estimates = advantage_estimates(cfg, updater, batch, behaviour_critic=False)
     device = actions.device
     N = T * B
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
     return updater.step(
         obs[:T].flatten(0, 1), "actor_critic", lr,  # [N, *obs_shape]
-        actions=actions.reshape(N),
+        actions=actions.flatten(0, 1),  # [N, *action_shape]
         returns=torch.from_numpy(estimates.returns.reshape(N)).to(device),
         advantages=torch.from_numpy(estimates.advantages.reshape(N)).to(device),
         value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef,

@@ -120,7 +120,7 @@ class ActorLearner:
             action_buf[t] = action
             obs, reward, terminated, truncated, info = env.step(dist.env_action(action))  # (clipped by the env)
             self.counters.add(self.worker_id, 1, updates=0)  # T <- T + 1
-            rewards.append(float(reward))
+            rewards.append(float(reward) * cfg.reward_scale)
             self.stats.step(game_score(reward, info), terminated or truncated)
             if terminated or truncated:
                 break

@@ -80,7 +80,7 @@ class WorkerStats:
     def step(self, reward: float, done: bool, env_index: int = 0) -> None:
         """Account one env step of environment ``env_index``; ``done`` ends its episode
         (terminated or truncated)."""
-        self.episode_returns[env_index] += reward
+        self.episode_returns[env_index] += float(reward)  # (a NumPy scalar from some envs)
         self.episode_lengths[env_index] += 1
         if done:
             self.episodes.append((self.episode_returns[env_index], self.episode_lengths[env_index],

@@ -460,7 +460,7 @@ def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], 
     bootstrap value comes from the actor's older critic.
     """
     obs, actions = batch["obs"], batch["actions"]
-    T, B = actions.shape
+    T, B = actions.shape[:2]
     host = {name: batch[name].cpu().numpy() for name in ("rewards", "terminated", "truncated", "final_values")}
     vtrace_on = cfg.correction == "vtrace"
     final_values = host["final_values"]  # [T, B]: the behaviour critic's

@@ -46,7 +46,7 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
         Means over the minibatch steps of ``ppo_loss``'s metrics, and ``epochs``.
     """
     obs, actions = batch["obs"], batch["actions"]
-    T, B = actions.shape
+    T, B = actions.shape[:2]
     device = actions.device
     estimates = advantage_estimates(cfg, updater, batch, behaviour_critic=True)
     if estimates.log_probs is None:
@@ -56,7 +56,7 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
     N = T * B
     flat = {  # [N, ...]
         "obs": obs[:T].flatten(0, 1),  # [N, *obs_shape]
-        "actions": actions.reshape(N),
+        "actions": actions.flatten(0, 1),  # [N, *action_shape]
         "old_log_probs": old_log_probs.reshape(N),
         "old_values": torch.from_numpy(estimates.values[:T].reshape(N)).to(device),
         "advantages": torch.from_numpy(estimates.advantages.reshape(N)).to(device),
