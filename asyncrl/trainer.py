@@ -1,6 +1,6 @@
 """The trainer: one run's pieces wired in one place, and the loop that drives them.
 
-``Trainer.train`` creates the shared state (model, optimizer statistics, global step
+``asyncrl.prepare`` checks the config against its environment first; ``Trainer.train`` creates the shared state (model, optimizer statistics, global step
 counter ``T``), then hands each duty to its own piece: the ``Supervisor`` starts the
 actor-learner (or actor and learner) processes and collects their reports, the
 ``FailurePolicy`` decides what a failed worker means, ``RunMetrics`` keeps the episode
@@ -26,14 +26,12 @@ from typing import Any
 import psutil
 import torch
 
-from asyncrl import envs
 from asyncrl.algos import algo_module
 from asyncrl.algos.base import set_rng_state
 from asyncrl.checkpoint import load_latest_good, restore_shared, save_checkpoint, snapshot_shared
 from asyncrl.config import Config
-from asyncrl.distributions import ActionSpec
 from asyncrl.metrics import RunMetrics, plot_learning_curve
-from asyncrl.networks import NetworkError, ObsSpec, resolve_network
+from asyncrl.prepare import RunDirError, Setup, prepare
 from asyncrl.shared import GlobalCounters
 from asyncrl.storage import PublicationStalled
 from asyncrl.supervisor import FailurePolicy, Supervisor, WorkerFailure, report
@@ -43,71 +41,6 @@ __all__ = ["RunDirError", "Setup", "Trainer", "WorkerFailure", "prepare"]
 LEARNER_STARVED_S = 5.0
 """Seconds the learner may wait for rollouts after every actor has finished (an actor that
 died mid-rollout took its steps with it) before the run ends."""
-
-
-class RunDirError(ValueError):
-    """A run folder that cannot be created or written."""
-
-
-@dataclasses.dataclass
-class Setup:
-    """A config resolved against its environment, ready to train."""
-
-    config: Config
-    obs: ObsSpec
-    action: ActionSpec
-
-
-def prepare(config: Config) -> Setup:
-    """Check the environment and fill in defaults that depend on it.
-
-    Resolves ``target_return`` (the env's ``reward_threshold``; ``inf`` if it has none)
-    and ``run_dir`` (``runs/<algo>-<env>-<seed>-<timestamp>``), and creates the folder.
-
-    Raises:
-        EnvError: if the environment cannot be made, its spaces do not suit the
-            algorithm, or ``--network`` cannot read its observations.
-        RunDirError: if the run folder cannot be created or written.
-        DeviceError: if ``--learner-device`` asks for a device this machine lacks.
-    """
-    run = config.run
-    env = envs.make_env(run.env, run.seed, options=envs.EnvOptions.from_run(run))
-    try:
-        obs, action = envs.check_spaces(env, run.algo)
-        try:
-            resolve_network(config.algo.network, obs)
-        except NetworkError as exc:
-            raise envs.EnvError(f"{run.env}: {exc}") from None
-        if (getattr(config.algo, "normalize_obs", False) or getattr(config.algo, "normalize_reward", False)) \
-                and obs.is_image:
-            raise envs.EnvError(f"{run.env}: --normalize-obs and --normalize-reward need flat observations, "
-                                f"got {obs.describe()}")
-        threshold = env.spec.reward_threshold if env.spec is not None else None
-    finally:
-        env.close()
-    target = run.target_return
-    if target is None:
-        target = float(threshold) if threshold is not None else math.inf
-    run_dir = run.run_dir
-    if run_dir is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        safe_env = run.env.replace(":", "_").replace("/", "_")
-        run_dir = os.path.join("runs", f"{run.algo}-{safe_env}-{run.seed}-{stamp}")
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write-test")
-        with open(probe, "w"):
-            pass
-        os.unlink(probe)
-    except OSError as exc:
-        raise RunDirError(f"--run-dir {run_dir} is not a writable folder: {exc.strerror or exc}") from None
-    run = dataclasses.replace(run, target_return=target, run_dir=run_dir)
-    device = getattr(config.algo, "learner_device", None)
-    if device is not None:
-        from asyncrl.algos.batched import check_device
-
-        check_device(device)  # before any process starts
-    return Setup(Config(run=run, algo=config.algo), obs, action)
 
 
 class Trainer:
