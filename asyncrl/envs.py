@@ -13,6 +13,12 @@ from Gymnasium's own wrappers:
   game's own score is what episode returns report.
 - **MinAtar** (``MinAtar/Breakout-v1`` and the other four games; ``pip install -e
   ".[minatar]"``): the game's channels-last ``bool`` frames become ``[C, 10, 10] uint8``.
+
+Environments with ``Box`` actions (``Pendulum-v1``; MuJoCo's ``-v5`` tasks with ``pip
+install -e ".[mujoco]"``; ``LunarLanderContinuous-v3`` and ``BipedalWalker-v3`` with
+``".[box2d]"``) are wrapped in Gymnasium's ``ClipAction``: the Gaussian policies sample
+unbounded actions and the environment clips them to the space's bounds
+(``bounded_action_space`` still reports those bounds).
 """
 
 from __future__ import annotations
