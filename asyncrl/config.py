@@ -212,6 +212,13 @@ class A3CConfig(_LearnerFields):
         metadata={"help": "policy and value heads share one torso (the paper's Atari network), or one torso "
                           "each (default: shared for a CNN, one each for an MLP)"},
     )
+    lstm: bool = field(
+        default=False,
+        metadata={"help": "an LSTM core between the (shared) torso and the heads; its state is carried across "
+                          "segments and zeroed where an episode ends"},
+    )
+    lstm_size: int = field(default=128, metadata={"help": "width of the LSTM core (the paper: 256 on Atari, 128 "
+                                                          "on MuJoCo)"})
     reward_scale: float = field(
         default=1.0,
         metadata={"help": "multiply every reward by this for training (episode returns stay unscaled)"},
@@ -236,6 +243,10 @@ class A3CConfig(_LearnerFields):
 def _check_gaussian_std(config: Any) -> None:
     if config.gaussian_std not in ("softplus", "parameter"):
         raise ValueError(f"--gaussian-std must be softplus or parameter, got {config.gaussian_std!r}")
+    if config.lstm_size < 1:
+        raise ValueError(f"--lstm-size must be >= 1, got {config.lstm_size}")
+    if config.lstm and config.shared_torso is False:
+        raise ValueError("--lstm feeds both heads from one core: it cannot be combined with --no-shared-torso")
 
 
 @dataclass(frozen=True)
@@ -357,6 +368,13 @@ class _BatchedFields(_LearnerFields):
         metadata={"help": "continuous actions: the Gaussian's scale, 'parameter' (a learned state-independent "
                           "log sigma, initially 0; CleanRL's and SB3's) or 'softplus' (sigma^2 = softplus(linear))"},
     )
+    lstm: bool = field(
+        default=False,
+        metadata={"help": "an LSTM core between the (shared) torso and the heads; its state is carried across "
+                          "segments and zeroed where an episode ends"},
+    )
+    lstm_size: int = field(default=128, metadata={"help": "width of the LSTM core (the paper: 256 on Atari, 128 "
+                                                          "on MuJoCo)"})
     normalize_obs: bool = field(
         default=False,
         metadata={"help": "normalise observations by running mean and std (Gymnasium's NormalizeObservation; "
@@ -523,14 +541,14 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # t_max 20 stays: on Breakout-v1 (2 workers, seed 0) t_max 5 was still near a mean
     # return of 6 at 640k env steps (lr 7e-4; 4.8 at 560k with lr 2.5e-4), and t_max 20
     # brings all three seeds of benchmarks/minatar.py to 10 within 785k.
-    ("a3c", "ALE/*"): {"t_max": 5},
+    ("a3c", "ALE/*"): {"t_max": 5, "lstm_size": 256},
     # A2C on Atari: rl-baselines3-zoo's (16 environments: 8 per actor with 2 actors;
     # value coefficient 0.25).
-    ("a2c", "ALE/*"): {"envs_per_actor": 8, "value_coef": 0.25},
+    ("a2c", "ALE/*"): {"envs_per_actor": 8, "value_coef": 0.25, "lstm_size": 256},
     # PPO on Atari: CleanRL's ppo_atari.py (8 environments, 128-step rollouts, 4 epochs of
     # 4 minibatches, clip 0.1 also on the value, lr 2.5e-4 annealed to 0).
     ("ppo", "ALE/*"): {"envs_per_actor": 4, "unroll_length": 128, "minibatch_size": 256, "epochs": 4,
-                       "clip_range": 0.1, "value_clip": 0.1, "lr_anneal": True},
+                       "clip_range": 0.1, "value_clip": 0.1, "lr_anneal": True, "lstm_size": 256},
     ("ppo", "MinAtar/*"): {"envs_per_actor": 4, "unroll_length": 128, "minibatch_size": 256, "epochs": 4,
                            "lr_anneal": True},
     # Continuous actions (Gaussian policies). PPO: CleanRL's ppo_continuous_action.py

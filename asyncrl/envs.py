@@ -14,6 +14,9 @@ from Gymnasium's own wrappers:
 - **MinAtar** (``MinAtar/Breakout-v1`` and the other four games; ``pip install -e
   ".[minatar]"``): the game's channels-last ``bool`` frames become ``[C, 10, 10] uint8``.
 
+The package registers ``asyncrl/CartPoleNoVelocity-v1`` (``cartpole_no_velocity``), a
+partially observed task for recurrent policies.
+
 Environments with ``Box`` actions (``Pendulum-v1``; MuJoCo's ``-v5`` tasks with ``pip
 install -e ".[mujoco]"``; ``LunarLanderContinuous-v3`` and ``BipedalWalker-v3`` with
 ``".[box2d]"``) are wrapped in Gymnasium's ``ClipAction``: the Gaussian policies sample
@@ -33,6 +36,25 @@ import numpy as np
 from asyncrl.algos import CONTINUOUS_ACTIONS
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ObsSpec
+
+
+def cartpole_no_velocity(**kwargs: Any) -> gym.Env:
+    """CartPole with the cart's and the pole's velocities removed from the observation:
+    ``[x, theta]`` float32, a partially observed task that a policy without memory cannot
+    solve (registered as ``asyncrl/CartPoleNoVelocity-v1``: 500-step episodes, reward
+    threshold 475, as ``CartPole-v1``)."""
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+    from gymnasium.wrappers import TransformObservation
+
+    env = CartPoleEnv(**kwargs)
+    full = env.observation_space
+    space = gym.spaces.Box(full.low[[0, 2]], full.high[[0, 2]], dtype=np.float32)
+    return TransformObservation(env, lambda obs: np.asarray(obs[[0, 2]], dtype=np.float32), space)
+
+
+if "asyncrl/CartPoleNoVelocity-v1" not in gym.registry:
+    gym.register("asyncrl/CartPoleNoVelocity-v1", entry_point="asyncrl.envs:cartpole_no_velocity",
+                 max_episode_steps=500, reward_threshold=475.0)
 
 
 class EnvError(ValueError):

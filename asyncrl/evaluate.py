@@ -103,9 +103,11 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str 
         with torch.no_grad():
             for i in range(episodes):
                 obs, _ = env.reset(seed=seed + i)
+                state = model.initial_state(1) if getattr(model, "recurrent", False) else None  # per episode
                 done = False
                 while not done:
-                    action = algo.greedy_action(model, torch.from_numpy(np.asarray(obs, dtype=obs_spec.np_dtype)))
+                    action, state = algo.greedy_action(model, torch.from_numpy(np.asarray(obs, dtype=obs_spec.np_dtype)),
+                                                       state)
                     obs, reward, terminated, truncated, _ = env.step(action)
                     returns[i] += float(reward)
                     done = terminated or truncated

@@ -212,15 +212,23 @@ class PolicyHead(nn.Linear):
         return torch.cat([out, self.log_std.expand(*out.shape[:-1], -1)], dim=-1)
 
 
+RecurrentState = tuple[torch.Tensor, torch.Tensor]
+"""An LSTM core's state ``(h, c)``, each ``[B, lstm_size]`` float32."""
+
+
 class ActorCritic(nn.Module):
     """Policy and value heads, on one shared torso (Mnih et al. 2016, Section 5.1) or,
-    with ``value_torso``, on two separate ones.
+    with ``value_torso``, on two separate ones; with ``lstm_size``, an LSTM core between the
+    shared torso and both heads (the paper's A3C LSTM: Section 8 and supplementary Section 9).
 
     ``forward(obs: [N, *obs_shape]) -> (params: [N, P] float32, value: [N] float32)``: the
     policy's distribution parameters (logits for ``Categorical``, ``P = A``; mean and scale
     for ``DiagGaussian``, ``P = 2D``), read through ``model.dist``
-    (``asyncrl.distributions``). The policy head starts near uniform / near zero mean
-    (gain 0.01), the value head at gain 1.
+    (``asyncrl.distributions``), for a feed-forward model. ``sequence`` works for both
+    kinds: time-major ``[T, B]`` observations, and for a recurrent model its state and
+    resets. The policy head starts near uniform / near zero mean (gain 0.01), the value
+    head at gain 1; the LSTM's weights are orthogonal, its biases zero (CleanRL's
+    ``ppo_atari_lstm``).
 
     Args:
         torso: the policy's (and, without ``value_torso``, the value's) torso.
@@ -229,22 +237,115 @@ class ActorCritic(nn.Module):
         gaussian_std: the Gaussian's scale parameterisation (continuous actions).
         normalizer: the observation and return statistics of a run that normalises them
             (``asyncrl.normalization``): buffers only, which travel with the weights.
+        lstm_size: width of the LSTM core, or 0 for none.
+
+    Raises:
+        ValueError: if ``lstm_size`` is combined with a ``value_torso``.
     """
 
     def __init__(self, torso: nn.Module, action: ActionSpec | int, value_torso: nn.Module | None = None,
-                 gaussian_std: str = "parameter", normalizer: nn.Module | None = None) -> None:
+                 gaussian_std: str = "parameter", normalizer: nn.Module | None = None, lstm_size: int = 0) -> None:
         super().__init__()
+        if lstm_size and value_torso is not None:
+            raise ValueError("an LSTM core feeds both heads: it needs one shared torso")
         self.dist = make_distribution(action, gaussian_std)
         self.torso = torso
         self.value_torso = value_torso
-        self.policy = PolicyHead(torso.out_dim, self.dist)
-        self.value = _head((value_torso or torso).out_dim, 1, gain=1.0)
+        self.core = nn.LSTMCell(torso.out_dim, lstm_size) if lstm_size else None
+        if self.core is not None:
+            for name, param in self.core.named_parameters():
+                nn.init.zeros_(param) if "bias" in name else nn.init.orthogonal_(param)
+        features = lstm_size or torso.out_dim
+        self.policy = PolicyHead(features, self.dist)
+        self.value = _head(lstm_size or (value_torso or torso).out_dim, 1, gain=1.0)
         self.normalizer = normalizer
 
+    @property
+    def recurrent(self) -> bool:
+        return self.core is not None
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.core is not None:
+            raise TypeError("a recurrent ActorCritic needs its state: use sequence() or step()")
         features = self.torso(obs)
         value_features = features if self.value_torso is None else self.value_torso(obs)
         return self.policy(features), self.value(value_features).squeeze(-1)
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> RecurrentState | None:
+        """Zeros ``(h, c)`` for ``batch`` environments, or None for a feed-forward model."""
+        if self.core is None:
+            return None
+        zeros = torch.zeros(batch, self.core.hidden_size, device=device)
+        return zeros, zeros.clone()
+
+    def sequence(self, obs: torch.Tensor, state: RecurrentState | None = None,
+                 resets: torch.Tensor | None = None, states: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState | None]:
+        """Run ``T`` steps of ``B`` environments: ``obs: [T, B, *obs_shape]``.
+
+        The torso runs once on all ``T * B`` observations; the LSTM core then steps through
+        time from ``state`` (each ``[B, H]``), zeroing the state of environment ``b``
+        before step ``t`` where ``resets[t, b]`` (an episode begins at ``obs[t, b]``).
+        Gradients flow through the whole unroll (truncated back-propagation through time
+        over these ``T`` steps; pass a detached ``state``).
+
+        Args:
+            states: return every step's ``(h, c)``. Without them the core runs as
+                ``torch.lstm`` (one C++ loop) over the spans between reset times, several
+                times faster than stepping it from Python; the results are the same up to
+                float rounding.
+
+        Returns:
+            ``(params [T, B, P], values [T, B], states)``: ``states = (h, c)``, each
+            ``[T, B, H]``, the core's state after each step (before any reset for the
+            next); None for a feed-forward model (which ignores ``state`` and ``resets``)
+            or without ``states``.
+        """
+        T, B = obs.shape[:2]
+        if self.core is None:
+            params, values = self(obs.flatten(0, 1))
+            return params.view(T, B, -1), values.view(T, B), None
+        features = self.torso(obs.flatten(0, 1)).view(T, B, -1)  # [T, B, F]
+        h, c = state if state is not None else self.initial_state(B, obs.device)
+        if not states:
+            h_all = self._spans(features, h, c, resets)
+            return self.policy(h_all), self.value(h_all).squeeze(-1), None
+        keep = None if resets is None else (~resets).to(features.dtype).unsqueeze(-1)  # [T, B, 1]
+        hs, cs = [], []
+        for t in range(T):
+            if keep is not None:
+                h, c = h * keep[t], c * keep[t]
+            h, c = self.core(features[t], (h, c))
+            hs.append(h)
+            cs.append(c)
+        h_all, c_all = torch.stack(hs), torch.stack(cs)  # [T, B, H]
+        return self.policy(h_all), self.value(h_all).squeeze(-1), (h_all, c_all)
+
+    def _spans(self, features: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+               resets: torch.Tensor | None) -> torch.Tensor:
+        """``h`` after every step (``[T, B, H]``), the core run by ``torch.lstm`` over each
+        span of steps between two reset times, the state masked at the span's start."""
+        T = features.shape[0]
+        weights = [self.core.weight_ih, self.core.weight_hh, self.core.bias_ih, self.core.bias_hh]
+        starts = [0] if resets is None else sorted({0, *torch.nonzero(resets.any(1)).flatten().tolist()})
+        outputs = []
+        for start, end in zip(starts, starts[1:] + [T]):
+            if resets is not None:
+                keep = (~resets[start]).to(h.dtype).unsqueeze(-1)  # [B, 1]
+                h, c = h * keep, c * keep
+            out, h_n, c_n = torch.lstm(features[start:end], (h.unsqueeze(0), c.unsqueeze(0)), weights, True, 1, 0.0,
+                                       self.training, False, False)
+            h, c = h_n[0], c_n[0]
+            outputs.append(out)
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    def step(self, obs: torch.Tensor, state: RecurrentState | None
+             ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState | None]:
+        """One step of ``B`` environments, ``obs: [B, *obs_shape]`` -> ``(params [B, P],
+        values [B], new state)``."""
+        params, values, states = self.sequence(obs.unsqueeze(0), state)
+        new_state = None if states is None else (states[0][0], states[1][0])
+        return params[0], values[0], new_state
 
 
 class QNetwork(nn.Module):
@@ -275,25 +376,29 @@ def build_q_network(obs: ObsSpec | int, action: ActionSpec | int, hidden_sizes: 
 
 def build_actor_critic(obs: ObsSpec | int, action: ActionSpec | int, hidden_sizes: Sequence[int],
                        shared_torso: bool | None = True, network: str = "auto", gaussian_std: str = "parameter",
-                       normalizer: nn.Module | None = None) -> ActorCritic:
+                       normalizer: nn.Module | None = None, lstm_size: int = 0) -> ActorCritic:
     """The actor-critic for observations ``obs`` and the action space ``action`` (or a
     number of discrete actions).
 
     Args:
         shared_torso: one torso for both heads; ``None``: shared for a CNN (the paper's
-            Atari network), one torso per head for an MLP.
+            Atari network) or with an LSTM core, one torso per head for an MLP.
         gaussian_std: ``"softplus"`` or ``"parameter"``, for continuous actions
             (``distributions.DiagGaussian``).
         normalizer: see ``ActorCritic``.
+        lstm_size: width of an LSTM core between torso and heads (0: none).
 
     Raises:
-        NetworkError: as ``resolve_network``.
+        NetworkError: as ``resolve_network``, or if an LSTM core is asked with one torso
+            per head.
     """
     torso = build_torso(obs, network, hidden_sizes)
     if shared_torso is None:
-        shared_torso = not isinstance(torso, MLPTorso)
+        shared_torso = bool(lstm_size) or not isinstance(torso, MLPTorso)
+    if lstm_size and not shared_torso:
+        raise NetworkError("--lstm feeds both heads from one core: it needs --shared-torso")
     value_torso = None if shared_torso else build_torso(obs, network, hidden_sizes)
-    return ActorCritic(torso, action, value_torso, gaussian_std, normalizer)
+    return ActorCritic(torso, action, value_torso, gaussian_std, normalizer, lstm_size)
 
 
 class NumpyMLP:
@@ -372,9 +477,10 @@ def fast_forward(torso: nn.Module, head: nn.Linear) -> Callable[[np.ndarray], np
 
 
 class PolicyValue:
-    """``(params [N, P], values [N])`` of an ``ActorCritic`` for a batch ``obs: [N, *obs_shape]``,
-    without autograd, by ``fast_forward``: one pass through a shared torso, two through
-    separate ones."""
+    """``(params [N, P], values [N])`` of a feed-forward ``ActorCritic`` for a batch
+    ``obs: [N, *obs_shape]``, without autograd, by ``fast_forward``: one pass through a
+    shared torso, two through separate ones. Stateless: ``reset`` and ``state`` are there
+    for the interface ``RecurrentPolicyValue`` shares."""
 
     def __init__(self, model: ActorCritic) -> None:
         self.shared_cnn = model.value_torso is None and not isinstance(model.torso, MLPTorso)
@@ -389,6 +495,157 @@ class PolicyValue:
             return logits.numpy(), values.numpy()
         return self.policy(obs), self.value(obs)[:, 0]
 
-    def values(self, obs: np.ndarray) -> np.ndarray:
-        """``V(s)`` for a batch ``obs: [N, *obs_shape]`` -> ``[N]``."""
+    def values(self, obs: np.ndarray, envs: Sequence[int] | slice = slice(None)) -> np.ndarray:
+        """``V(s)`` for a batch ``obs: [N, *obs_shape]`` -> ``[N]`` (``envs``: which
+        environments the rows belong to, for a recurrent model)."""
         return self.value(obs)[:, 0]
+
+    def reset(self, env: int) -> None:
+        """Where environment ``env``'s episode ended (nothing to forget here)."""
+
+    def state(self) -> np.ndarray | None:
+        """The recurrent state of every environment (None: feed-forward)."""
+        return None
+
+
+class NumpyLSTM:
+    """One step of a recurrent ``ActorCritic`` with an ``MLPTorso`` in NumPy: the acting path
+    of the LSTM policies on control tasks, where torch's per-operation overhead dwarfs the
+    arithmetic (as ``NumpyMLP``). Reads the modules' parameters through views, so it sees
+    their current values.
+
+    ``__call__(obs [N, obs_dim], h [N, H], c [N, H]) -> (params [N, P], values [N], h', c')``,
+    equal to ``model.step`` up to float rounding (torch's gate order i, f, g, o).
+
+    Raises:
+        TypeError: if the model has no LSTM core or its torso is not an ``MLPTorso``.
+    """
+
+    def __init__(self, model: ActorCritic) -> None:
+        if not model.recurrent or not isinstance(model.torso, MLPTorso):
+            raise TypeError("NumpyLSTM needs a recurrent ActorCritic with an MLPTorso")
+        self.torso = NumpyMLP(model.torso, model.policy)
+        core = model.core
+        self.w_ih, self.w_hh = core.weight_ih.detach().numpy(), core.weight_hh.detach().numpy()
+        self.b_ih, self.b_hh = core.bias_ih.detach().numpy(), core.bias_hh.detach().numpy()
+        self.size = core.hidden_size
+        self.value = (model.value.weight.detach().numpy(), model.value.bias.detach().numpy())
+
+    @staticmethod
+    def _sigmoid(x: np.ndarray) -> np.ndarray:
+        return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for large |x|
+
+    def __call__(self, obs: np.ndarray, h: np.ndarray, c: np.ndarray):
+        x = obs
+        for weight, bias in self.torso.layers:
+            x = np.tanh(x @ weight.T + bias)  # [N, width]
+        gates = x @ self.w_ih.T + h @ self.w_hh.T + (self.b_ih + self.b_hh)  # [N, 4H]
+        H = self.size
+        i, f = self._sigmoid(gates[:, :H]), self._sigmoid(gates[:, H:2 * H])
+        g, o = np.tanh(gates[:, 2 * H:3 * H]), self._sigmoid(gates[:, 3 * H:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        weight, bias = self.torso.head
+        params = h @ weight.T + bias
+        if self.torso.log_std is not None:
+            params = np.concatenate([params, np.broadcast_to(self.torso.log_std, (len(h), len(self.torso.log_std)))],
+                                    axis=1)
+        weight, bias = self.value
+        return params, (h @ weight.T + bias)[:, 0], h, c
+
+
+class _RecurrentStep:
+    """``model.step`` on NumPy arrays without autograd: ``NumpyLSTM`` for an MLP torso, torch
+    (``no_grad``) otherwise."""
+
+    def __init__(self, model: ActorCritic) -> None:
+        self.model = model
+        self.numpy = NumpyLSTM(model) if isinstance(model.torso, MLPTorso) else None
+
+    def __call__(self, obs: np.ndarray, h: np.ndarray, c: np.ndarray):
+        if self.numpy is not None:
+            return self.numpy(obs, h, c)
+        with torch.no_grad():
+            params, values, (h, c) = self.model.step(torch.from_numpy(obs), (torch.from_numpy(h), torch.from_numpy(c)))
+        return params.numpy(), values.numpy(), h.numpy(), c.numpy()
+
+
+class RecurrentPolicyValue:
+    """``PolicyValue`` for a recurrent ``ActorCritic`` acting in ``num_envs`` environments:
+    each call steps the LSTM core one observation per environment, carrying its state
+    ``(h, c)`` from step to step; ``reset(e)`` zeroes environment ``e``'s state where its
+    episode ended. NumPy for an MLP torso (``NumpyLSTM``), torch without autograd otherwise.
+    """
+
+    def __init__(self, model: ActorCritic, num_envs: int) -> None:
+        self.step = _RecurrentStep(model)
+        self.h = np.zeros((num_envs, model.core.hidden_size), np.float32)
+        self.c = np.zeros_like(self.h)
+
+    def __call__(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        params, values, self.h, self.c = self.step(obs, self.h, self.c)
+        return params, values
+
+    def values(self, obs: np.ndarray, envs: Sequence[int] | slice = slice(None)) -> np.ndarray:
+        """``V(s)`` of ``obs: [N, *obs_shape]`` after the current state of ``envs``, without
+        moving that state (the bootstrap value of a rollout's last observation, the last
+        observation of a truncated episode)."""
+        return self.step(obs, self.h[envs], self.c[envs])[1]
+
+    def reset(self, env: int) -> None:
+        self.h[env] = 0.0
+        self.c[env] = 0.0
+
+    def state(self) -> np.ndarray:
+        """``[num_envs, 2, H]`` float32, a copy of ``(h, c)`` per environment."""
+        return np.stack([self.h, self.c], axis=1)
+
+
+class FeedForwardPolicy:
+    """One observation's policy parameters, ``[*obs_shape] -> [P]``, by ``fast_forward``
+    (A3C's acting; ``reset`` and ``state`` as ``RecurrentPolicy``'s)."""
+
+    state = None
+
+    def __init__(self, model: ActorCritic) -> None:
+        self.forward = fast_forward(model.torso, model.policy)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.forward(obs)
+
+    def reset(self) -> None:
+        pass
+
+
+class RecurrentPolicy:
+    """``FeedForwardPolicy`` for a recurrent model: each call steps the LSTM core (NumPy for
+    an MLP torso), ``reset`` zeroes its state, ``state`` is the current ``(h, c)`` as torch
+    tensors (``[1, H]`` each: an A3C segment's first state, where its back-propagation
+    through time starts)."""
+
+    def __init__(self, model: ActorCritic) -> None:
+        self.step = _RecurrentStep(model)
+        self.h = np.zeros((1, model.core.hidden_size), np.float32)
+        self.c = np.zeros_like(self.h)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        params, _, self.h, self.c = self.step(obs[None], self.h, self.c)
+        return params[0]
+
+    @property
+    def state(self) -> RecurrentState:
+        return torch.from_numpy(self.h.copy()), torch.from_numpy(self.c.copy())
+
+    def reset(self) -> None:
+        self.h = np.zeros_like(self.h)
+        self.c = np.zeros_like(self.c)
+
+
+def acting_policy(model: ActorCritic) -> FeedForwardPolicy | RecurrentPolicy:
+    """The acting path of one actor-learner with one environment (A3C)."""
+    return RecurrentPolicy(model) if model.recurrent else FeedForwardPolicy(model)
+
+
+def acting_policy_value(model: ActorCritic, num_envs: int) -> PolicyValue | RecurrentPolicyValue:
+    """The acting path of an actor stepping ``num_envs`` environments (A2C, PPO)."""
+    return RecurrentPolicyValue(model, num_envs) if model.recurrent else PolicyValue(model)

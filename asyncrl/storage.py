@@ -80,6 +80,9 @@ class RolloutSlots:
       that evaluates every value with its own critic (A2C, V-trace) evaluates
       ``final_obs`` too, never the actor's stale value.
     - ``policy_version: int64``: the version of the policy that acted.
+    - ``initial_state: [E, 2, lstm_size] float32``: each rollout's first recurrent state
+      ``(h, c)`` (an LSTM policy's), where the learner's unroll starts; absent if
+      ``lstm_size`` is 0.
     - ``stats: [stats_size] float64``: per slot, whatever the actor reports besides the
       rollout (the raw moments of ``asyncrl.normalization``); absent if ``stats_size`` is 0.
 
@@ -99,6 +102,7 @@ class RolloutSlots:
         action_shape: shape of one action (``()`` discrete, ``(D,)`` continuous).
         action_dtype: its dtype (int64 or float32).
         stats_size: length of the per-slot ``stats`` vector (0: none).
+        lstm_size: width of the policy's LSTM state (0: feed-forward, no ``initial_state``).
 
     Raises:
         ValueError: if a count is below 1.
@@ -110,7 +114,7 @@ class RolloutSlots:
     def __init__(self, actors: int, slots_per_actor: int, unroll_length: int, envs_per_slot: int,
                  obs_shape: tuple[int, ...], obs_dtype: np.dtype = np.dtype(np.float32),
                  action_shape: tuple[int, ...] = (), action_dtype: np.dtype = np.dtype(np.int64),
-                 stats_size: int = 0) -> None:
+                 stats_size: int = 0, lstm_size: int = 0) -> None:
         if min(actors, slots_per_actor, unroll_length, envs_per_slot) < 1:
             raise ValueError(f"need actors, slots_per_actor, unroll_length and envs_per_slot >= 1, got {actors}, "
                              f"{slots_per_actor}, {unroll_length}, {envs_per_slot}")
@@ -134,6 +138,7 @@ class RolloutSlots:
         self.final_obs = shared((S, T, E, *obs_shape), obs_dtype)
         self.final_values = shared((S, T, E), torch.float32)
         self.policy_version = shared((S,), torch.int64)
+        self.initial_state = shared((S, E, 2, lstm_size), torch.float32) if lstm_size else None
         self.stats = shared((S, stats_size), torch.float64) if stats_size else None
         self.state = shared((S,), torch.int64)  # FREE / WRITING / FULL / READING
         self.committed_ns = shared((S,), torch.int64)  # when it became full: the learner takes the oldest first
@@ -149,6 +154,8 @@ class RolloutSlots:
         self._committed = self.committed_ns.numpy()
         self._cycles = self.cycles.numpy()
         self._arrays = {name: getattr(self, name).numpy() for name in self.FIELDS}
+        if self.initial_state is not None:
+            self._arrays["initial_state"] = self.initial_state.numpy()
         self._versions = self.policy_version.numpy()
         self._stats = None if self.stats is None else self.stats.numpy()
 
@@ -231,7 +238,7 @@ class RolloutSlots:
         """Copy the slots ``indices`` (``k`` of them, ``B = k * E`` rollouts) into
         time-major tensors: ``obs: [T+1, B, *obs_shape]``, ``values: [T+1, B]``, the other
         fields ``[T, B, ...]``, ``policy_version: [B]`` and, if the slots have them,
-        ``stats: [k, stats_size]`` (per slot); rollout ``j * E + e`` is environment ``e``
+        ``stats: [k, stats_size]`` (per slot), ``initial_state: [B, 2, H]``; rollout ``j * E + e`` is environment ``e``
         of slot ``indices[j]``. The copies are the caller's; the slots can be released.
 
         Raises:
@@ -246,6 +253,8 @@ class RolloutSlots:
             tensor = tensor.transpose(0, 1)  # [T(+1), k, E, ...]
             out[name] = tensor.reshape(tensor.shape[0], -1, *tensor.shape[3:])  # [T(+1), B, ...]
         out["policy_version"] = self.policy_version.index_select(0, idx).repeat_interleave(self.envs_per_slot)  # [B]
+        if self.initial_state is not None:
+            out["initial_state"] = self.initial_state.index_select(0, idx).flatten(0, 1)  # [B, 2, H]
         if self.stats is not None:
             out["stats"] = self.stats.index_select(0, idx)  # [k, stats_size]
         return out

@@ -37,6 +37,18 @@ class TorchUpdater:
     def __init__(self, model: ActorCritic, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
         self.model, self.optimizer, self.max_grad_norm = model, optimizer, max_grad_norm
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.recurrent = model.recurrent
+
+    @torch.no_grad()
+    def sequence(self, obs: torch.Tensor, state, resets: torch.Tensor):
+        """``ActorCritic.sequence`` without gradients: ``obs: [T, B, *obs_shape]`` ->
+        ``(params [T, B, P], values [T, B], states)``."""
+        return self.model.sequence(obs, state, resets)
+
+    @torch.no_grad()
+    def peek_values(self, obs: torch.Tensor, state) -> torch.Tensor:
+        """``V`` of ``obs: [K, *obs_shape]`` after a recurrent state ``(h, c)`` (each ``[K, H]``)."""
+        return self.model.step(obs, state)[1]
 
     @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,11 +56,18 @@ class TorchUpdater:
         (``params``: the policy distribution's, ``self.model.dist``)."""
         return self.model(obs)
 
-    def step(self, obs: torch.Tensor, loss: str, lr: float | None, **inputs: Any) -> dict[str, float]:
+    def step(self, obs: torch.Tensor, loss: str, lr: float | None, state=None, resets: torch.Tensor | None = None,
+             **inputs: Any) -> dict[str, float]:
         """One optimizer step on ``loss`` (``"actor_critic"``: ``losses.actor_critic_loss``
-        with mean reduction; ``"ppo"``: ``losses.ppo_loss``) over ``obs: [N, *obs_shape]``;
-        ``inputs`` are the loss's other arguments. Returns the loss's metrics."""
-        params, values = self.model(obs)
+        with mean reduction; ``"ppo"``: ``losses.ppo_loss``) over ``obs: [N, *obs_shape]``,
+        or for a recurrent model over whole sequences ``obs: [T, b, *obs_shape]`` unrolled
+        from ``state`` with ``resets`` (``[T, b]``; ``N = T * b``, time-major);
+        ``inputs`` are the loss's other arguments, ``[N, ...]``. Returns the loss's metrics."""
+        if self.recurrent:
+            params, values, _ = self.model.sequence(obs, state, resets, states=False)  # back-propagation through time
+            params, values = params.flatten(0, 1), values.flatten(0, 1)
+        else:
+            params, values = self.model(obs)
         if loss == "ppo":
             value, metrics = ppo_loss(params, values, dist=self.model.dist, **inputs)
         else:
@@ -66,9 +85,11 @@ class TorchUpdater:
 
 def numpy_path_applies(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> bool:
     """Whether ``NumpyUpdater`` can stand in for ``TorchUpdater``: a CPU ``ActorCritic`` of
-    ``MLPTorso`` torsos, and plain Adam or RMSprop (no weight decay, AMSGrad, momentum or
+    ``MLPTorso`` torsos without an LSTM core, and plain Adam or RMSprop (no weight decay, AMSGrad, momentum or
     centring)."""
     if device.type != "cpu" or not isinstance(model, ActorCritic) or not isinstance(model.torso, MLPTorso):
+        return False
+    if model.recurrent:
         return False
     if model.value_torso is not None and not isinstance(model.value_torso, MLPTorso):
         return False
@@ -194,6 +215,7 @@ class NumpyUpdater:
         if not numpy_path_applies(model, optimizer, torch.device("cpu")):
             raise ValueError("NumpyUpdater needs a CPU MLP ActorCritic with plain Adam or RMSprop")
         self.model, self.optimizer, self.max_grad_norm = model, optimizer, max_grad_norm
+        self.recurrent = False
         self.group = optimizer.param_groups[0]
         self.adam = isinstance(optimizer, torch.optim.Adam)
         params = list(self.group["params"])

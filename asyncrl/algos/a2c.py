@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from asyncrl.algos.batched import Actor, advantage_estimates, build_model, greedy_action, learner_factory, \
-    make_shared
+    make_shared, recurrent_inputs
 from asyncrl.shared import linear_lr
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "policy_lag")
@@ -38,8 +38,13 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
     device = actions.device
     N = T * B
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
+    sequences: dict[str, Any] = {}
+    if updater.recurrent:  # the whole [T, B] batch, unrolled through time
+        state, resets = recurrent_inputs(batch)
+        sequences = {"state": state, "resets": resets[:T]}
     return updater.step(
-        obs[:T].flatten(0, 1), "actor_critic", lr,  # [N, *obs_shape]
+        obs[:T] if updater.recurrent else obs[:T].flatten(0, 1), "actor_critic", lr,  # [T, B, ...] or [N, ...]
+        **sequences,
         actions=actions.flatten(0, 1),  # [N, *action_shape]
         returns=torch.from_numpy(estimates.returns.reshape(N)).to(device),
         advantages=torch.from_numpy(estimates.advantages.reshape(N)).to(device),

@@ -31,7 +31,7 @@ from asyncrl.config import Config
 from asyncrl.envs import game_score, start_worker_env
 from asyncrl.losses import actor_critic_loss
 from asyncrl.distributions import ActionSpec
-from asyncrl.networks import ActorCritic, ObsSpec, build_actor_critic, fast_forward
+from asyncrl.networks import ActorCritic, ObsSpec, acting_policy, build_actor_critic
 from asyncrl.returns import n_step_returns, segment_end_flags
 from asyncrl.shared import (
     GlobalCounters,
@@ -55,14 +55,23 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Actor
         NetworkError: if ``--network`` cannot read ``obs``.
     """
     a = config.algo
-    return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std)
+    return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std,
+                              lstm_size=a.lstm_size if a.lstm else 0)
 
 
-def greedy_action(model: ActorCritic, obs: torch.Tensor) -> int | np.ndarray:
+def greedy_action(model: ActorCritic, obs: torch.Tensor, state=None) -> tuple[int | np.ndarray, object]:
     """The greedy action for one observation ``obs: [*obs_shape]``: ``argmax_a pi(a|s)``
-    (an int), or a Gaussian's mean (``[D]`` float32, which the env clips to its bounds)."""
-    params, _ = model(obs.unsqueeze(0))
-    return model.dist.env_action(model.dist.mode(params)[0].numpy())
+    (an int), or a Gaussian's mean (``[D]`` float32, which the env clips to its bounds).
+
+    Args:
+        state: a recurrent model's state before ``obs`` (``model.initial_state(1)`` at an
+            episode's start); ignored by a feed-forward model.
+
+    Returns:
+        ``(action, state after obs)``.
+    """
+    params, _, state = model.step(obs.unsqueeze(0), state)
+    return model.dist.env_action(model.dist.mode(params)[0].numpy()), state
 
 
 def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SharedState:
@@ -98,7 +107,7 @@ class ActorLearner:
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
         self.shared_params = list(shared.model.parameters())
-        self.policy = fast_forward(self.local.torso, self.local.policy)  # pi(.|s; theta'), reads theta'
+        self.policy = acting_policy(self.local)  # pi(.|s; theta'), reads theta'; carries an LSTM's state
         self.dist = self.local.dist
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.stats = WorkerStats(counters)
@@ -114,6 +123,7 @@ class ActorLearner:
         rewards: list[float] = []
         terminated = truncated = False
         obs = self.obs
+        initial_state = self.policy.state  # an LSTM's (h, c) at the segment's start, or None
         for t in range(cfg.t_max):
             obs_buf[t] = obs
             action = dist.sample(self.policy(obs_buf[t]), self.rng)  # unbounded for a Gaussian
@@ -127,10 +137,14 @@ class ActorLearner:
         n = len(rewards)
         obs_buf[n] = obs  # s_{t+n}: the episode's last observation if it ended
         self.obs = env.reset()[0] if terminated or truncated else obs
+        if terminated or truncated:
+            self.policy.reset()  # the next episode starts from a zero LSTM state
 
-        params, values = local(torch.from_numpy(obs_buf[: n + 1]))  # [n+1, P], [n+1]
+        # One pass over the segment's n+1 observations; with an LSTM, back-propagation
+        # through these n+1 steps from the segment's (detached) initial state.
+        params, values, _ = local.sequence(torch.from_numpy(obs_buf[: n + 1]).unsqueeze(1), initial_state)
         next_values = np.zeros((n, 1), dtype=np.float32)
-        next_values[-1, 0] = values[n].item()  # V(s_{t+n}); unused if terminated
+        next_values[-1, 0] = values[n, 0].item()  # V(s_{t+n}); unused if terminated
         returns = n_step_returns(
             np.asarray(rewards, dtype=np.float32)[:, None],  # [n, 1]
             *segment_end_flags(n, terminated, truncated),
@@ -138,8 +152,8 @@ class ActorLearner:
             cfg.gamma,
         )
         loss, metrics = actor_critic_loss(
-            params[:n].unsqueeze(1),  # [n, 1, P]
-            values[:n].unsqueeze(1),  # [n, 1]
+            params[:n],  # [n, 1, P]
+            values[:n],  # [n, 1]
             torch.from_numpy(action_buf[:n]).unsqueeze(1),  # [n, 1, *action_shape]
             torch.from_numpy(returns),  # [n, 1]
             cfg.value_coef,

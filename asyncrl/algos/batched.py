@@ -31,7 +31,7 @@ from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_score, start_worker_env
-from asyncrl.networks import ActorCritic, ObsSpec, PolicyValue, build_actor_critic
+from asyncrl.networks import ActorCritic, ObsSpec, acting_policy_value, build_actor_critic
 from asyncrl.normalization import NormalizedEnv, Normalizer, merge_moments, rollout_moments, stats_size
 from asyncrl.returns import gae, vtrace
 from asyncrl.shared import GlobalCounters, make_shared_optimizer, share_model
@@ -104,7 +104,8 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Actor
     """
     a = config.algo
     normalizer = Normalizer(obs.shape[0]) if normalizes(a) else None
-    return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std, normalizer)
+    return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std, normalizer,
+                              lstm_size=a.lstm_size if a.lstm else 0)
 
 
 def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SharedState:
@@ -128,7 +129,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     dist = model.dist
     slots = RolloutSlots(config.run.workers, 1 if a.sync else 2, a.unroll_length, a.envs_per_actor, obs.shape,
                          obs.np_dtype, dist.action_shape, dist.action_dtype,
-                         stats_size(obs.shape[0]) if normalizes(a) else 0)
+                         stats_size(obs.shape[0]) if normalizes(a) else 0, a.lstm_size if a.lstm else 0)
     return SharedState(model=model, optimizer=optimizer, slots=slots, policy=PolicyStore(model))
 
 
@@ -170,7 +171,7 @@ class Actor:
         self.local = copy.deepcopy(shared.model)  # process-local memory, refreshed from each publication
         self.local_params = list(self.local.state_dict().values())
         self.shared_params = list(shared.model.state_dict().values())
-        self.policy_value = PolicyValue(self.local)  # reads the local copy
+        self.policy_value = acting_policy_value(self.local, E)  # reads the local copy; carries an LSTM's state
         self.dist = self.local.dist
         self.version = -1
         self.serial = config.run.serial
@@ -187,6 +188,9 @@ class Actor:
             "final_obs": np.zeros((T, E, *spec.shape), spec.np_dtype),
             "final_values": np.zeros((T, E), np.float32),
         }
+        if self.local.recurrent:  # each rollout's first (h, c), where the learner's unroll starts
+            r_state = self.policy_value.state()
+            self.rollout["initial_state"] = np.zeros_like(r_state)  # [E, 2, H]
         if self.normalized:  # what the learner's statistics are made of: raw observations and returns
             self._raw_obs = np.zeros((T, E, *spec.shape), np.float64)
             self._raw_returns = np.zeros((T, E), np.float64)
@@ -238,6 +242,8 @@ class Actor:
         final_values.fill(0.0)
         E, T = len(self.envs), slots.unroll_length
         dist, normalized = self.dist, self.normalized
+        if "initial_state" in r:
+            r["initial_state"][:] = self.policy_value.state()
         for t in range(T):
             obs_buf[t] = self.obs
             params, values[t] = self.policy_value(self.obs)
@@ -257,8 +263,9 @@ class Actor:
                 if terminated or truncated:
                     if truncated and not terminated:
                         r["final_obs"][t, e] = obs
-                        final_values[t, e] = self.policy_value.values(r["final_obs"][t, e:e + 1])[0]
+                        final_values[t, e] = self.policy_value.values(r["final_obs"][t, e:e + 1], [e])[0]
                     obs, _ = env.reset()
+                    self.policy_value.reset(e)  # an LSTM's state starts the next episode at zero
                 self.obs[e] = obs
             self.counters.add(self.worker_id, E, updates=0)  # T <- T + E
         obs_buf[T] = self.obs
@@ -434,6 +441,21 @@ def time_major_next_values(values: np.ndarray, final_values: np.ndarray, truncat
     return np.where(truncated, final_values, values[1:]).astype(np.float32)
 
 
+def recurrent_inputs(batch: dict[str, torch.Tensor]) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Where a recurrent learner's unroll of a ``[T, B]`` batch starts and resets.
+
+    Returns:
+        ``((h, c), resets)``: each rollout's first state (``[B, H]`` each, from the actor)
+        and ``resets: [T+1, B]`` bool, true before step ``t`` where step ``t - 1`` ended
+        an episode (terminated or truncated): the state is zeroed there, as the actor did.
+    """
+    initial = batch["initial_state"]  # [B, 2, H]
+    done = batch["terminated"] | batch["truncated"]  # [T, B]
+    resets = torch.zeros(done.shape[0] + 1, done.shape[1], dtype=torch.bool, device=done.device)
+    resets[1:] = done
+    return (initial[:, 0].contiguous(), initial[:, 1].contiguous()), resets
+
+
 class Estimates(NamedTuple):
     """What ``advantage_estimates`` computes for a ``[T, B]`` batch (NumPy, float32)."""
 
@@ -465,14 +487,22 @@ def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], 
     vtrace_on = cfg.correction == "vtrace"
     final_values = host["final_values"]  # [T, B]: the behaviour critic's
     if vtrace_on or not behaviour_critic:
-        logits, values = updater.forward(obs.flatten(0, 1))  # [(T+1)*B, P], [(T+1)*B]
+        if updater.recurrent:  # the core unrolled over the rollouts from their first states
+            state, resets = recurrent_inputs(batch)
+            logits, values, (h, c) = updater.sequence(obs, state, resets)  # [T+1, B, P], [T+1, B], [T+1, B, H]
+        else:
+            logits, values = updater.forward(obs.flatten(0, 1))  # [(T+1)*B, P], [(T+1)*B]
         np_values = values.reshape(T + 1, B).cpu().numpy()  # [T+1, B]
         cut = np.nonzero(host["truncated"])  # (t, b) of the truncated steps
         if len(cut[0]):
             final_values = np.zeros_like(final_values)
             rows = torch.from_numpy(cut[0] * B + cut[1]).to(obs.device)
             final_obs = batch["final_obs"].flatten(0, 1).index_select(0, rows)  # [K, *obs_shape]
-            final_values[cut] = updater.forward(final_obs)[1].cpu().numpy()
+            if updater.recurrent:  # after the state the cut episode had reached
+                t, b = (torch.from_numpy(i).to(obs.device) for i in cut)
+                final_values[cut] = updater.peek_values(final_obs, (h[t, b], c[t, b])).cpu().numpy()
+            else:
+                final_values[cut] = updater.forward(final_obs)[1].cpu().numpy()
     else:
         np_values = batch["values"].cpu().numpy()  # [T+1, B]
     next_values = time_major_next_values(np_values, final_values, host["truncated"])  # [T, B]

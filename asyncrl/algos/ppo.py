@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from asyncrl.algos.batched import Actor, advantage_estimates, build_model, greedy_action, learner_factory, \
-    make_shared
+    make_shared, recurrent_inputs
 from asyncrl.shared import linear_lr
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "epochs", "policy_lag")
@@ -53,40 +53,32 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
         old_log_probs = batch["log_probs"]  # [T, B]: pi_old = the behaviour policy mu
     else:  # V-trace: pi_old = pi_prox, the learner's policy now (the decoupled objective)
         old_log_probs = torch.from_numpy(estimates.log_probs).to(device)  # [T, B]
-    N = T * B
-    flat = {  # [N, ...]
-        "obs": obs[:T].flatten(0, 1),  # [N, *obs_shape]
-        "actions": actions.flatten(0, 1),  # [N, *action_shape]
-        "old_log_probs": old_log_probs.reshape(N),
-        "old_values": torch.from_numpy(estimates.values[:T].reshape(N)).to(device),
-        "advantages": torch.from_numpy(estimates.advantages.reshape(N)).to(device),
-        "returns": torch.from_numpy(estimates.returns.reshape(N)).to(device),
-    }
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
     clip_range = linear_lr(cfg.clip_range, progress, 1.0) if cfg.clip_anneal else cfg.clip_range
     clip_range = max(clip_range, 1e-8)
-    full_batch = cfg.minibatch_size >= N  # one minibatch: no shuffling, no gathers
-    if full_batch and cfg.normalize_advantages and N > 1:
-        flat["advantages"] = (flat["advantages"] - flat["advantages"].mean()) / (flat["advantages"].std() + 1e-8)
+    time_major = {  # [T, B, ...]
+        "actions": actions,
+        "old_log_probs": old_log_probs,
+        "old_values": torch.from_numpy(estimates.values[:T]).to(device),
+        "advantages": torch.from_numpy(estimates.advantages).to(device),
+        "returns": torch.from_numpy(estimates.returns).to(device),
+    }
+    if updater.recurrent:
+        minibatches = _sequence_minibatches(cfg, obs, time_major, recurrent_inputs(batch), rng)
+    else:
+        minibatches = _sample_minibatches(cfg, obs, time_major, rng)
     sums: dict[str, float] = {}
     steps = epochs = 0
     for _ in range(cfg.epochs):
         epochs += 1
         kl_exceeded = False
-        order = None if full_batch else torch.from_numpy(rng.permutation(N)).to(device)
-        for start in range(0, N, cfg.minibatch_size):
-            if full_batch:
-                mb = flat
-            else:
-                idx = order[start:start + cfg.minibatch_size]
-                mb = {name: tensor[idx] for name, tensor in flat.items()}
-                if cfg.normalize_advantages and len(idx) > 1:
-                    a = mb["advantages"]
-                    mb["advantages"] = (a - a.mean()) / (a.std() + 1e-8)
-            metrics = updater.step(mb["obs"], "ppo", lr, actions=mb["actions"], old_log_probs=mb["old_log_probs"],
-                                   old_values=mb["old_values"], advantages=mb["advantages"],
-                                   returns=mb["returns"], clip_range=clip_range, value_clip=cfg.value_clip,
-                                   value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
+        for mb_obs, sequences, mb in minibatches():
+            if cfg.normalize_advantages and mb["advantages"].numel() > 1:
+                a = mb["advantages"]
+                mb["advantages"] = (a - a.mean()) / (a.std() + 1e-8)
+            metrics = updater.step(mb_obs, "ppo", lr, **sequences, **mb, clip_range=clip_range,
+                                   value_clip=cfg.value_clip, value_coef=cfg.value_coef,
+                                   entropy_coef=cfg.entropy_coef)
             steps += 1
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0.0) + value
@@ -96,6 +88,42 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
         if kl_exceeded:
             break
     return {**{name: value / steps for name, value in sums.items()}, "epochs": float(epochs)}
+
+
+def _sample_minibatches(cfg: Any, obs: torch.Tensor, time_major: dict[str, torch.Tensor], rng: np.random.Generator):
+    """Minibatches of ``--minibatch-size`` single steps, shuffled anew each epoch (a
+    feed-forward policy): yields ``(obs [M, *obs_shape], {}, {name: [M, ...]})``."""
+    T, B = time_major["old_log_probs"].shape
+    N = T * B
+    flat = {name: tensor.flatten(0, 1) for name, tensor in time_major.items()}  # [N, ...]
+    flat_obs = obs[:T].flatten(0, 1)  # [N, *obs_shape]
+    if cfg.minibatch_size >= N:  # one minibatch: no shuffling, no gathers
+        return lambda: iter([(flat_obs, {}, dict(flat))])
+
+    def epoch():
+        order = torch.from_numpy(rng.permutation(N)).to(flat_obs.device)
+        for start in range(0, N, cfg.minibatch_size):
+            idx = order[start:start + cfg.minibatch_size]
+            yield flat_obs[idx], {}, {name: tensor[idx] for name, tensor in flat.items()}
+    return epoch
+
+
+def _sequence_minibatches(cfg: Any, obs: torch.Tensor, time_major: dict[str, torch.Tensor], inputs,
+                          rng: np.random.Generator):
+    """Minibatches of whole rollouts (a recurrent policy): ``max(1, --minibatch-size // T)``
+    environments' ``T``-step sequences each, shuffled by environment each epoch, never by
+    step; yields ``(obs [T, b, *obs_shape], {"state", "resets"}, {name: [T * b, ...]})``."""
+    (h, c), resets = inputs
+    T, B = time_major["old_log_probs"].shape
+    per_minibatch = max(1, cfg.minibatch_size // T)
+
+    def epoch():
+        order = torch.from_numpy(rng.permutation(B)).to(obs.device)
+        for start in range(0, B, per_minibatch):
+            cols = order[start:start + per_minibatch]
+            yield (obs[:T, cols], {"state": (h[cols], c[cols]), "resets": resets[:T, cols]},
+                   {name: tensor[:, cols].flatten(0, 1) for name, tensor in time_major.items()})
+    return epoch
 
 
 Learner = learner_factory(learn)

@@ -26,9 +26,9 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> QNetw
     return build_q_network(obs, action, config.algo.hidden_sizes, config.algo.network)
 
 
-def greedy_action(model: QNetwork, obs: torch.Tensor) -> int:
-    """``argmax_a Q(s, a)`` for one observation ``obs: [*obs_shape]``."""
-    return int(model(obs.unsqueeze(0)).argmax())
+def greedy_action(model: QNetwork, obs: torch.Tensor, state=None) -> tuple[int, None]:
+    """``(argmax_a Q(s, a), None)`` for one observation ``obs: [*obs_shape]`` (no state)."""
+    return int(model(obs.unsqueeze(0)).argmax()), None
 
 
 def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SharedState:
