@@ -100,3 +100,19 @@ def test_gaussian_policy_serial_seed0_learns_pendulum(tmp_path, algo, workers, b
     summary = Trainer(Config(run=run, algo=algo_config(algo, run.env)), quiet=True).train()
     assert summary["reached_target"] and summary["steps_to_target"] <= budget, summary
     assert summary["mean_return_at_target"] >= target
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo, budget", [
+    # the no-velocity presets with --lstm; deterministic (--serial, seed 0): A3C reaches 475
+    # at 668,491 env steps, PPO at 431,360
+    ("a3c", 1_000_000),
+    ("ppo", 500_000),
+])
+def test_lstm_serial_seed0_solves_cartpole_without_velocities(tmp_path, algo, budget):
+    env = "asyncrl/CartPoleNoVelocity-v1"
+    run = RunConfig(algo=algo, env=env, run_dir=str(tmp_path / "run"), workers=2, serial=True, seed=0,
+                    total_steps=budget)
+    summary = Trainer(Config(run=run, algo=algo_config(algo, env, lstm=True)), quiet=True).train()
+    assert summary["target_return"] == 475.0
+    assert summary["reached_target"] and summary["steps_to_target"] <= budget, summary
