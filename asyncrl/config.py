@@ -187,7 +187,46 @@ class _LearnerFields:
 
 
 @dataclass(frozen=True)
-class A3CConfig(_LearnerFields):
+class _ActorCriticFields(_LearnerFields):
+    """Fields of the actor-critics (A3C, A2C, PPO): the loss weights, the torso, the
+    Gaussian policy of continuous actions and the LSTM core."""
+
+    entropy_coef: float = field(default=0.01, metadata={"help": "beta: weight of the entropy bonus"})
+    value_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
+    shared_torso: bool | None = field(
+        default=None,
+        metadata={"help": "policy and value heads share one torso (the paper's Atari network), or one torso "
+                          "each (default: shared for a CNN or with --lstm, one each for an MLP)"},
+    )
+    gaussian_std: str = field(
+        default="softplus",
+        metadata={"help": "continuous actions: the Gaussian's scale, 'softplus' (sigma^2 = softplus(linear), "
+                          "state-dependent; the paper's) or 'parameter' (a learned state-independent log sigma, "
+                          "initially 0; CleanRL's and SB3's)"},
+    )
+    lstm: bool = field(
+        default=False,
+        metadata={"help": "an LSTM core between the (shared) torso and the heads; its state is carried across "
+                          "segments and zeroed where an episode ends"},
+    )
+    lstm_size: int = field(default=128, metadata={"help": "width of the LSTM core (the paper: 256 on Atari, 128 "
+                                                          "on MuJoCo)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("entropy_coef", "value_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.gaussian_std not in ("softplus", "parameter"):
+            raise ValueError(f"--gaussian-std must be softplus or parameter, got {self.gaussian_std!r}")
+        if self.lstm_size < 1:
+            raise ValueError(f"--lstm-size must be >= 1, got {self.lstm_size}")
+        if self.lstm and self.shared_torso is False:
+            raise ValueError("--lstm feeds both heads from one core: it cannot be combined with --no-shared-torso")
+
+
+@dataclass(frozen=True)
+class A3CConfig(_ActorCriticFields):
     """Asynchronous advantage actor-critic (Mnih et al. 2016, Algorithm S3).
 
     Defaults: t_max 20, shared RMSProp with lr 7e-4 and alpha 0.99, gradient-norm clip
@@ -203,50 +242,16 @@ class A3CConfig(_LearnerFields):
     t_max: int = field(
         default=20, metadata={"help": "t_max: env steps per actor-learner update (fewer at episode end)"}
     )
-    entropy_coef: float = field(default=0.01, metadata={"help": "beta: entropy bonus coefficient"})
-    value_coef: float = field(
-        default=0.5, metadata={"help": "weight of the value loss sum_t (R_t - V(s_t))^2"}
-    )
-    shared_torso: bool | None = field(
-        default=None,
-        metadata={"help": "policy and value heads share one torso (the paper's Atari network), or one torso "
-                          "each (default: shared for a CNN, one each for an MLP)"},
-    )
-    lstm: bool = field(
-        default=False,
-        metadata={"help": "an LSTM core between the (shared) torso and the heads; its state is carried across "
-                          "segments and zeroed where an episode ends"},
-    )
-    lstm_size: int = field(default=128, metadata={"help": "width of the LSTM core (the paper: 256 on Atari, 128 "
-                                                          "on MuJoCo)"})
     reward_scale: float = field(
         default=1.0,
         metadata={"help": "multiply every reward by this for training (episode returns stay unscaled)"},
     )
-    gaussian_std: str = field(
-        default="softplus",
-        metadata={"help": "continuous actions: the Gaussian's scale, 'softplus' (sigma^2 = softplus(linear), "
-                          "state-dependent; the paper's) or 'parameter' (a learned state-independent log sigma)"},
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_gaussian_std(self)
         _positive(self, "reward_scale")
         if self.t_max < 1:
             raise ValueError(f"--t-max must be >= 1, got {self.t_max}")
-        for name in ("entropy_coef", "value_coef"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
-
-
-def _check_gaussian_std(config: Any) -> None:
-    if config.gaussian_std not in ("softplus", "parameter"):
-        raise ValueError(f"--gaussian-std must be softplus or parameter, got {config.gaussian_std!r}")
-    if config.lstm_size < 1:
-        raise ValueError(f"--lstm-size must be >= 1, got {config.lstm_size}")
-    if config.lstm and config.shared_torso is False:
-        raise ValueError("--lstm feeds both heads from one core: it cannot be combined with --no-shared-torso")
 
 
 @dataclass(frozen=True)
@@ -322,7 +327,7 @@ class NStepQConfig(_ValueBasedFields):
 
 
 @dataclass(frozen=True)
-class _BatchedFields(_LearnerFields):
+class _BatchedFields(_ActorCriticFields):
     """Fields of the batched learner: actor processes feed one learner process through
     shared-memory rollout slots (``asyncrl.storage``)."""
 
@@ -356,25 +361,11 @@ class _BatchedFields(_LearnerFields):
     gae_lambda: float = field(
         default=1.0, metadata={"help": "GAE lambda (1: n-step returns; Schulman et al. 2016)"}
     )
-    entropy_coef: float = field(default=0.01, metadata={"help": "entropy bonus coefficient"})
-    value_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
-    shared_torso: bool | None = field(
-        default=None,
-        metadata={"help": "policy and value heads share one torso, or one torso each (default: shared for a "
-                          "CNN, one each for an MLP)"},
-    )
     gaussian_std: str = field(
         default="parameter",
         metadata={"help": "continuous actions: the Gaussian's scale, 'parameter' (a learned state-independent "
                           "log sigma, initially 0; CleanRL's and SB3's) or 'softplus' (sigma^2 = softplus(linear))"},
     )
-    lstm: bool = field(
-        default=False,
-        metadata={"help": "an LSTM core between the (shared) torso and the heads; its state is carried across "
-                          "segments and zeroed where an episode ends"},
-    )
-    lstm_size: int = field(default=128, metadata={"help": "width of the LSTM core (the paper: 256 on Atari, 128 "
-                                                          "on MuJoCo)"})
     normalize_obs: bool = field(
         default=False,
         metadata={"help": "normalise observations by running mean and std (Gymnasium's NormalizeObservation; "
@@ -390,7 +381,6 @@ class _BatchedFields(_LearnerFields):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_gaussian_std(self)
         _positive(self, "obs_clip", "reward_clip")
         for name in ("envs_per_actor", "unroll_length"):
             if getattr(self, name) < 1:
@@ -403,9 +393,6 @@ class _BatchedFields(_LearnerFields):
         if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
             raise ValueError(f"--learner-device must be cpu, cuda or cuda:N, got {device!r}")
         _in_unit_interval(self, "gae_lambda")
-        for name in ("entropy_coef", "value_coef"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
 
     def rollouts_per_batch(self, workers: int) -> int:
         """``B`` for a run with ``workers`` actor processes.

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, asyncrl_run, fmt, run_json, spread, write_results  # noqa: E402
+from common import RESULTS, fmt, learning_run, run_json, spread, write_results  # noqa: E402
 
 TASKS = {  # name: (system, algo, env id, score, env-step cap)
     "pendulum": ("asyncrl PPO", "ppo", "Pendulum-v1", -250.0, 300_000),
@@ -76,19 +75,9 @@ print(json.dumps({"global_step": model.num_timesteps, "wall_time_s": wall, "step
 
 
 def ours(algo: str, env: str, seed: int, steps: int, score: float | None, tmp: Path) -> dict:
-    from asyncrl.metrics import read_metrics
-
-    run_dir = tmp / f"{algo}-{env.replace('/', '_')}-{seed}"
-    summary = asyncrl_run(["--algo", algo, "--env", env, "--workers", "2", "--seed", str(seed),
-                           "--total-steps", str(steps), "--target-return", "inf" if score is None else str(score)],
-                          run_dir, timeout=4 * 3600)
-    m = read_metrics(run_dir / "metrics.csv")
-    curve = [(s, t, r) for s, t, r in zip(m["global_step"], m["wall_time_s"], m["mean_return_100"])
-             if not math.isnan(r)]
-    return {**{k: summary[k] for k in ("reached_target", "steps_to_target", "time_to_target_s", "global_step",
-                                       "wall_time_s", "steps_per_s", "cpu_count")},
-            "final_mean_return_100": summary["mean_return_100"],
-            "best_mean_return_100": max((r for _, _, r in curve), default=None), "curve": curve}
+    return learning_run(["--algo", algo, "--env", env, "--workers", "2", "--seed", str(seed), "--total-steps",
+                         str(steps), "--target-return", "inf" if score is None else str(score)],
+                        tmp / f"{algo}-{env.replace('/', '_')}-{seed}")
 
 
 def plot(results: dict, path: Path) -> None:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, asyncrl_run, fmt, run_json, spread, write_results  # noqa: E402
+from common import RESULTS, fmt, learning_run, run_json, spread, write_results  # noqa: E402
 
 ENV = "MinAtar/Breakout-v1"
 
@@ -89,17 +88,8 @@ print(json.dumps({"reached_target": cb.crossing is not None,
 
 
 def ours(algo: str, seed: int, steps: int, score: float, tmp: Path) -> dict:
-    from asyncrl.metrics import read_metrics
-
-    run_dir = tmp / f"{algo}-{seed}"
-    summary = asyncrl_run(["--algo", algo, "--env", ENV, "--workers", "2", "--seed", str(seed),
-                           "--total-steps", str(steps), "--target-return", str(score)], run_dir, timeout=4 * 3600)
-    m = read_metrics(run_dir / "metrics.csv")
-    curve = [(s, t, r) for s, t, r in zip(m["global_step"], m["wall_time_s"], m["mean_return_100"])
-             if not math.isnan(r)]
-    return {**{k: summary[k] for k in ("reached_target", "steps_to_target", "time_to_target_s", "global_step",
-                                       "wall_time_s", "steps_per_s", "cpu_count")},
-            "best_mean_return_100": max((r for _, _, r in curve), default=None), "curve": curve}
+    return learning_run(["--algo", algo, "--env", ENV, "--workers", "2", "--seed", str(seed), "--total-steps",
+                         str(steps), "--target-return", str(score)], tmp / f"{algo}-{seed}")
 
 
 def plot(results: dict, path: Path) -> None:

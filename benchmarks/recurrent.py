@@ -25,34 +25,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, asyncrl_run, fmt, spread, write_results  # noqa: E402
+from common import RESULTS, fmt, learning_run, spread, write_results  # noqa: E402
 
 ENV = "asyncrl/CartPoleNoVelocity-v1"
 
 
 def run(algo: str, env: str, seed: int, steps: int, target: float | None, lstm: bool, tmp: Path,
         extra: list[str] | None = None) -> dict:
-    from asyncrl.metrics import read_metrics
-
     run_dir = tmp / f"{algo}-{'lstm' if lstm else 'ff'}-{env.replace('/', '_')}-{seed}-{len(list(tmp.iterdir()))}"
-    args = ["--algo", algo, "--env", env, "--workers", "2", "--seed", str(seed), "--total-steps", str(steps),
-            "--target-return", "inf" if target is None else str(target), *(["--lstm"] if lstm else []),
-            *(extra or [])]
-    summary = asyncrl_run(args, run_dir, timeout=4 * 3600)
-    m = read_metrics(run_dir / "metrics.csv")
-    curve = [(s, t, r) for s, t, r in zip(m["global_step"], m["wall_time_s"], m["mean_return_100"])
-             if not math.isnan(r)]
-    return {**{k: summary[k] for k in ("reached_target", "steps_to_target", "time_to_target_s", "global_step",
-                                       "wall_time_s", "steps_per_s", "cpu_count")},
-            "final_mean_return_100": summary["mean_return_100"],
-            "best_mean_return_100": max((r for _, _, r in curve), default=None), "curve": curve}
+    return learning_run(["--algo", algo, "--env", env, "--workers", "2", "--seed", str(seed), "--total-steps",
+                         str(steps), "--target-return", "inf" if target is None else str(target),
+                         *(["--lstm"] if lstm else []), *(extra or [])], run_dir)
 
 
 def plot(results: dict, path: Path) -> None:
