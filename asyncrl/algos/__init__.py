@@ -2,9 +2,11 @@
 
 Each module provides ``make_shared(config, obs, action) -> SharedState`` (``obs``: a
 ``networks.ObsSpec``; ``action``: a ``distributions.ActionSpec`` or a number of discrete
-actions), ``build_model``, ``greedy_action`` and an ``ActorLearner`` class following ``asyncrl.algos.base.ActorLearner``. The batched-learner
-algorithms (A2C, PPO) also provide ``Learner``: the same protocol for the one learner
-process, plus ``finished()``.
+actions), ``build_model(config, obs, action)``, ``greedy_action(model, obs, state) ->
+(action, state)`` (``state``: a recurrent policy's, else None) and an ``ActorLearner``
+class following ``asyncrl.algos.base.ActorLearner``. The batched-learner algorithms (A2C,
+PPO) also provide ``Learner``: the same protocol for the one learner process, plus
+``finished()``.
 """
 
 from __future__ import annotations
