@@ -189,8 +189,7 @@ class Actor:
             "final_values": np.zeros((T, E), np.float32),
         }
         if self.local.recurrent:  # each rollout's first (h, c), where the learner's unroll starts
-            r_state = self.policy_value.state()
-            self.rollout["initial_state"] = np.zeros_like(r_state)  # [E, 2, H]
+            self.rollout["initial_state"] = self.policy_value.state()  # [E, 2, H]
         if self.normalized:  # what the learner's statistics are made of: raw observations and returns
             self._raw_obs = np.zeros((T, E, *spec.shape), np.float64)
             self._raw_returns = np.zeros((T, E), np.float64)
