@@ -44,6 +44,14 @@ def run(algo: str, env: str, seed: int, steps: int, target: float | None, lstm: 
                          *(["--lstm"] if lstm else []), *(extra or [])], run_dir)
 
 
+def _shown_args(argv: list[str]) -> list[str]:
+    """The command's arguments without ``--note`` and its text (written after it instead)."""
+    if "--note" not in argv:
+        return argv
+    i = argv.index("--note")
+    return argv[:i] + argv[i + 2:]
+
+
 def plot(results: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
@@ -79,7 +87,8 @@ def main() -> None:
 
     results: dict = {}
     lines = ["# Recurrent policies\n",
-             f"`python benchmarks/recurrent.py {' '.join(sys.argv[1:])}`. Runs were sequential child processes of "
+             f"`python benchmarks/recurrent.py {' '.join(_shown_args(sys.argv[1:]))}`. Runs were sequential child "
+             "processes of "
              "one script; env steps are summed over all workers; returns are the mean of the last 100 episodes."
              + (f" {args.note}" if args.note else "") + "\n"]
     with tempfile.TemporaryDirectory() as tmp_name:
