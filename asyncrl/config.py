@@ -224,6 +224,11 @@ class _ActorCriticFields(_LearnerFields):
         if self.lstm and self.shared_torso is False:
             raise ValueError("--lstm feeds both heads from one core: it cannot be combined with --no-shared-torso")
 
+    @property
+    def core_size(self) -> int:
+        """Width of the LSTM core, 0 without ``--lstm``."""
+        return self.lstm_size if self.lstm else 0
+
 
 @dataclass(frozen=True)
 class A3CConfig(_ActorCriticFields):

@@ -106,8 +106,8 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str 
                 state = model.initial_state(1) if getattr(model, "recurrent", False) else None  # per episode
                 done = False
                 while not done:
-                    action, state = algo.greedy_action(model, torch.from_numpy(np.asarray(obs, dtype=obs_spec.np_dtype)),
-                                                       state)
+                    obs_tensor = torch.from_numpy(np.asarray(obs, dtype=obs_spec.np_dtype))
+                    action, state = algo.greedy_action(model, obs_tensor, state)
                     obs, reward, terminated, truncated, _ = env.step(action)
                     returns[i] += float(reward)
                     done = terminated or truncated

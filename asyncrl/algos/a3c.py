@@ -56,7 +56,7 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Actor
     """
     a = config.algo
     return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std,
-                              lstm_size=a.lstm_size if a.lstm else 0)
+                              lstm_size=a.core_size)
 
 
 def greedy_action(model: ActorCritic, obs: torch.Tensor, state=None) -> tuple[int | np.ndarray, object]:
@@ -113,7 +113,7 @@ class ActorLearner:
         self.stats = WorkerStats(counters)
         t_max = self.cfg.t_max
         self._obs_buf = np.empty((t_max + 1, *obs.shape), dtype=obs.np_dtype)  # [t_max+1, *obs_shape]
-        self._action_buf = np.empty((t_max, *self.dist.action_shape), self.dist.action_dtype)  # [t_max, *action_shape]
+        self._action_buf = np.empty((t_max, *self.dist.action_shape), self.dist.action_dtype)  # [t_max, *a_shape]
 
     def update(self) -> int:
         cfg = self.cfg

@@ -105,7 +105,7 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Actor
     a = config.algo
     normalizer = Normalizer(obs.shape[0]) if normalizes(a) else None
     return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std, normalizer,
-                              lstm_size=a.lstm_size if a.lstm else 0)
+                              lstm_size=a.core_size)
 
 
 def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SharedState:
@@ -129,7 +129,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     dist = model.dist
     slots = RolloutSlots(config.run.workers, 1 if a.sync else 2, a.unroll_length, a.envs_per_actor, obs.shape,
                          obs.np_dtype, dist.action_shape, dist.action_dtype,
-                         stats_size(obs.shape[0]) if normalizes(a) else 0, a.lstm_size if a.lstm else 0)
+                         stats_size(obs.shape[0]) if normalizes(a) else 0, a.core_size)
     return SharedState(model=model, optimizer=optimizer, slots=slots, policy=PolicyStore(model))
 
 
