@@ -59,6 +59,28 @@ def test_unroll_with_resets_equals_a_step_by_step_unroll_and_its_gradient(action
     assert model.core.weight_hh.grad.abs().sum() > 0  # the gradient did flow through time
 
 
+def test_span_wise_torch_lstm_equals_the_step_loop_and_its_gradient():
+    """The training path (``states=False``: ``torch.lstm`` over the spans between reset
+    times) against the step-by-step loop: same outputs and gradients, also when a reset
+    falls on the first step or no reset at all."""
+    g = torch.Generator().manual_seed(3)
+    obs = torch.randn(9, 4, 4, generator=g)
+    state = (torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g))
+    resets = torch.rand(9, 4, generator=g) < 0.25
+    resets[0, 1] = True
+    for mask in (resets, torch.zeros_like(resets), None):
+        loop, spans = _model(), _model()
+        p1, v1, _ = loop.sequence(obs, state, mask)
+        p2, v2, states = spans.sequence(obs, state, mask, states=False)
+        assert states is None
+        torch.testing.assert_close(p2, p1)
+        torch.testing.assert_close(v2, v1)
+        (p1.sum() + v1.pow(2).sum()).backward()
+        (p2.sum() + v2.pow(2).sum()).backward()
+        for (name, a), b in zip(loop.named_parameters(), spans.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
 @pytest.mark.parametrize("action", [3, ActionSpec.box([-1, -1], [1, 1])], ids=["categorical", "gaussian"])
 def test_numpy_lstm_step_equals_the_torch_step(action):
     model = _model(action)
