@@ -35,10 +35,6 @@ import torch
 from gymnasium.wrappers.utils import RunningMeanStd
 from torch import nn
 
-STATS_FIELDS = ("obs_count", "obs_mean", "obs_var", "return_count", "return_mean", "return_var")
-"""Layout of the moments an actor sends per rollout (``rollout_moments``)."""
-
-
 class Normalizer(nn.Module):
     """The running statistics of the observations and discounted returns, as buffers of
     the actor-critic (see the module docstring); its ``forward`` is never called.
@@ -83,7 +79,7 @@ class Normalizer(nn.Module):
 
 
 def stats_size(obs_dim: int) -> int:
-    """Length of one rollout's moments vector (``STATS_FIELDS``) for ``obs_dim``-sized observations."""
+    """Length of one rollout's moments vector (``rollout_moments``) for ``obs_dim``-sized observations."""
     return 2 * obs_dim + 4
 
 
