@@ -436,7 +436,7 @@ def _plot_returns(runs, machine, config, path: Path) -> None:
                 continue
             m = read_metrics(metrics_path)
             label = f"{run['workers']} worker{'s' if run['workers'] > 1 else ''}"
-            ax.plot(m["wall_time_s"], m["mean_return_100"], label=label + (" (oversub.)" if run["oversubscribed"] else ""))
+            ax.plot(m["wall_time_s"], m["mean_return"], label=label + (" (oversub.)" if run["oversubscribed"] else ""))
         if runs and runs[0]["target_return"] is not None:
             ax.axhline(runs[0]["target_return"], color="k", linestyle=":", linewidth=1)
         ax.set_title(method, fontsize=10)

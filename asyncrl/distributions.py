@@ -20,7 +20,10 @@ entropies, samples and greedy actions, and never looks at the action space itsel
   (Gymnasium's ``ClipAction``, ``envs.make_env``), so the log-prob is always that of the
   unclipped sample, as in the paper and in CleanRL.
 
-Each distribution has three faces, tested against ``torch.distributions`` and against
+The soft actor-critic's policy is a third kind, ``SquashedGaussian``: ``tanh`` of a Gaussian
+sample, bounded in ``[-1, 1]^D`` and scored with the change of variables.
+
+Each of the first two has three faces, tested against ``torch.distributions`` and against
 slow term-by-term references: torch functions for losses under autograd (``log_prob``,
 ``entropy``, ``mode``), NumPy sampling for the actors (``sample``, ``sample_batch``), and
 NumPy log-probs and entropies with their gradients for ``updaters.NumpyUpdater``
@@ -82,6 +85,17 @@ class ActionSpec:
     def np_dtype(self) -> np.dtype:
         """``int64`` for discrete actions, ``float32`` for continuous ones."""
         return np.dtype(np.int64 if self.discrete else np.float32)
+
+    @property
+    def bounded(self) -> bool:
+        """A continuous space whose bounds are all finite."""
+        return not self.discrete and bool(np.isfinite(self.low).all() and np.isfinite(self.high).all())
+
+    def rescale(self, action: np.ndarray) -> np.ndarray:
+        """Map ``action: [D]`` (or ``[N, D]``) from ``[-1, 1]`` to ``[low, high]``, affinely
+        (the squashed policies of DDPG, TD3 and SAC act in ``[-1, 1]``)."""
+        low, high = np.asarray(self.low, np.float32), np.asarray(self.high, np.float32)
+        return (low + (np.asarray(action, np.float32) + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
     def describe(self) -> str:
         if self.discrete:
@@ -288,6 +302,49 @@ class DiagGaussian:
 
 
 Distribution = Categorical | DiagGaussian
+
+
+class SquashedGaussian:
+    """``a = tanh(u)``, ``u ~ N(mean, diag(exp(log_std))^2)``: the soft actor-critic's
+    policy (Haarnoja et al. 2018, Appendix C), bounded in ``[-1, 1]^D``.
+
+    ``log pi(a|s) = sum_i [log N(u_i; mean_i, sigma_i^2) - log(1 - tanh(u_i)^2)]``, with
+    ``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))`` computed in that stable form
+    (no ``1e-6`` floor inside the logarithm, as some implementations add).
+    """
+
+    @staticmethod
+    def rsample(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample and its log-prob.
+
+        Args:
+            mean, log_std: ``[N, D]`` float32.
+            noise: ``[N, D]`` standard normal draws (default: fresh ones).
+
+        Returns:
+            ``(actions [N, D], log_probs [N])``; gradients flow to ``mean`` and ``log_std``.
+        """
+        if noise is None:
+            noise = torch.randn_like(mean)
+        u = mean + log_std.exp() * noise  # [N, D]
+        return torch.tanh(u), SquashedGaussian._log_prob_u(noise, log_std, u)
+
+    @staticmethod
+    def _log_prob_u(noise: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        gaussian = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)  # [N, D]
+        log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # [N, D]: log(1 - tanh(u)^2)
+        return (gaussian - log_det).sum(-1)  # [N]
+
+    @staticmethod
+    def mode(mean: torch.Tensor) -> torch.Tensor:
+        """The greedy action ``tanh(mean)``: ``[N, D]``."""
+        return torch.tanh(mean)
+
+    @staticmethod
+    def sample(mean: np.ndarray, log_std: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """NumPy sample for the actors: ``[D]`` or ``[N, D]`` -> the same shape, float32."""
+        return np.tanh(mean + np.exp(log_std) * rng.standard_normal(mean.shape)).astype(np.float32)
 
 
 def make_distribution(action: ActionSpec | int, gaussian_std: str = "parameter") -> Distribution:

@@ -33,7 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from asyncrl.algos import CONTINUOUS_ACTIONS
+from asyncrl.algos import CONTINUOUS_ACTIONS, CONTINUOUS_ONLY
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ObsSpec
 
@@ -264,12 +264,18 @@ def check_spaces(env: gym.Env, algo: str) -> tuple[ObsSpec, ActionSpec]:
     env_id = env.spec.id if env.spec is not None else type(env).__name__
     space = bounded_action_space(env)
     if isinstance(space, gym.spaces.Discrete):
+        if algo in CONTINUOUS_ONLY:
+            raise EnvError(f"--algo {algo} needs a continuous (Box) action space, but {env_id} has {space}; "
+                           f"use --algo dqn for discrete actions")
         action = ActionSpec(n=int(space.n))
     elif isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
         if algo not in CONTINUOUS_ACTIONS:
             raise EnvError(f"--algo {algo} needs a discrete action space, but {env_id} has continuous actions "
                            f"{space}; use --algo {', '.join(sorted(CONTINUOUS_ACTIONS))}")
         action = ActionSpec.box(space.low, space.high)
+        if algo in CONTINUOUS_ONLY and not action.bounded:
+            raise EnvError(f"--algo {algo} acts in [-1, 1] mapped to the action bounds, but {env_id} has "
+                           f"unbounded actions {space}")
     else:
         kinds = "a discrete or a 1-D Box" if algo in CONTINUOUS_ACTIONS else "a discrete"
         raise EnvError(f"--algo {algo} needs {kinds} action space, but {env_id} has {type(space).__name__} {space}")

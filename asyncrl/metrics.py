@@ -18,8 +18,8 @@ BASE_COLUMNS = (
     "global_step",  # env steps summed over all workers
     "wall_time_s",  # seconds since training started
     "episodes",  # episodes finished, all workers
-    "mean_return_100",  # mean return of the last 100 finished episodes
-    "mean_length_100",  # mean length (env steps) of the same episodes
+    "mean_return",  # mean return of the last --return-window finished episodes
+    "mean_length",  # mean length (env steps) of the same episodes
     "steps_per_s",  # env steps per second over the last interval, all workers
     "updates",  # optimizer updates applied to the shared model (policy version)
     "cpu_percent",  # system-wide CPU use over the last interval, 0-100
@@ -222,7 +222,7 @@ def _fmt(value: Any) -> Any:
 
 
 def _tb_tag(key: str) -> str:
-    if key in ("mean_return_100", "mean_length_100", "episodes"):
+    if key in ("mean_return", "mean_length", "episodes"):
         return f"episode/{key}"
     if key.endswith("loss") or key == "entropy" or key.startswith("q_"):
         return f"loss/{key}"
@@ -278,7 +278,7 @@ class Progress:
             self._last_plain = time.monotonic()
             print(
                 f"T={global_step:,} steps/s={sps:,.0f} episodes={episodes} "
-                f"mean_return_100={mean_return:.1f} elapsed={_hms(elapsed_s)} eta={eta}",
+                f"mean_return={mean_return:.1f} elapsed={_hms(elapsed_s)} eta={eta}",
                 file=sys.stderr, flush=True,
             )
 
@@ -290,7 +290,7 @@ class Progress:
 class RunMetrics:
     """A run's statistics as the trainer receives them, and where they go.
 
-    Keeps the window of the last 100 episodes and the moment it first reaches the
+    Keeps the window of the last ``return_window`` episodes and the moment it first reaches the
     target (``solved_at``), per-row means of the losses, the mean policy lag; writes
     ``episodes.csv``, ``metrics.csv`` (with TensorBoard) and the live display.
 
@@ -306,20 +306,21 @@ class RunMetrics:
         counters: the global counters (``T`` and the update count are read from them).
         t_start: ``time.monotonic()`` at which the run's wall clock reads 0 (earlier for a
             resumed run).
-        target_return: the mean return over 100 episodes that ends the run.
+        target_return: the mean return over the window that ends the run.
         total_steps: T_max, for the progress display.
         workers_alive: ``() -> int``, how many actor-learner or actor processes run now.
         progress: ``Progress`` mode.
         resumed: a resumed run's checkpoint (its rows and episode window are kept), or None.
+        return_window: episodes in the window (``--return-window``).
     """
 
     def __init__(self, run_dir: Path, loss_names: tuple[str, ...], counters: Any, t_start: float,
                  target_return: float, total_steps: int, workers_alive: Any, progress: str,
-                 resumed: dict[str, Any] | None = None) -> None:
+                 resumed: dict[str, Any] | None = None, return_window: int = 100) -> None:
         self.loss_names = loss_names
         self.counters, self.t_start, self.target_return = counters, t_start, target_return
         self.workers_alive = workers_alive
-        self.episodes = EpisodeStats(100)
+        self.episodes = EpisodeStats(return_window)
         if resumed is not None:
             self.episodes.load_state_dict(resumed["episodes_window"])
         self.solved_at: tuple[float, int, float] | None = None  # (wall_time_s, global_step, mean return)
@@ -364,8 +365,8 @@ class RunMetrics:
             "global_step": step,
             "wall_time_s": now - self.t_start,
             "episodes": self.episodes.count,
-            "mean_return_100": self.episodes.mean_return,
-            "mean_length_100": self.episodes.mean_length,
+            "mean_return": self.episodes.mean_return,
+            "mean_length": self.episodes.mean_length,
             "steps_per_s": (step - last_step) / (now - last_time) if now > last_time else math.nan,
             "updates": self.counters.policy_version,
             "workers_alive": self.workers_alive(),
@@ -432,8 +433,10 @@ def steady_steps_per_s(path: str | os.PathLike, skip_s: float = 1.0) -> float | 
 
 
 def plot_learning_curve(metrics_csv: str | os.PathLike, png_path: str | os.PathLike,
-                        target_return: float | None = None, title: str | None = None) -> None:
-    """Plot mean return of the last 100 episodes against env steps and wall time.
+                        target_return: float | None = None, title: str | None = None,
+                        return_window: int = 100) -> None:
+    """Plot the mean return of the last ``return_window`` episodes against env steps and
+    wall time.
 
     Args:
         metrics_csv: a run's ``metrics.csv``.
@@ -455,13 +458,13 @@ def plot_learning_curve(metrics_csv: str | os.PathLike, png_path: str | os.PathL
         (axes[0], "global_step", "env steps T (all workers)"),
         (axes[1], "wall_time_s", "wall time (s)"),
     ):
-        ax.plot(data[x_key], data["mean_return_100"], lw=1.8)
+        ax.plot(data[x_key], data["mean_return"], lw=1.8)
         if target_return is not None and math.isfinite(target_return):
             ax.axhline(target_return, ls="--", c="grey", lw=1, label=f"target {target_return:g}")
             ax.legend(loc="lower right")
         ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("mean return, last 100 episodes")
+    axes[0].set_ylabel(f"mean return, last {return_window} episodes")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

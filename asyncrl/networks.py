@@ -87,20 +87,26 @@ def resolve_network(network: str, obs: ObsSpec) -> str:
 class MLPTorso(nn.Module):
     """Fully connected torso for flat observations: ``[N, obs_dim] float32 -> [N, out_dim]``.
 
-    Layers are orthogonally initialised (gain sqrt(2)) with zero biases and tanh
-    activations, the usual choice for small control tasks.
+    ``activation="tanh"`` (the actor-critics'): layers orthogonally initialised (gain
+    sqrt(2)) with zero biases and tanh activations, the usual choice for small control
+    tasks. ``"relu"`` (the off-policy learners', as SB3's): ReLU with PyTorch's default
+    initialisation.
     """
 
-    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int]) -> None:
+    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], activation: str = "tanh") -> None:
         super().__init__()
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be tanh or relu, got {activation!r}")
         layers: list[nn.Module] = []
         in_dim = obs_dim
         for width in hidden_sizes:
             linear = nn.Linear(in_dim, width)
-            nn.init.orthogonal_(linear.weight, gain=2**0.5)
-            nn.init.zeros_(linear.bias)
-            layers += [linear, nn.Tanh()]
+            if activation == "tanh":
+                nn.init.orthogonal_(linear.weight, gain=2**0.5)
+                nn.init.zeros_(linear.bias)
+            layers += [linear, nn.Tanh() if activation == "tanh" else nn.ReLU()]
             in_dim = width
+        self.activation = activation
         self.net = nn.Sequential(*layers)
         self.obs_shape = (obs_dim,)
         self.out_dim = in_dim
@@ -168,9 +174,10 @@ def minatar_torso(obs: ObsSpec) -> ConvTorso:
     return ConvTorso(obs, [(16, 3, 1)], 128)
 
 
-def build_torso(obs: ObsSpec | int, network: str, hidden_sizes: Sequence[int]) -> nn.Module:
-    """The torso ``--network network`` gives for observations ``obs`` (``hidden_sizes``:
-    the MLP's widths; the CNNs have their papers' own).
+def build_torso(obs: ObsSpec | int, network: str, hidden_sizes: Sequence[int], activation: str = "tanh"
+                ) -> nn.Module:
+    """The torso ``--network network`` gives for observations ``obs`` (``hidden_sizes``
+    and ``activation``: the MLP's; the CNNs have their papers' own).
 
     Raises:
         NetworkError: as ``resolve_network``.
@@ -178,7 +185,7 @@ def build_torso(obs: ObsSpec | int, network: str, hidden_sizes: Sequence[int]) -
     obs = ObsSpec.of(obs)
     kind = resolve_network(network, obs)
     if kind == "mlp":
-        return MLPTorso(obs.shape[0], hidden_sizes)
+        return MLPTorso(obs.shape[0], hidden_sizes, activation)
     return nature_torso(obs) if kind == "nature" else minatar_torso(obs)
 
 
@@ -361,7 +368,7 @@ class QNetwork(nn.Module):
 
 
 def build_q_network(obs: ObsSpec | int, action: ActionSpec | int, hidden_sizes: Sequence[int],
-                    network: str = "auto") -> QNetwork:
+                    network: str = "auto", activation: str = "tanh") -> QNetwork:
     """The Q-network for observations ``obs`` and a ``Discrete`` action space (or its size).
 
     Raises:
@@ -371,7 +378,93 @@ def build_q_network(obs: ObsSpec | int, action: ActionSpec | int, hidden_sizes: 
     action = ActionSpec.of(action)
     if not action.discrete:
         raise ValueError(f"a Q-network needs discrete actions, got {action.describe()}")
-    return QNetwork(build_torso(obs, network, hidden_sizes), action.n)
+    return QNetwork(build_torso(obs, network, hidden_sizes, activation), action.n)
+
+
+class DeterministicActor(nn.Module):
+    """A deterministic policy ``mu(s) = tanh(head(torso(s)))`` in ``[-1, 1]^D`` (DDPG,
+    TD3; the environment's bounds are an affine map away): ``[N, obs_dim] -> [N, D]``.
+
+    Args:
+        obs_dim: observation width.
+        action_dim: ``D``.
+        hidden_sizes: ReLU MLP widths.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.torso = MLPTorso(obs_dim, hidden_sizes, "relu")
+        self.head = nn.Linear(self.torso.out_dim, action_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.head(self.torso(obs)))
+
+
+class SquashedGaussianActor(nn.Module):
+    """The SAC policy's parameters: ``[N, obs_dim] -> (mean [N, D], log_std [N, D])``, the
+    pre-tanh Gaussian of ``distributions.SquashedGaussian``; ``log_std`` clamped to
+    ``[LOG_STD_MIN, LOG_STD_MAX]`` (Haarnoja et al.'s implementation, SB3).
+
+    Args:
+        obs_dim: observation width.
+        action_dim: ``D``.
+        hidden_sizes: ReLU MLP widths.
+    """
+
+    LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.torso = MLPTorso(obs_dim, hidden_sizes, "relu")
+        self.head = nn.Linear(self.torso.out_dim, 2 * action_dim)  # [mean, log_std]
+        self.action_dim = action_dim
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.head(self.torso(obs)).split(self.action_dim, dim=-1)
+        return mean, log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+
+
+class Critics(nn.Module):
+    """``K`` independent critics ``Q_k(s, a)``, each a ReLU MLP on ``[s, a]``, computed
+    together as one ensemble (batched matrix products, one kernel per layer for all ``K``).
+
+    ``forward(obs: [N, obs_dim], actions: [N, D]) -> [K, N]``; ``first(obs, actions) ->
+    [N]`` is ``Q_1`` alone (TD3's actor loss). Each critic is initialised as an
+    ``nn.Linear`` stack would be (uniform in +-1/sqrt(fan_in)).
+
+    Args:
+        obs_dim: observation width.
+        action_dim: ``D``.
+        hidden_sizes: widths.
+        n: ``K``.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], n: int) -> None:
+        super().__init__()
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        in_dim = obs_dim + action_dim
+        for width in (*hidden_sizes, 1):
+            bound = 1.0 / in_dim ** 0.5
+            self.weights.append(nn.Parameter(torch.empty(n, in_dim, width).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, width).uniform_(-bound, bound)))
+            in_dim = width
+        self.n = n
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self._ensemble(torch.cat([obs, actions], dim=-1), self.n)
+
+    def first(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self._ensemble(torch.cat([obs, actions], dim=-1), 1)[0]
+
+    def _ensemble(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        h = x.unsqueeze(0).expand(k, *x.shape)  # [k, N, in]
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(bias[:k], h, weight[:k])  # [k, N, width]
+            if i < last:
+                h = torch.relu(h)
+        return h.squeeze(-1)  # [k, N]
 
 
 def build_actor_critic(obs: ObsSpec | int, action: ActionSpec | int, hidden_sizes: Sequence[int],
@@ -423,6 +516,7 @@ class NumpyMLP:
             raise TypeError(f"NumpyMLP needs an MLPTorso, got {type(torso).__name__}")
         linears = [m for m in torso.net if isinstance(m, nn.Linear)]
         self.layers = [(lin.weight.detach().numpy(), lin.bias.detach().numpy()) for lin in linears]
+        self.activation = np.tanh if torso.activation == "tanh" else _relu
         self.head = (head.weight.detach().numpy(), head.bias.detach().numpy())
         log_std = getattr(head, "log_std", None)  # a PolicyHead's state-independent log sigma
         self.log_std = None if log_std is None else log_std.detach().numpy()
@@ -431,17 +525,21 @@ class NumpyMLP:
         h = obs
         if h.ndim == 1:
             for weight, bias in self.layers:
-                h = np.tanh(weight @ h + bias)  # [width]
+                h = self.activation(weight @ h + bias)  # [width]
             weight, bias = self.head
             out = weight @ h + bias  # [out]
             return out if self.log_std is None else np.concatenate([out, self.log_std])
         for weight, bias in self.layers:
-            h = np.tanh(h @ weight.T + bias)  # [N, width]
+            h = self.activation(h @ weight.T + bias)  # [N, width]
         weight, bias = self.head
         out = h @ weight.T + bias  # [N, out]
         if self.log_std is None:
             return out
         return np.concatenate([out, np.broadcast_to(self.log_std, (len(out), len(self.log_std)))], axis=1)
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0, out=x)
 
 
 class TorchForward:

@@ -188,3 +188,31 @@ def vtrace(
     next_vs[:-1] = np.where(not_done[:-1], vs[1:], next_values[:-1])  # ... v_{t+1} inside an episode
     advantages = rhos * (rewards + discounts * next_vs - values)
     return vs.astype(np.float32), advantages.astype(np.float32)
+
+
+def episode_returns(rewards: np.ndarray, lengths: np.ndarray, gamma: float) -> np.ndarray:
+    """Monte Carlo returns of whole episodes, one per column, for REINFORCE (Williams 1992).
+
+    ``G_t = sum_{k=t}^{L-1} gamma^(k-t) r_k`` for ``t < L``, the episode's length ``L``
+    (the return to the episode's end, whether it terminated or a time limit cut it: no
+    bootstrapping); 0 for ``t >= L`` (padding).
+
+    Args:
+        rewards: ``[T, B]`` float, ``r_t`` (anything past each episode's end).
+        lengths: ``[B]`` int, ``L`` per column, each in ``1..T``.
+        gamma: discount factor in [0, 1].
+
+    Returns:
+        ``[T, B]`` float32 ``G_t``.
+
+    Raises:
+        ValueError: if ``rewards`` is not ``[T, B]`` or a length is outside ``1..T``.
+    """
+    if rewards.ndim != 2 or lengths.shape != (rewards.shape[1],):
+        raise ValueError(f"expected rewards [T, B] and lengths [B], got {rewards.shape} and {lengths.shape}")
+    T = rewards.shape[0]
+    if len(lengths) and (lengths.min() < 1 or lengths.max() > T):
+        raise ValueError(f"episode lengths must be in 1..{T}, got {lengths.min()}..{lengths.max()}")
+    valid = np.arange(T)[:, None] < lengths[None, :]  # [T, B]
+    return _backward_scan(np.where(valid, rewards, 0.0).astype(np.float32),
+                          np.full(rewards.shape, gamma, np.float32))

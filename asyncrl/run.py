@@ -41,14 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.interrupted_by is not None:
         print(f"asyncrl.run: interrupted; checkpoint in {trainer.run_dir}", file=sys.stderr)
         return 128 + int(trainer.interrupted_by)
-    mean = summary["mean_return_100"] if summary["mean_return_100"] is not None else float("nan")
+    last = f"last {summary['return_window']}"
+    mean = summary["mean_return"] if summary["mean_return"] is not None else float("nan")
     if summary["reached_target"]:  # the window at the crossing (episodes drained after it can lower the last one)
-        result = (f"mean return (last 100) {summary['mean_return_at_target']:.1f} at T={summary['steps_to_target']:,}, "
+        result = (f"mean return ({last}) {summary['mean_return_at_target']:.1f} at T={summary['steps_to_target']:,}, "
                   f"target {summary['target_return']} reached")
     elif summary["target_return"] is None:
-        result = f"mean return (last 100) {mean:.1f}, no target"
+        result = f"mean return ({last}) {mean:.1f}, no target"
     else:
-        result = f"mean return (last 100) {mean:.1f}, target {summary['target_return']} not reached"
+        result = f"mean return ({last}) {mean:.1f}, target {summary['target_return']} not reached"
     print(
         f"{summary['stop_reason']}: T={summary['global_step']:,} env steps in {summary['wall_time_s']:.1f} s "
         f"({summary['steps_per_s']:,.0f} steps/s, {summary['workers']} "

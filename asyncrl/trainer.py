@@ -79,7 +79,7 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Train until a stop condition; write metrics, checkpoint, plot and summary.
 
-        Stop conditions: ``T >= total_steps``, the mean return of the last 100 episodes
+        Stop conditions: ``T >= total_steps``, the mean return of the last ``--return-window`` episodes
         reaching ``target_return``, ``max_seconds`` elapsed, SIGINT/SIGTERM, or a worker
         failure.
 
@@ -118,7 +118,7 @@ class Trainer:
             self.metrics = RunMetrics(
                 self.run_dir, self.algo.LOSS_NAMES, self.counters, self.t_start, run.target_return,
                 run.total_steps, workers_alive=self._workers_alive,
-                progress="none" if self.quiet else run.progress, resumed=resumed)
+                progress="none" if self.quiet else run.progress, resumed=resumed, return_window=run.return_window)
             self.metrics.monitor.watch(pids)
             try:
                 if run.serial:
@@ -306,14 +306,12 @@ class Trainer:
             "steps_to_target": solved_at[1] if solved_at else None,
             "mean_return_at_target": solved_at[2] if solved_at else None,
             "resumed_from_step": self.resumed_from_step,
-            "learner": ({"sync": self.config.algo.sync, "correction": self.config.algo.correction,
-                         "device": self.config.algo.learner_device,
-                         "mean_policy_lag": self.metrics.mean_policy_lag}
-                        if self.has_learner else None),
+            "learner": self._learner_summary() if self.has_learner else None,
             "global_step": self.counters.global_step,
             "updates": self.counters.policy_version,
             "episodes": episodes.count,
-            "mean_return_100": None if math.isnan(episodes.mean_return) else episodes.mean_return,
+            "return_window": run.return_window,
+            "mean_return": None if math.isnan(episodes.mean_return) else episodes.mean_return,
             "wall_time_s": now - self.t_start,
             "startup_s": self.startup_s,
             "steps_per_s": self.counters.global_step / max(now - self.t_start, 1e-9),
@@ -329,10 +327,21 @@ class Trainer:
             json.dump(summary, f, indent=2)
         try:
             plot_learning_curve(self.run_dir / "metrics.csv", self.run_dir / "learning_curve.png",
-                                run.target_return, title=f"{run.algo} on {run.env}, {run.workers} workers")
+                                run.target_return, title=f"{run.algo} on {run.env}, {run.workers} workers",
+                                return_window=run.return_window)
         except ValueError:
             pass
         return summary
+
+    def _learner_summary(self) -> dict[str, Any]:
+        a = self.config.algo
+        out = {"sync": a.sync, "correction": getattr(a, "correction", None),
+               "device": getattr(a, "learner_device", "cpu"), "mean_policy_lag": self.metrics.mean_policy_lag}
+        if self.shared.replay is not None:
+            out.update(replay_size=self.shared.replay.capacity, replay_bytes=self.shared.replay.nbytes,
+                       replay_ratio=a.replay_ratio, replay_inserted=self.shared.replay.inserted,
+                       learner_updates=self.shared.rate.updates)
+        return out
 
     # -- signals ------------------------------------------------------------
 

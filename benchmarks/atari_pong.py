@@ -31,7 +31,7 @@ FRAMES_PER_STEP = 4  # AtariPreprocessing's frame skip
 def first_crossing(metrics: dict[str, list[float]], score: float) -> tuple[float, float] | None:
     """``(env steps, wall s)`` of the first metrics row whose mean return of the last 100
     episodes is at least ``score``, or None."""
-    for step, wall, mean in zip(metrics["global_step"], metrics["wall_time_s"], metrics["mean_return_100"]):
+    for step, wall, mean in zip(metrics["global_step"], metrics["wall_time_s"], metrics["mean_return"]):
         if not math.isnan(mean) and mean >= score:
             return step, wall
     return None
@@ -45,7 +45,7 @@ def plot(metrics: dict[str, list[float]], score: float, title: str, path: Path) 
     frames = [s * FRAMES_PER_STEP / 1e6 for s in metrics["global_step"]]
     hours = [t / 3600 for t in metrics["wall_time_s"]]
     for ax, x, label in ((axes[0], frames, "frames (millions; 4 per agent step)"), (axes[1], hours, "wall time (h)")):
-        ax.plot(x, metrics["mean_return_100"], lw=1.8)
+        ax.plot(x, metrics["mean_return"], lw=1.8)
         ax.axhline(score, ls="--", c="grey", lw=1, label=f"score {score:g}")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
@@ -85,7 +85,7 @@ def main() -> None:
     title = (f"{args.algo} on ALE/Pong-v5, {args.workers} {'actors' if summary['learner'] else 'workers'}, "
              f"{cores} cores, seed {args.seed}")
     plot(metrics, args.score, title, RESULTS / f"{name}.png")
-    best = max((m for m in metrics["mean_return_100"] if not math.isnan(m)), default=None)
+    best = max((m for m in metrics["mean_return"] if not math.isnan(m)), default=None)
     result = {
         "command": "python -m asyncrl.run " + " ".join(run_args), "cores": cores, "score": args.score,
         "reached": crossing is not None,
@@ -93,7 +93,7 @@ def main() -> None:
         "hours_to_score": crossing[1] / 3600 if crossing else None,
         "frames": summary["global_step"] * FRAMES_PER_STEP, "wall_time_h": summary["wall_time_s"] / 3600,
         "frames_per_s": summary["steps_per_s"] * FRAMES_PER_STEP, "best_mean_score_100": best,
-        "final_mean_score_100": summary["mean_return_100"], "stop_reason": summary["stop_reason"],
+        "final_mean_score_100": summary["mean_return"], "stop_reason": summary["stop_reason"],
     }
     reached = (f"reached a mean score of {args.score:g} after {result['frames_to_score'] / 1e6:.2f}M frames "
                f"and {result['hours_to_score']:.2f} h" if crossing else

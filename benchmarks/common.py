@@ -48,7 +48,7 @@ def asyncrl_run(args: list[str], run_dir: Path, timeout: float = 600) -> dict[st
 def learning_run(args: list[str], run_dir: Path, timeout: float = 4 * 3600) -> dict[str, Any]:
     """Run ``python -m asyncrl.run ARGS`` for a learning benchmark and summarise it: the
     summary's target and speed fields, the mean return of the last 100 episodes at the end
-    (``final_mean_return_100``) and at its best, and the learning curve
+    (``final_mean_return``) and at its best, and the learning curve
     ``[(env steps, wall time s, mean return)]`` from ``metrics.csv``."""
     import math
 
@@ -56,12 +56,12 @@ def learning_run(args: list[str], run_dir: Path, timeout: float = 4 * 3600) -> d
 
     summary = asyncrl_run(args, run_dir, timeout=timeout)
     m = read_metrics(run_dir / "metrics.csv")
-    curve = [(s, t, r) for s, t, r in zip(m["global_step"], m["wall_time_s"], m["mean_return_100"])
+    curve = [(s, t, r) for s, t, r in zip(m["global_step"], m["wall_time_s"], m["mean_return"])
              if not math.isnan(r)]
     return {**{k: summary[k] for k in ("reached_target", "steps_to_target", "time_to_target_s", "global_step",
                                        "wall_time_s", "steps_per_s", "cpu_count")},
-            "final_mean_return_100": summary["mean_return_100"],
-            "best_mean_return_100": max((r for _, _, r in curve), default=None), "curve": curve}
+            "final_mean_return": summary["mean_return"],
+            "best_mean_return": max((r for _, _, r in curve), default=None), "curve": curve}
 
 
 def spread(values: list[float]) -> dict[str, float | None]:

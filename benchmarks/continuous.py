@@ -70,7 +70,7 @@ model.learn(total_timesteps=steps, callback=cb)
 wall = time.perf_counter() - start
 buf = model.ep_info_buffer
 print(json.dumps({"global_step": model.num_timesteps, "wall_time_s": wall, "steps_per_s": model.num_timesteps / wall,
-                  "final_mean_return_100": sum(e["r"] for e in buf) / len(buf), "curve": cb.rows}))
+                  "final_mean_return": sum(e["r"] for e in buf) / len(buf), "curve": cb.rows}))
 """
 
 
@@ -147,7 +147,7 @@ def main() -> None:
                       "|---|---|---|---|---|"]
             for system, runs in systems.items():
                 ok = [r for r in runs if "error" not in r]
-                finals = [r["final_mean_return_100"] for r in ok]
+                finals = [r["final_mean_return"] for r in ok]
                 lines.append(f"| {system} | {fmt(spread(finals), 0)} | {sum(f >= score for f in finals)}/{len(runs)} | "
                              f"{fmt(spread([r['wall_time_s'] for r in ok]), 0)} | "
                              f"{fmt(spread([r['steps_per_s'] for r in ok]), 0)} |")
@@ -167,7 +167,7 @@ def main() -> None:
                       f"{fmt(spread([r['steps_to_target'] for r in runs]), 0)} | "
                       f"{fmt(spread([r['time_to_target_s'] for r in runs]), 1)} | "
                       f"{fmt(spread([r['steps_per_s'] for r in runs]), 0)} | "
-                      f"{fmt(spread([r['best_mean_return_100'] for r in runs]), 1)} |"]
+                      f"{fmt(spread([r['best_mean_return'] for r in runs]), 1)} |"]
         lines.append("\nPer seed:\n")
         for system, runs in systems.items():
             for r in runs:
@@ -181,7 +181,7 @@ def main() -> None:
                                  if r["reached_target"] else "; "))
                 lines.append(f"- {system}, seed {r['seed']}: {target}stopped at {r['global_step']:,} env steps after "
                              f"{r['wall_time_s']:.0f} s ({r['steps_per_s']:,.0f} env steps/s); mean return then "
-                             f"{r['final_mean_return_100']:.1f}")
+                             f"{r['final_mean_return']:.1f}")
     name = "continuous_" + "_".join(t.replace("-", "_") for t in args.tasks)
     lines.append(f"\n![curves]({name}.png)\n")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -50,14 +50,14 @@ def main() -> None:
                                  " ".join(flags), "reached": s["reached_target"],
                                  "steps_to_target": s["steps_to_target"], "time_to_target_s": s["time_to_target_s"],
                                  "global_step": s["global_step"], "wall_time_s": s["wall_time_s"],
-                                 "mean_return_100": s["mean_return_100"], "target": s["target_return"],
+                                 "mean_return": s["mean_return"], "target": s["target_return"],
                                  "cpu_count": s["cpu_count"], "oversubscribed": s["oversubscribed"]})
                     r = runs[-1]
                     print(f"{algo:15s} {env:12s} seed {seed}: " + (
                         f"{r['target']} reached at T={r['steps_to_target']:,} in {r['time_to_target_s']:.1f} s"
                         if r["reached"] else
                         f"not reached in {r['global_step']:,} env steps ({r['wall_time_s']:.0f} s), "
-                        f"mean return {r['mean_return_100']:.1f}"), flush=True)
+                        f"mean return {r['mean_return']:.1f}"), flush=True)
     lines = [f"`python benchmarks/defaults.py --seeds {' '.join(map(str, args.seeds))}`: `--workers {args.workers}` "
              f"on {runs[0]['cpu_count']} cores, no other flag (Acrobot-v1: `--total-steps 500000`, see the script). "
              "Env steps and wall seconds to the threshold, median (range) over the seeds that reached it.\n",
@@ -67,7 +67,7 @@ def main() -> None:
         for algo in args.algos:
             rows = [r for r in runs if r["algo"] == algo and r["env"] == env]
             hit = [r for r in rows if r["reached"]]
-            per_seed = ", ".join(f"{r['steps_to_target']:,}" if r["reached"] else f"({r['mean_return_100']:.0f})"
+            per_seed = ", ".join(f"{r['steps_to_target']:,}" if r["reached"] else f"({r['mean_return']:.0f})"
                                  for r in rows)
             lines.append(f"| {algo} | {env} | {len(hit)}/{len(rows)} | "
                          f"{fmt(spread([r['steps_to_target'] for r in hit]), 0)} | "

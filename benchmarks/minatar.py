@@ -83,7 +83,7 @@ print(json.dumps({"reached_target": cb.crossing is not None,
                   "time_to_target_s": cb.crossing[1] if cb.crossing else None,
                   "global_step": model.num_timesteps, "wall_time_s": wall,
                   "steps_per_s": model.num_timesteps / wall,
-                  "best_mean_return_100": max((r[2] for r in cb.rows), default=None), "curve": cb.rows}))
+                  "best_mean_return": max((r[2] for r in cb.rows), default=None), "curve": cb.rows}))
 """
 
 
@@ -160,7 +160,7 @@ def main() -> None:
         lines.append(
             f"| {system} | {scores[system]:g} | {caps[system]:,} | {reached}/{len(runs)} | "
             f"{fmt(spread([r['steps_to_target'] for r in ok]), 0)} | {fmt(spread([r['time_to_target_s'] for r in ok]), 0)} | "
-            f"{fmt(spread([r['steps_per_s'] for r in ok]), 0)} | {fmt(spread([r['best_mean_return_100'] for r in ok]), 1)} |")
+            f"{fmt(spread([r['steps_per_s'] for r in ok]), 0)} | {fmt(spread([r['best_mean_return'] for r in ok]), 1)} |")
     lines.append("\nPer seed:\n")
     for system, runs in results.items():
         for r in runs:
@@ -169,7 +169,7 @@ def main() -> None:
                 f"{'reached' if r['reached_target'] else 'did not reach'} {scores[system]:g}"
                 + (f" at {r['steps_to_target']:,} env steps, {r['time_to_target_s']:.0f} s" if r["reached_target"] else "")
                 + f"; stopped at {r['global_step']:,} env steps after {r['wall_time_s']:.0f} s "
-                  f"({r['steps_per_s']:,.0f} env steps/s); best mean return {r['best_mean_return_100']}"))
+                  f"({r['steps_per_s']:,.0f} env steps/s); best mean return {r['best_mean_return']}"))
     name = "minatar_breakout_" + "_".join(args.systems)
     lines.append(f"\n![curves]({name}.png)\n")
     RESULTS.mkdir(parents=True, exist_ok=True)

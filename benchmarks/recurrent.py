@@ -139,17 +139,17 @@ def main() -> None:
                              f"{fmt(spread([r['steps_to_target'] for r in runs]), 0)} | "
                              f"{fmt(spread([r['time_to_target_s'] for r in runs]), 0)} | "
                              f"{fmt(spread([r['steps_per_s'] for r in runs]), 0)} | "
-                             f"{fmt(spread([r['best_mean_return_100'] for r in runs]), 1)} |")
+                             f"{fmt(spread([r['best_mean_return'] for r in runs]), 1)} |")
             lines.append("\nPer seed: " + "; ".join(
                 f"{system} seed {r['seed']}: " + (f"475 at {r['steps_to_target']:,}" if r["reached_target"] else
-                                                   f"best {r['best_mean_return_100']:.1f} in {r['global_step']:,}")
+                                                   f"best {r['best_mean_return']:.1f} in {r['global_step']:,}")
                 for system, runs in results[task].items() for r in runs) + ".\n")
     if "minatar" in results:
         lines += [f"\n## MinAtar/Breakout-v1: A3C, 2 workers, {args.minatar_steps:,} env steps\n",
                   "| system | mean return at the end | best mean return | env steps/s |", "|---|---|---|---|"]
         for system, runs in results["minatar"].items():
-            lines.append(f"| {system} | {fmt(spread([r['final_mean_return_100'] for r in runs]), 1)} | "
-                         f"{fmt(spread([r['best_mean_return_100'] for r in runs]), 1)} | "
+            lines.append(f"| {system} | {fmt(spread([r['final_mean_return'] for r in runs]), 1)} | "
+                         f"{fmt(spread([r['best_mean_return'] for r in runs]), 1)} | "
                          f"{fmt(spread([r['steps_per_s'] for r in runs]), 0)} |")
     if "throughput" in results:
         lines += [f"\n## Throughput on {ENV}, learning rate 0, {args.throughput_steps:,} env steps per run, "

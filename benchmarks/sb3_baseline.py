@@ -69,7 +69,7 @@ def main() -> None:
         "steps_to_target": callback.solved[1] if callback.solved else None,
         "global_step": model.num_timesteps, "wall_time_s": wall,
         "steps_per_s": model.num_timesteps / wall,
-        "mean_return_100": sum(e["r"] for e in buf) / len(buf) if buf else None,
+        "mean_return": sum(e["r"] for e in buf) / len(buf) if buf else None,
     }))
 
 

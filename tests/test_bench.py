@@ -56,7 +56,7 @@ def test_every_output_carries_the_machine_description_and_marks_oversubscription
 
     def fake_runner(method, workers, seed, config, run_dir):
         run_dir.mkdir(parents=True)
-        (run_dir / "metrics.csv").write_text("wall_time_s,mean_return_100\n1.0,20\n2.0,200\n")
+        (run_dir / "metrics.csv").write_text("wall_time_s,mean_return\n1.0,20\n2.0,200\n")
         return {"reached_target": True, "time_to_target_s": timings[workers] + seed,
                 "steps_to_target": 1000 * workers, "global_step": 1000 * workers, "wall_time_s": timings[workers],
                 "steps_per_s": 100.0 * workers, "target_return": 200.0, "stop_reason": "target_reached",

@@ -17,7 +17,7 @@ def test_a3c_serial_seed0_solves_cartpole_within_150k_steps(tmp_path):
     (90,413 env steps with torch 2.13.0), well inside the 150k budget."""
     summary = _solve(tmp_path, workers=1, serial=True, seed=0, total_steps=150_000)
     assert summary["reached_target"], summary
-    assert summary["mean_return_100"] >= 475.0
+    assert summary["mean_return"] >= 475.0
     assert summary["steps_to_target"] <= 150_000
 
 

@@ -50,7 +50,7 @@ def test_outputs_and_stop_on_total_steps(tmp_path):
     assert ckpt["global_step"] == summary["global_step"]
     assert json.loads((run_dir / "config.json").read_text())["run"]["target_return"] == float("inf")
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
-    for column in ("global_step", "wall_time_s", "episodes", "mean_return_100", "steps_per_s",
+    for column in ("global_step", "wall_time_s", "episodes", "mean_return", "steps_per_s",
                    "policy_loss", "value_loss", "entropy", "cpu_percent", "pss_mb", "uss_mb"):
         assert column in header
     assert "rss_mb" not in header  # summed RSS counts torch's shared pages once per process
@@ -64,7 +64,7 @@ def test_target_return_stops_the_run(tmp_path):
                     run_dir=str(tmp_path / "t"))
     summary = Trainer(Config(run=run, algo=algo_config("a3c", run.env)), quiet=True).train()
     assert summary["stop_reason"] == "target_reached"
-    assert summary["reached_target"] and summary["mean_return_100"] >= 30.0
+    assert summary["reached_target"] and summary["mean_return"] >= 30.0
     assert summary["steps_to_target"] <= summary["global_step"] < 100_000
 
 
@@ -139,8 +139,8 @@ def test_target_crossing_row_agrees_with_the_stop_reason(tmp_path):
     algo = algo_config("a2c", run.env, envs_per_actor=4, unroll_length=7)
     summary = Trainer(Config(run=run, algo=algo), quiet=True).train()
     assert summary["stop_reason"] == "target_reached"
-    assert summary["mean_return_at_target"] == 1.0 and summary["mean_return_100"] == pytest.approx(0.88)
+    assert summary["mean_return_at_target"] == 1.0 and summary["mean_return"] == pytest.approx(0.88)
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
-    crossing = [r for r in rows if float(r["mean_return_100"]) >= 0.95]
+    crossing = [r for r in rows if float(r["mean_return"]) >= 0.95]
     assert len(crossing) == 1 and int(crossing[0]["global_step"]) == summary["steps_to_target"]
-    assert float(rows[-1]["mean_return_100"]) == pytest.approx(0.88)
+    assert float(rows[-1]["mean_return"]) == pytest.approx(0.88)

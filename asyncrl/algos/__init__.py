@@ -5,8 +5,8 @@ Each module provides ``make_shared(config, obs, action) -> SharedState`` (``obs`
 actions), ``build_model(config, obs, action)``, ``greedy_action(model, obs, state) ->
 (action, state)`` (``state``: a recurrent policy's, else None) and an ``ActorLearner``
 class following ``asyncrl.algos.base.ActorLearner``. The batched-learner algorithms (A2C,
-PPO) also provide ``Learner``: the same protocol for the one learner process, plus
-``finished()``.
+PPO, REINFORCE) and the off-policy learners (DQN, DDPG, TD3, SAC) also provide
+``Learner``: the same protocol for the one learner process, plus ``finished()``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,22 @@ ALGO_MODULES = {
     "n-step-q": "asyncrl.algos.n_step_q",
     "a2c": "asyncrl.algos.a2c",
     "ppo": "asyncrl.algos.ppo",
+    "reinforce": "asyncrl.algos.reinforce",
+    "dqn": "asyncrl.algos.dqn",
+    "ddpg": "asyncrl.algos.ddpg",
+    "td3": "asyncrl.algos.td3",
+    "sac": "asyncrl.algos.sac",
 }
 """``--algo`` value to the module implementing it."""
 
-CONTINUOUS_ACTIONS = frozenset({"a3c", "a2c", "ppo"})
-"""Algorithms whose policy can be a Gaussian over ``Box`` actions (the others need
-``Discrete`` ones)."""
+CONTINUOUS_ACTIONS = frozenset({"a3c", "a2c", "ppo", "reinforce", "ddpg", "td3", "sac"})
+"""Algorithms that can act in ``Box`` action spaces (the others need ``Discrete`` ones)."""
+
+CONTINUOUS_ONLY = frozenset({"ddpg", "td3", "sac"})
+"""Algorithms that need a bounded ``Box`` action space (their policies act in ``[-1, 1]``)."""
+
+OFF_POLICY = frozenset({"dqn", "ddpg", "td3", "sac"})
+"""Algorithms that learn from a shared-memory replay (``asyncrl.algos.offpolicy``)."""
 
 
 def algo_module(name: str) -> ModuleType:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 from torch import nn
 
+from asyncrl.replay import RateLimiter, SharedReplay
 from asyncrl.shared import GlobalCounters, SharedAdam, SharedRMSprop, TargetNetwork
 from asyncrl.storage import PolicyStore, RolloutSlots
 
@@ -21,7 +22,10 @@ class SharedState:
         optimizer: the shared optimizer (statistics in shared memory).
         target: the shared target network theta^- of the value-based methods, or None.
         slots: the rollout slots between actors and the learner (A2C, PPO), or None.
-        policy: the learner's published policy (A2C, PPO; ``model`` is its weights), or None.
+        policy: the learner's published policy (A2C, PPO, the off-policy learners; ``model``
+            is its weights), or None.
+        replay: the shared-memory replay of the off-policy learners, or None.
+        rate: their rate limiter between actors and learner, or None.
     """
 
     model: nn.Module
@@ -29,6 +33,8 @@ class SharedState:
     target: TargetNetwork | None = None
     slots: RolloutSlots | None = None
     policy: PolicyStore | None = None
+    replay: SharedReplay | None = None
+    rate: RateLimiter | None = None
 
 
 class ActorLearner(Protocol):

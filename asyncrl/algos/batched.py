@@ -84,7 +84,7 @@ def check_device(name: str) -> torch.device:
 def learner_start_method(config: Config) -> str:
     """How the learner process starts: ``spawn`` when it uses CUDA (CUDA cannot be used in
     a forked child of a process that touched it), else the run's ``--start-method``."""
-    if torch.device(config.algo.learner_device).type == "cuda":
+    if torch.device(getattr(config.algo, "learner_device", "cpu")).type == "cuda":
         return "spawn"
     return config.run.start_method
 
@@ -208,11 +208,9 @@ class Actor:
                 self.obs[e] = norm.observation(norm.raw_obs)
         return True
 
-    def update(self) -> int:
-        """Fill one slot with a rollout of every environment; returns env steps taken
-        (0 if a stop came while waiting for a free slot or the policy, or, in
-        ``--serial`` mode, if this actor's slots are all full: nothing else runs while it
-        would wait).
+    def _acquire(self) -> int | None:
+        """A free slot of this actor's, with the newest policy copied; None if a stop came
+        while waiting, or, in ``--serial`` mode, if every slot is full.
 
         Raises:
             LearnerStalled: if no slot came free for ``LEARNER_STALL_S`` while the learner
@@ -225,7 +223,7 @@ class Actor:
             index = slots.acquire(self.worker_id, 0.0 if self.serial else SLOT_WAIT_S)
             if index is None:
                 if self.serial or self.counters.stop_requested:
-                    return 0
+                    return None
                 if store.version != version:
                     version, since = store.version, time.monotonic()
                 elif time.monotonic() - since > LEARNER_STALL_S:
@@ -233,6 +231,22 @@ class Actor:
                                          f"while the learner published nothing (policy version {version})")
         if not self._refresh_policy():  # with --sync, the learner published before freeing the slots
             slots.abandon(index)
+            return None
+        return index
+
+    def update(self) -> int:
+        """Fill one slot with a rollout of every environment; returns env steps taken
+        (0 if a stop came while waiting for a free slot or the policy, or, in
+        ``--serial`` mode, if this actor's slots are all full: nothing else runs while it
+        would wait).
+
+        Raises:
+            LearnerStalled: if no slot came free for ``LEARNER_STALL_S`` while the learner
+                published nothing.
+        """
+        slots = self.shared.slots
+        index = self._acquire()
+        if index is None:
             return 0
         r = self.rollout
         obs_buf, values, final_values = r["obs"], r["values"], r["final_values"]
@@ -298,14 +312,17 @@ class Learner:
         shared: from ``make_shared``.
         counters: the global counters; the learner adds one update per batch.
         learn: the algorithm's update (``LearnFn``).
+        batch_steps: ``batch -> env steps`` it holds (default: ``T x B``; REINFORCE: the
+            steps of its episodes, without padding).
 
     Raises:
         DeviceError: if ``--learner-device`` is not available.
     """
 
     def __init__(self, learner_id: int, config: Config, shared: SharedState, counters: GlobalCounters,
-                 learn: LearnFn) -> None:
+                 learn: LearnFn, batch_steps: Callable[[dict[str, torch.Tensor]], int] | None = None) -> None:
         a = self.cfg = config.algo
+        self.batch_steps = batch_steps
         self.learner_id = learner_id
         self.shared = shared
         self.counters = counters
@@ -346,6 +363,7 @@ class Learner:
             return 0
         indices, self._pending = self._pending, []
         batch = slots.batch(indices)
+        steps = self.batch_steps(batch) if self.batch_steps is not None else slots.unroll_length * B
         if not self.cfg.sync:
             slots.release(indices)  # actors may refill them while this batch trains
         lag = float((self.shared.policy.version - batch["policy_version"]).float().mean())
@@ -361,7 +379,7 @@ class Learner:
         self.counters.add(self.learner_id, 0, updates=1)
         if self.cfg.sync:
             slots.release(indices)  # only now: every actor waits for the new policy
-        self.trained_steps += slots.unroll_length * B
+        self.trained_steps += steps
         self.stats.update({**metrics, "policy_lag": lag})
         return 0
 
@@ -417,10 +435,12 @@ def _optimizer_state_pairs(own: torch.optim.Optimizer, shared: torch.optim.Optim
     return pairs
 
 
-def learner_factory(learn: LearnFn) -> Callable[..., Learner]:
-    """``Learner(learner_id, config, shared, counters)`` for an algorithm's ``learn``."""
+def learner_factory(learn: LearnFn, batch_steps: Callable[[dict[str, torch.Tensor]], int] | None = None
+                    ) -> Callable[..., Learner]:
+    """``Learner(learner_id, config, shared, counters)`` for an algorithm's ``learn``
+    (``batch_steps(batch)``: the env steps a batch holds, if not all ``T x B``)."""
     def make(learner_id: int, config: Config, shared: SharedState, counters: GlobalCounters) -> Learner:
-        return Learner(learner_id, config, shared, counters, learn)
+        return Learner(learner_id, config, shared, counters, learn, batch_steps)
     return make
 
 
