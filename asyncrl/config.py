@@ -509,6 +509,8 @@ class ReinforceConfig(_BatchedFields):
         super().__post_init__()
         if self.correction != "none":
             raise ValueError("--algo reinforce uses full-episode returns: --correction must be none")
+        if self.lstm or self.normalize_obs or self.normalize_reward:
+            raise ValueError("--algo reinforce takes neither --lstm nor --normalize-obs / --normalize-reward")
 
 
 @dataclass(frozen=True)

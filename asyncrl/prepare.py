@@ -9,9 +9,11 @@ import os
 import time
 
 from asyncrl import envs
+from asyncrl.algos import CONTINUOUS_ONLY, OFF_POLICY
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import NetworkError, ObsSpec, resolve_network
+from asyncrl.replay import check_replay_memory, transition_fields
 
 __all__ = ["RunDirError", "Setup", "prepare"]
 
@@ -40,6 +42,7 @@ def prepare(config: Config) -> Setup:
             algorithm, or ``--network`` cannot read its observations.
         RunDirError: if the run folder cannot be created or written.
         DeviceError: if ``--learner-device`` asks for a device this machine lacks.
+        ReplayMemoryError: if ``--replay-size`` transitions would not fit in memory.
     """
     run = config.run
     env = envs.make_env(run.env, run.seed, options=envs.EnvOptions.from_run(run))
@@ -49,6 +52,11 @@ def prepare(config: Config) -> Setup:
             resolve_network(config.algo.network, obs)
         except NetworkError as exc:
             raise envs.EnvError(f"{run.env}: {exc}") from None
+        if run.algo in CONTINUOUS_ONLY and obs.is_image:
+            raise envs.EnvError(f"{run.env}: --algo {run.algo} takes flat observations, got {obs.describe()}")
+        if run.algo in OFF_POLICY:  # the replay's shared memory, before any of it is taken
+            check_replay_memory(config.algo.replay_size,
+                                transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype))
         if (getattr(config.algo, "normalize_obs", False) or getattr(config.algo, "normalize_reward", False)) \
                 and obs.is_image:
             raise envs.EnvError(f"{run.env}: --normalize-obs and --normalize-reward need flat observations, "

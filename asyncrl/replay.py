@@ -34,8 +34,33 @@ SAMPLE_RETRIES = 100
 """Rounds in which ``sample`` draws again the entries it caught mid-write before it gives up."""
 
 
+REPLAY_MEMORY_SHARE = 0.8
+"""The largest share of the machine's available memory a replay may take."""
+
+
 class ReplayError(RuntimeError):
     """The replay could not give a consistent sample (every drawn entry was being written)."""
+
+
+class ReplayMemoryError(ValueError):
+    """A ``--replay-size`` whose transitions do not fit in this machine's memory."""
+
+
+def check_replay_memory(capacity: int, fields: dict[str, tuple[tuple[int, ...], np.dtype]]) -> int:
+    """The shared memory a replay of ``capacity`` transitions takes, in bytes.
+
+    Raises:
+        ReplayMemoryError: if that is more than ``REPLAY_MEMORY_SHARE`` of the memory
+            available now (``psutil.virtual_memory().available``).
+    """
+    import psutil
+
+    nbytes = capacity * SharedReplay.entry_bytes(fields)
+    available = psutil.virtual_memory().available
+    if nbytes > REPLAY_MEMORY_SHARE * available:
+        raise ReplayMemoryError(f"--replay-size {capacity:,} needs {nbytes / 2**30:.1f} GiB of shared memory, more "
+                                f"than {REPLAY_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available")
+    return nbytes
 
 
 def transition_fields(obs_shape: tuple[int, ...], obs_dtype: np.dtype, action_shape: tuple[int, ...],

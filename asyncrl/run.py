@@ -22,12 +22,13 @@ from asyncrl.envs import EnvError  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     from asyncrl.algos.batched import DeviceError
+    from asyncrl.replay import ReplayMemoryError
     from asyncrl.trainer import RunDirError, Trainer, WorkerFailure
 
     try:
         config = parse_args(argv)
         trainer = Trainer(config)
-    except (CliError, EnvError, RunDirError, DeviceError) as exc:
+    except (CliError, EnvError, RunDirError, DeviceError, ReplayMemoryError) as exc:
         print(f"asyncrl.run: error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -102,6 +102,10 @@ class Trainer:
                                        initial_step=resumed["global_step"] if resumed else 0,
                                        initial_updates=resumed["policy_version"] if resumed else 0)
         self.resumed_from_step = resumed["global_step"] if resumed else None
+        if resumed and self.shared.replay is not None:
+            print(f"asyncrl.run: resumed at T={resumed['global_step']:,} with an empty replay (a checkpoint holds no "
+                  f"transitions): the learner waits for {self.config.algo.learning_starts:,} new ones "
+                  "(--learning-starts) before it updates again", file=sys.stderr, flush=True)
         self.failure_policy = FailurePolicy(self.config, self.learner_id)
         old_handlers = self._install_signal_handlers()
         self.t_start = time.monotonic() - (resumed["wall_time_s"] if resumed else 0.0)

@@ -32,7 +32,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
@@ -42,7 +41,7 @@ from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_score, start_worker_env
 from asyncrl.networks import ObsSpec
-from asyncrl.replay import RateLimiter, SharedReplay, transition_fields
+from asyncrl.replay import RateLimiter, ReplayMemoryError, SharedReplay, check_replay_memory, transition_fields
 from asyncrl.shared import GlobalCounters, clip_gradients, make_shared_optimizer, share_model
 from asyncrl.storage import POLL_MAX_S, POLL_MIN_S, PolicyStore
 
@@ -52,32 +51,20 @@ ACTOR_SEGMENT = 256
 LEARNER_SLICE_S = 0.1
 """Seconds of updates the learner makes per ``update`` call at most."""
 
-REPLAY_MEMORY_SHARE = 0.8
-"""The largest share of the machine's available memory a replay may take."""
-
-
-class ReplayMemoryError(ValueError):
-    """A ``--replay-size`` whose transitions do not fit in this machine's memory."""
-
-
 def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int, model: torch.nn.Module) -> SharedState:
     """The networks, their optimizer statistics (for checkpoints), the replay and the rate
     limiter, in shared memory; prints the replay's size in bytes.
 
     Raises:
-        ReplayMemoryError: if the replay would take more than ``REPLAY_MEMORY_SHARE`` of
-            the available memory.
+        ReplayMemoryError: if the replay would not fit in memory (``prepare`` checks it
+            first).
     """
     a = config.algo
     import torch._dynamo  # noqa: F401  (torch.optim's first use imports it: once, before the fork)
 
     action = ActionSpec.of(action)
     fields = transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype)
-    nbytes = a.replay_size * SharedReplay.entry_bytes(fields)
-    available = psutil.virtual_memory().available
-    if nbytes > REPLAY_MEMORY_SHARE * available:
-        raise ReplayMemoryError(f"--replay-size {a.replay_size:,} needs {nbytes / 2**30:.1f} GiB of shared memory, "
-                                f"more than {REPLAY_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available")
+    nbytes = check_replay_memory(a.replay_size, fields)
     print(f"asyncrl.run: replay of {a.replay_size:,} transitions ({_human_bytes(nbytes)} shared memory, "
           f"{config.run.workers} actor segments)", file=sys.stderr, flush=True)
     model = share_model(model)

@@ -24,30 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from asyncrl.algos.batched import Actor, build_model, greedy_action, learner_factory
-from asyncrl.algos.batched import make_shared as _batched_shared
-from asyncrl.config import Config
-from asyncrl.distributions import ActionSpec
+from asyncrl.algos.batched import Actor, build_model, greedy_action, learner_factory, make_shared
 from asyncrl.envs import game_score
-from asyncrl.networks import ObsSpec
 from asyncrl.returns import episode_returns
 from asyncrl.shared import linear_lr
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "policy_lag")
 """Per-batch means reported by the learner; columns of ``metrics.csv``."""
-
-
-def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int):
-    """As the batched learner's (``asyncrl.algos.batched.make_shared``).
-
-    Raises:
-        ValueError: with ``--lstm``, ``--normalize-obs`` or ``--normalize-reward``, which
-            REINFORCE does not take.
-    """
-    a = config.algo
-    if a.lstm or a.normalize_obs or a.normalize_reward:
-        raise ValueError("--algo reinforce takes neither --lstm nor --normalize-obs / --normalize-reward")
-    return _batched_shared(config, obs, action)
 
 
 class ActorLearner(Actor):
