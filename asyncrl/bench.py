@@ -2,7 +2,7 @@
 
 For each method in ``--algos`` and each worker count in ``--workers``, over ``--seeds``,
 trains with ``python -m asyncrl.run`` (a child process per run, one at a time) until the
-mean return of the last 100 episodes reaches a reference score (default: the
+mean return of the last ``--return-window`` episodes (default 100) reaches a reference score (default: the
 environment's threshold) or a time cap, and records wall time, env steps, env steps/s,
 per-core CPU utilisation (psutil) and whether the score was reached. From these:
 
@@ -14,8 +14,10 @@ per-core CPU utilisation (psutil) and whether the score was reached. From these:
   start-up excluded).
 
 Methods: ``a3c``, ``one-step-q``, ``one-step-sarsa``, ``n-step-q`` (asynchronous
-actor-learners) and ``a2c-sync``, ``a2c-async``, ``ppo-sync``, ``ppo-async`` (the batched
-learner with n actors). A row whose processes outnumber the physical cores is marked
+actor-learners), ``a2c-sync``, ``a2c-async``, ``ppo-sync``, ``ppo-async``, ``reinforce`` (the
+batched learner with n actors) and ``dqn``, ``ddpg``, ``td3``, ``sac`` (n actors filling the
+shared replay of one learner; continuous-action ones need ``--env Pendulum-v1`` or another
+``Box`` task, with ``--target-return``). A row whose processes outnumber the physical cores is marked
 *oversubscribed*: it measures time sharing, not scaling.
 
 Writes ``runs.csv`` and ``runs.json`` (every run, with the machine description), ``table.md``
@@ -51,10 +53,17 @@ METHODS: dict[str, list[str]] = {
     "a2c-async": ["--algo", "a2c", "--async"],
     "ppo-sync": ["--algo", "ppo", "--sync"],
     "ppo-async": ["--algo", "ppo", "--async"],
+    "reinforce": ["--algo", "reinforce"],
+    "dqn": ["--algo", "dqn"],
+    "ddpg": ["--algo", "ddpg"],
+    "td3": ["--algo", "td3"],
+    "sac": ["--algo", "sac"],
 }
 """Method name to its ``asyncrl.run`` flags."""
 
-LEARNER_METHODS = frozenset(m for m in METHODS if m.startswith(("a2c", "ppo")))
+LEARNER_METHODS = frozenset(m for m in METHODS if m.startswith(("a2c", "ppo", "reinforce", "dqn", "ddpg", "td3",
+                                                                 "sac")))
+"""Methods whose n actors feed one more process, the learner."""
 
 PAPER_TABLE_2 = {
     "1-step Q": (1.0, 3.0, 6.3, 13.3, 24.1),
@@ -88,6 +97,7 @@ class StudyConfig:
         target_return: the reference score; None: the environment's threshold.
         max_seconds: wall-time cap of one run, in seconds.
         total_steps: env-step cap of one run.
+        return_window: episodes behind the mean return compared with the score.
         pin_workers: pin each worker process to a core.
         out: output folder.
     """
@@ -99,6 +109,7 @@ class StudyConfig:
     target_return: float | None = None
     max_seconds: float = 300.0
     total_steps: int = 10_000_000
+    return_window: int = 100
     pin_workers: bool = False
     out: str = "bench/speedup"
 
@@ -110,8 +121,8 @@ class StudyConfig:
             raise ValueError(f"--workers must be positive counts, got {self.workers}")
         if not self.seeds:
             raise ValueError("--seeds needs at least one seed")
-        if not self.max_seconds > 0 or self.total_steps < 1:
-            raise ValueError("--max-seconds and --total-steps must be positive")
+        if not self.max_seconds > 0 or self.total_steps < 1 or self.return_window < 1:
+            raise ValueError("--max-seconds, --total-steps and --return-window must be positive")
 
 
 # ---------------------------------------------------------------------------
@@ -211,10 +222,10 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
     physical = machine["physical_cores"] or machine["logical_cores"]
     score = runs[0]["target_return"] if runs else config.target_return
     lines = [machine_line(machine, config.pin_workers), "",
-             f"{config.env}, reference score {score} (mean return of the last 100 episodes), seeds "
+             f"{config.env}, reference score {score} (mean return of the last {config.return_window} episodes), seeds "
              f"{' '.join(map(str, config.seeds))}, at most {config.max_seconds:g} s a run. Cells: median (range) over "
              "seeds; [k/n]: only k of n seeds reached the score at both worker counts. *oversubscribed*: more busy "
-             f"processes than the {physical} physical cores (A2C/PPO count their learner): time sharing, not scaling.",
+             f"processes than the {physical} physical cores (the batched and off-policy learners count their learner): time sharing, not scaling.",
              ""]
     header = "| method | " + " | ".join(f"{w} worker{'s' if w > 1 else ''}" for w in workers) + " |"
     rule = "|---|" + "---|" * len(workers)
@@ -283,7 +294,8 @@ def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir:
 
     cmd = [sys.executable, "-m", "asyncrl.run", *METHODS[method], "--env", config.env, "--workers", str(workers),
            "--seed", str(seed), "--max-seconds", str(config.max_seconds), "--total-steps", str(config.total_steps),
-           "--run-dir", str(run_dir), "--progress", "none", "--log-interval", "0.5"]
+           "--run-dir", str(run_dir), "--progress", "none", "--log-interval", "0.5",
+           "--return-window", str(config.return_window)]
     if config.target_return is not None:
         cmd += ["--target-return", str(config.target_return)]
     if config.pin_workers:
@@ -441,7 +453,7 @@ def _plot_returns(runs, machine, config, path: Path) -> None:
             ax.axhline(runs[0]["target_return"], color="k", linestyle=":", linewidth=1)
         ax.set_title(method, fontsize=10)
         ax.set_xlabel("wall time (s)")
-        ax.set_ylabel("mean return (last 100)")
+        ax.set_ylabel(f"mean return (last {config.return_window})")
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(methods):]:
         ax.axis("off")
@@ -481,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="reference score (default: the env's threshold; --quick: 200)")
     p.add_argument("--max-seconds", type=float, help="wall-time cap of one run (default: 300; --quick: 30)")
     p.add_argument("--total-steps", type=int, default=10_000_000, help="env-step cap of one run (default: %(default)s)")
+    p.add_argument("--return-window", type=int, default=100,
+                   help="episodes behind the mean return compared with the score (default: %(default)s)")
     p.add_argument("--pin-workers", action="store_true", help="pin each worker process to a core (psutil)")
     p.add_argument("--quick", action="store_true",
                    help="a3c, n-step-q, a2c and ppo (sync and async) at 1 2 4 workers, seed 0, score 200, 30 s cap: "
@@ -494,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds=args.seeds if args.seeds is not None else list(defaults["seeds"]), env=args.env,
             target_return=args.target_return if args.target_return is not None else defaults["target_return"],
             max_seconds=args.max_seconds or defaults["max_seconds"], total_steps=args.total_steps,
-            pin_workers=args.pin_workers, out=args.out)
+            return_window=args.return_window, pin_workers=args.pin_workers, out=args.out)
         if config.target_return is None:
             _check_reference_score(config.env)
     except ValueError as exc:

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.run_dir / "learning_curve.png"
     try:
         plot_learning_curve(metrics, out, config.get("target_return"),
-                            title=f"{config['algo']} on {config['env']}, {config['workers']} workers")
+                            title=f"{config['algo']} on {config['env']}, {config['workers']} workers",
+                            return_window=config.get("return_window", 100))
     except ValueError as exc:
         print(f"plot_run: error: {exc}", file=sys.stderr)
         return 2
