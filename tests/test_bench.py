@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -89,7 +90,7 @@ def test_bad_study_input_is_one_line_and_exit_code_2(capsys):
     assert bench.main(["speedup", "--workers", "0", "--out", "unused"]) == 2
     assert "--workers must be positive" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        bench.main(["speedup", "--algos", "dqn"])
+        bench.main(["speedup", "--algos", "no-such-method"])
     assert exc.value.code == 2
     # an environment without a reward threshold needs the score given (here, an unregistered one)
     assert bench.main(["speedup", "--env", "NoSuchEnv-v0", "--out", "unused"]) == 2
@@ -101,6 +102,21 @@ def test_the_study_accepts_pixel_envs_but_needs_a_score_where_they_have_no_thres
     assert bench.main(["speedup", "--env", "MinAtar/Breakout-v1", "--out", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "MinAtar/Breakout-v1 has no reward threshold" in err[0] and "--target-return" in err[0]
+
+
+def test_the_study_runs_off_policy_learners_with_their_learner_counted(tmp_path):
+    """A real (tiny) study of DQN at 1 and 2 actors: each run has one more process, the
+    learner, and the score is the mean of the last --return-window episodes."""
+    out = tmp_path / "out"
+    assert bench.main(["speedup", "--algos", "dqn", "--workers", "1", "2", "--seeds", "0", "--target-return", "15",
+                       "--return-window", "5", "--max-seconds", "30", "--out", str(out)]) == 0
+    runs = json.loads((out / "runs.json").read_text())["runs"]
+    assert [(r["method"], r["workers"], r["reached_target"]) for r in runs] == [("dqn", 1, True), ("dqn", 2, True)]
+    assert bench.processes("dqn", 2) == 3 and bench.processes("a3c", 2) == 2
+    for r in runs:
+        config = json.loads((Path(r["run_dir"]) / "config.json").read_text())
+        assert config["run"]["return_window"] == 5 and config["run"]["algo"] == "dqn"
+    assert "mean return of the last 5 episodes" in (out / "table.md").read_text()
 
 
 def test_steady_steps_per_s_leaves_out_start_up_and_shutdown(tmp_path):

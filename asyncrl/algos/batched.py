@@ -337,7 +337,7 @@ class Learner:
         self.optimizer = make_learner_optimizer(a, self.model.parameters(), self.device, shared.optimizer)
         self.updater = make_updater(self.model, self.optimizer, a.max_grad_norm, self.device)
         # (after make_updater, which may move the parameters and statistics into flat buffers)
-        self._state_pairs = _optimizer_state_pairs(self.optimizer, shared.optimizer)
+        self._state_pairs = optimizer_state_pairs(self.optimizer, shared.optimizer)
         self._tensors = list(self.model.state_dict().values())
         self.rng = np.random.default_rng(config.run.seed + 1_000_003)
         normalizer = self.model.normalizer
@@ -424,7 +424,7 @@ def make_learner_optimizer(a: Any, params, device: torch.device, shared: Any) ->
     return optimizer
 
 
-def _optimizer_state_pairs(own: torch.optim.Optimizer, shared: torch.optim.Optimizer) -> list:
+def optimizer_state_pairs(own: torch.optim.Optimizer, shared: torch.optim.Optimizer) -> list:
     """``(shared tensor, own tensor)`` for every optimizer statistic, in parameter order."""
     own_params = [p for g in own.param_groups for p in g["params"]]
     shared_params = [p for g in shared.param_groups for p in g["params"]]

@@ -36,7 +36,7 @@ import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.batched import LEARNER_STALL_S, SLOT_WAIT_S, LearnerStalled, make_learner_optimizer, \
-    _optimizer_state_pairs
+    optimizer_state_pairs
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_score, start_worker_env
@@ -51,6 +51,7 @@ ACTOR_SEGMENT = 256
 LEARNER_SLICE_S = 0.1
 """Seconds of updates the learner makes per ``update`` call at most."""
 
+
 def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int, model: torch.nn.Module) -> SharedState:
     """The networks, their optimizer statistics (for checkpoints), the replay and the rate
     limiter, in shared memory; prints the replay's size in bytes.
@@ -64,13 +65,13 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int, model: t
 
     action = ActionSpec.of(action)
     fields = transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype)
-    nbytes = check_replay_memory(a.replay_size, fields)
-    print(f"asyncrl.run: replay of {a.replay_size:,} transitions ({_human_bytes(nbytes)} shared memory, "
-          f"{config.run.workers} actor segments)", file=sys.stderr, flush=True)
+    check_replay_memory(a.replay_size, fields)
+    replay = SharedReplay(a.replay_size, config.run.workers, fields)
+    print(f"asyncrl.run: replay of {replay.capacity:,} transitions ({_human_bytes(replay.nbytes)} shared memory, "
+          f"{config.run.workers} actor segments of {replay.segment:,})", file=sys.stderr, flush=True)
     model = share_model(model)
     optimizer = make_shared_optimizer(a.optimizer, model.optimized_parameters(), lr=a.lr, eps=a.optim_eps,
                                       rms_alpha=a.rms_alpha)
-    replay = SharedReplay(a.replay_size, config.run.workers, fields)
     rate = RateLimiter(a.replay_ratio, a.learning_starts, a.tolerance)
     return SharedState(model=model, optimizer=optimizer, policy=PolicyStore(model), replay=replay, rate=rate)
 
@@ -247,7 +248,7 @@ class Learner:
         self.model = copy.deepcopy(shared.model)  # the learner's own copy, off shared memory
         self.optimizer = make_learner_optimizer(a, self.model.optimized_parameters(), torch.device("cpu"),
                                                 shared.optimizer)
-        self._state_pairs = _optimizer_state_pairs(self.optimizer, shared.optimizer)
+        self._state_pairs = optimizer_state_pairs(self.optimizer, shared.optimizer)
         self._tensors = list(self.model.state_dict().values())
         self.rng = np.random.default_rng(config.run.seed + 1_000_003)
         torch.manual_seed(config.run.seed + 1_000_003)  # the learner's own noise (SAC, TD3)
