@@ -122,7 +122,7 @@ def test_lstm_serial_seed0_solves_cartpole_without_velocities(tmp_path, algo, bu
 @pytest.mark.parametrize("algo, env, budget, target, window", [
     # the presets, two actors and the learner round-robin in one process (--serial, seed 0):
     # deterministic, so each reaches its target at the same env step every time (torch
-    # 2.13.0): SAC at 4,809 env steps, TD3 16,307, DDPG 13,706, DQN DQN_SERIAL, REINFORCE
+    # 2.13.0): SAC at 4,809 env steps, TD3 16,307, DDPG 13,706, DQN 70,952, REINFORCE
     # 260,305; 1-3 minutes each
     ("sac", "Pendulum-v1", 20_000, -200.0, 10),
     ("td3", "Pendulum-v1", 30_000, -200.0, 10),

@@ -98,7 +98,7 @@ class NStep:
 
     def push(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
              truncated: bool) -> list[dict[str, Any]]:
-        self.pending.append((obs, action, float(reward)))
+        self.pending.append((np.array(obs), action, float(reward)))  # (a copy: an env may reuse its buffer)
         out = []
         if terminated or truncated:
             while self.pending:
@@ -149,6 +149,8 @@ class Actor:
         self.serial = config.run.serial
         self.version = -1
         self.stats = WorkerStats(counters)
+        self._stall_since: float | None = None  # when the learner was last seen stuck, and at which update
+        self._stall_updates = -1
 
     def _refresh_policy(self) -> bool:
         store = self.shared.policy
@@ -176,19 +178,21 @@ class Actor:
         poll = POLL_MIN_S
         while not rate.actor_may_insert(replay.inserted):
             if self.counters.stop_requested or time.monotonic() >= deadline:
-                updates = rate.updates
-                if self._stall_since is None or updates != self._stall_updates:
-                    self._stall_since, self._stall_updates = time.monotonic(), updates
-                elif time.monotonic() - self._stall_since > LEARNER_STALL_S:
-                    raise LearnerStalled(f"actor {self.worker_id} waited {LEARNER_STALL_S:g} s for the learner, "
-                                         f"which made no update (update {updates})")
+                self._check_stall(rate.updates)
                 return False
             time.sleep(poll)
             poll = min(2 * poll, POLL_MAX_S)
         return True
 
-    _stall_since: float | None = None
-    _stall_updates = -1
+    def _check_stall(self, updates: int) -> None:
+        """Raise ``LearnerStalled`` once the learner's update count has stood still for
+        ``LEARNER_STALL_S`` across this actor's waits."""
+        now = time.monotonic()
+        if self._stall_since is None or updates != self._stall_updates:
+            self._stall_since, self._stall_updates = now, updates
+        elif now - self._stall_since > LEARNER_STALL_S:
+            raise LearnerStalled(f"actor {self.worker_id} waited {LEARNER_STALL_S:g} s for the learner, which made "
+                                 f"no update (update {updates})")
 
     def update(self) -> int:
         """Take up to ``ACTOR_SEGMENT`` env steps, each once the rate limiter allows it;
