@@ -95,7 +95,7 @@ def test_help_documents_every_flag_with_default():
         (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
         (["--workers", "two"], "invalid int value: 'two'"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        (["--algo", "dqn"], "--algo must be one of"),
+        (["--algo", "no-such-algo"], "--algo must be one of"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, fragment):
