@@ -375,7 +375,7 @@ class Learner:
             for moments in stats.numpy():
                 merge_moments(*self._running, moments)
             self.model.normalizer.store(*self._running)
-        self.shared.policy.publish(self._tensors, self._publish_optimizer_state)
+        self.shared.policy.publish(self._tensors, lambda: copy_pairs(self._state_pairs))
         self.counters.add(self.learner_id, 0, updates=1)
         if self.cfg.sync:
             slots.release(indices)  # only now: every actor waits for the new policy
@@ -387,11 +387,6 @@ class Learner:
         if self.device.type == "cpu":
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)  # page-locked: asynchronous copy
-
-    @torch.no_grad()
-    def _publish_optimizer_state(self) -> None:
-        for shared_tensor, own in self._state_pairs:
-            shared_tensor.copy_(own)
 
     def drain_stats(self) -> dict[str, Any]:
         return self.stats.drain()
@@ -422,6 +417,14 @@ def make_learner_optimizer(a: Any, params, device: torch.device, shared: Any) ->
     # (a copy of the statistics: on a CPU, load_state_dict would keep the shared tensors themselves)
     optimizer.load_state_dict({"state": copy.deepcopy(saved["state"]), "param_groups": own_groups})  # creates the state
     return optimizer
+
+
+@torch.no_grad()
+def copy_pairs(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """``dst.copy_(src)`` for every ``(dst, src)`` of ``pairs`` (``optimizer_state_pairs``: the
+    learner's optimizer statistics into shared memory, inside a publication)."""
+    for dst, src in pairs:
+        dst.copy_(src)
 
 
 def optimizer_state_pairs(own: torch.optim.Optimizer, shared: torch.optim.Optimizer) -> list:

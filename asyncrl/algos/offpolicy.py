@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
-from asyncrl.algos.batched import LEARNER_STALL_S, SLOT_WAIT_S, LearnerStalled, make_learner_optimizer, \
-    optimizer_state_pairs
+from asyncrl.algos.batched import LEARNER_STALL_S, SLOT_WAIT_S, LearnerStalled, copy_pairs, \
+    make_learner_optimizer, optimizer_state_pairs
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_score, start_worker_env
-from asyncrl.networks import ObsSpec
+from asyncrl.networks import NetworkError, ObsSpec
 from asyncrl.replay import RateLimiter, ReplayMemoryError, SharedReplay, check_replay_memory, transition_fields
 from asyncrl.shared import GlobalCounters, clip_gradients, make_shared_optimizer, share_model
 from asyncrl.storage import POLL_MAX_S, POLL_MIN_S, PolicyStore
@@ -288,7 +288,7 @@ class Learner:
             sample = replay.sample(self.cfg.batch_size, self.rng)
             batch = {name: torch.from_numpy(array) for name, array in sample.items()}
             metrics = self.learn(self.cfg, self.model, self.optimizer, batch, self.updates, self.rng)
-            self.shared.policy.publish(self._tensors, self._publish_optimizer_state)
+            self.shared.policy.publish(self._tensors, lambda: copy_pairs(self._state_pairs))
             self.updates += 1
             rate.count_update()  # after the publication: a --sync actor then acts with this policy
             self.counters.add(self.learner_id, 0, updates=1)
@@ -297,16 +297,23 @@ class Learner:
                 break
         return 0
 
-    @torch.no_grad()
-    def _publish_optimizer_state(self) -> None:
-        for shared_tensor, own in self._state_pairs:
-            shared_tensor.copy_(own)
-
     def drain_stats(self) -> dict[str, Any]:
         return self.stats.drain()
 
     def close(self) -> None:
         pass
+
+
+def flat_obs_dim(config: Config, obs: ObsSpec | int) -> int:
+    """The observation width of DDPG, TD3 and SAC, which take flat observations.
+
+    Raises:
+        NetworkError: if the observations are images.
+    """
+    obs = ObsSpec.of(obs)
+    if obs.is_image:
+        raise NetworkError(f"--algo {config.run.algo} takes flat observations, got {obs.describe()}")
+    return obs.shape[0]
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], loss: torch.Tensor,
@@ -353,5 +360,5 @@ def shared_factory(build_model: Callable[..., torch.nn.Module]) -> Callable[...,
     return make
 
 
-__all__ = ["Actor", "Learner", "NStep", "RateLimiter", "ReplayMemoryError", "actor_factory", "learner_factory",
-           "make_shared", "optimizer_step", "polyak", "shared_factory"]
+__all__ = ["Actor", "Learner", "NStep", "RateLimiter", "ReplayMemoryError", "actor_factory", "flat_obs_dim",
+           "learner_factory", "make_shared", "optimizer_step", "polyak", "shared_factory"]

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from asyncrl.algos.offpolicy import actor_factory, learner_factory, optimizer_step, polyak, shared_factory
+from asyncrl.algos.offpolicy import actor_factory, flat_obs_dim, learner_factory, optimizer_step, polyak, \
+    shared_factory
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec, SquashedGaussian
-from asyncrl.networks import Critics, NetworkError, NumpyMLP, ObsSpec, SquashedGaussianActor
+from asyncrl.networks import Critics, NumpyMLP, ObsSpec, SquashedGaussianActor
 
 LOSS_NAMES = ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")
 """Per-update means reported by the learner (``entropy``: ``-log pi`` of the policy's own
@@ -67,10 +68,7 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SACMo
     Raises:
         NetworkError: if the observations are images.
     """
-    obs = ObsSpec.of(obs)
-    if obs.is_image:
-        raise NetworkError(f"--algo {config.run.algo} takes flat observations, got {obs.describe()}")
-    return SACModel(obs.shape[0], ActionSpec.of(action), config.algo.hidden_sizes, config.algo.initial_alpha)
+    return SACModel(flat_obs_dim(config, obs), ActionSpec.of(action), config.algo.hidden_sizes, config.algo.initial_alpha)
 
 
 def make_acting(local: SquashedGaussianActor, config: Config, worker_id: int, counters: Any):

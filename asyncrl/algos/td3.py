@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from asyncrl.algos.offpolicy import actor_factory, learner_factory, optimizer_step, polyak, shared_factory
+from asyncrl.algos.offpolicy import actor_factory, flat_obs_dim, learner_factory, optimizer_step, polyak, \
+    shared_factory
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
-from asyncrl.networks import Critics, DeterministicActor, NetworkError, NumpyMLP, ObsSpec
+from asyncrl.networks import Critics, DeterministicActor, NumpyMLP, ObsSpec
 
 LOSS_NAMES = ("critic_loss", "actor_loss", "q_mean")
 """Per-update means reported by the learner (``actor_loss`` averages the updates that made
@@ -63,10 +64,7 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> TD3Mo
     Raises:
         NetworkError: if the observations are images.
     """
-    obs = ObsSpec.of(obs)
-    if obs.is_image:
-        raise NetworkError(f"--algo {config.run.algo} takes flat observations, got {obs.describe()}")
-    return TD3Model(obs.shape[0], ActionSpec.of(action), config.algo.hidden_sizes, config.algo.n_critics)
+    return TD3Model(flat_obs_dim(config, obs), ActionSpec.of(action), config.algo.hidden_sizes, config.algo.n_critics)
 
 
 def make_acting(local: DeterministicActor, config: Config, worker_id: int, counters: Any):
