@@ -443,3 +443,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_dqn_on_pixels_keeps_uint8_images_in_the_replay(tmp_path):
+    pytest.importorskip("minatar", reason="needs the minatar extra")
+    run = RunConfig(algo="dqn", env="MinAtar/Breakout-v1", workers=2, total_steps=1_500, target_return=math.inf,
+                    run_dir=str(tmp_path / "run"))
+    config = Config(run=run, algo=algo_config("dqn", run.env, learning_starts=500, replay_size=4_000))
+    trainer = Trainer(config, quiet=True)
+    summary = trainer.train()
+    replay = trainer.shared.replay
+    assert replay.tensors["obs"].dtype == replay.tensors["next_obs"].dtype == torch.uint8
+    assert replay.fields["obs"][0] == (4, 10, 10)
+    assert replay.nbytes == 4_000 * (8 + 2 * 400 + 8 + 4 + 1 + 1 + 8)
+    assert summary["updates"] == int(0.25 * (summary["learner"]["replay_inserted"] - 500)) > 0
