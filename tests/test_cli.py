@@ -142,11 +142,15 @@ def test_worker_whose_env_raises_stops_the_run_once_without_orphans(tmp_path):
     assert _processes_with(str(run_dir)) == []
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_leaves_a_checkpoint_and_no_processes(tmp_path, signum, code):
+@pytest.mark.parametrize("signum, code, args", [
+    (signal.SIGINT, 130, ()),
+    (signal.SIGTERM, 143, ()),
+    (signal.SIGINT, 130, ("--algo", "sac", "--env", "Pendulum-v1", "--hidden-sizes", "32", "32")),  # + replay
+])
+def test_interrupt_leaves_a_checkpoint_and_no_processes(tmp_path, signum, code, args):
     run_dir = tmp_path / f"interrupted-{code}"
     shm_before = set(os.listdir("/dev/shm"))
-    proc = _start_run(run_dir, "--workers", 3, "--total-steps", 10**8, "--target-return", "inf")
+    proc = _start_run(run_dir, *args, "--workers", 3, "--total-steps", 10**8, "--target-return", "inf")
     workers = psutil.Process(proc.pid).children(recursive=True)
     assert len(workers) >= 3
     sent = time.monotonic()
@@ -188,6 +192,7 @@ def _gone(process: psutil.Process) -> bool:
     (("--algo", "a2c", "--sync"), False),  # actors waiting for free slots, and the learner
     (("--algo", "a2c", "--sync"), True),  # the trainer and the learner both die: actors wait on nobody
     (("--algo", "ppo", "--async", "--start-method", "forkserver"), False),  # children of the fork server
+    (("--algo", "dqn", "--learning-starts", "200", "--hidden-sizes", "32"), True),  # actors held by the rate limiter
 ])
 def test_children_exit_when_the_trainer_is_killed(tmp_path, args, also_kill_learner):
     """SIGKILL the trainer (and the learner): every process of the run notices the dead
