@@ -507,8 +507,9 @@ class ReinforceConfig(_BatchedFields):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.correction != "none":
-            raise ValueError("--algo reinforce uses full-episode returns: --correction must be none")
+        if self.correction != "none" or self.gae_lambda != 1.0:
+            raise ValueError("--algo reinforce uses full-episode returns: --correction must be none and "
+                             "--gae-lambda 1")
         if self.lstm or self.normalize_obs or self.normalize_reward:
             raise ValueError("--algo reinforce takes neither --lstm nor --normalize-obs / --normalize-reward")
 

@@ -457,3 +457,24 @@ def test_dqn_on_pixels_keeps_uint8_images_in_the_replay(tmp_path):
     assert replay.fields["obs"][0] == (4, 10, 10)
     assert replay.nbytes == 4_000 * (8 + 2 * 400 + 8 + 4 + 1 + 1 + 8)
     assert summary["updates"] == int(0.25 * (summary["learner"]["replay_inserted"] - 500)) > 0
+
+
+def test_lr_anneal_reaches_the_learners_optimizer():
+    """--lr-anneal: the learner's rate falls linearly to 0 at T = --total-steps."""
+    from asyncrl.algos.offpolicy import NStep
+    from asyncrl.shared import GlobalCounters
+
+    config = Config(run=RunConfig(algo="dqn", env="CartPole-v1", workers=1, total_steps=1_000, serial=True),
+                    algo=algo_config("dqn", "CartPole-v1", **{**SMALL, "learning_starts": 10}, lr=1e-3,
+                                     lr_anneal=True, n_step=1))
+    shared = dqn.make_shared(config, ObsSpec.of(4), 2)
+    counters = GlobalCounters(2)
+    learner = dqn.Learner(1, config, shared, counters)
+    nstep = NStep(1, 0.99)
+    for k in range(300):
+        for t in nstep.push(np.zeros(4, np.float32), k % 2, 1.0, np.ones(4, np.float32), False, False):
+            shared.replay.add(0, t)
+    counters.add(0, 300, updates=0)  # T = 300: the rate is 1e-3 x (1 - 300/1000)
+    learner.update()
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(7e-4)
+    assert learner.updates == shared.rate.updates == int(0.5 * (300 - 10))  # (the preset ratio)

@@ -42,7 +42,7 @@ from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_score, start_worker_env
 from asyncrl.networks import NetworkError, ObsSpec
 from asyncrl.replay import RateLimiter, ReplayMemoryError, SharedReplay, check_replay_memory, transition_fields
-from asyncrl.shared import GlobalCounters, clip_gradients, make_shared_optimizer, share_model
+from asyncrl.shared import GlobalCounters, clip_gradients, linear_lr, make_shared_optimizer, share_model
 from asyncrl.storage import POLL_MAX_S, POLL_MIN_S, PolicyStore
 
 ACTOR_SEGMENT = 256
@@ -284,6 +284,10 @@ class Learner:
                 time.sleep(poll)
                 poll = min(2 * poll, POLL_MAX_S)
         until = time.monotonic() + LEARNER_SLICE_S
+        if self.cfg.lr_anneal:  # to 0 at T = --total-steps, set once per slice
+            lr = linear_lr(self.cfg.lr, self.counters.global_step, self.total_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         while rate.learner_may_update(replay.inserted):
             sample = replay.sample(self.cfg.batch_size, self.rng)
             batch = {name: torch.from_numpy(array) for name, array in sample.items()}
