@@ -78,7 +78,7 @@ class ActorLearner(Actor):
 
 def episode_lengths(batch: dict[str, torch.Tensor]) -> np.ndarray:
     """``[B]`` int64: each rollout's episode length, its first terminated or truncated step + 1."""
-    done = (batch["terminated"] | batch["truncated"]).numpy()  # [T, B]
+    done = (batch["terminated"] | batch["truncated"]).cpu().numpy()  # [T, B]
     return done.argmax(0) + 1
 
 
@@ -98,10 +98,10 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
     obs, actions = batch["obs"], batch["actions"]
     T, B = actions.shape[:2]
     lengths = episode_lengths(batch)  # [B]
-    returns = episode_returns(batch["rewards"].numpy(), lengths, cfg.gamma)  # [T, B]
-    valid = torch.from_numpy(np.arange(T)[:, None] < lengths[None, :]).flatten()  # [T*B]
+    returns = episode_returns(batch["rewards"].cpu().numpy(), lengths, cfg.gamma)  # [T, B]
+    valid = torch.from_numpy(np.arange(T)[:, None] < lengths[None, :]).flatten().to(obs.device)  # [T*B]
     steps_obs = obs[:T].flatten(0, 1)[valid]  # [N, *obs_shape]: the episodes' steps
-    targets = torch.from_numpy(returns).flatten()[valid]  # [N]
+    targets = torch.from_numpy(returns).to(obs.device).flatten()[valid]  # [N]
     with torch.no_grad():
         values = updater.forward(steps_obs)[1]  # [N]: the baseline
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
