@@ -20,8 +20,8 @@ after another (wall times are on this machine; see the header for its cores):
   0.04^8).
 - ``reinforce``: our REINFORCE, 2 actors, ``CartPole-v1``: 475 within 500k env steps.
 
-SB3 runs in one process with torch's default threads (one per core), as a user gets it;
-each of our processes uses one thread.
+SB3 runs in one process with torch's default threads (one per core), as a user gets it, or
+``--sb3-threads N``; each of our processes uses one thread.
 
     python benchmarks/offpolicy.py --seeds 0 1 2
 
@@ -61,8 +61,11 @@ import gymnasium as gym
 import stable_baselines3
 from stable_baselines3.common.callbacks import BaseCallback
 
-env_id, seed, cap, score, window, hp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), \
-    int(sys.argv[5]), json.loads(sys.argv[6])
+env_id, seed, cap, score, window, hp, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
+    float(sys.argv[4]), int(sys.argv[5]), json.loads(sys.argv[6]), int(sys.argv[7])
+if threads:
+    import torch
+    torch.set_num_threads(threads)
 cls = getattr(stable_baselines3, hp.pop("cls"))
 if "exploration_steps" in hp:  # SB3 counts the exploration schedule as a share of learn()'s steps
     hp["exploration_fraction"] = hp.pop("exploration_steps") / cap
@@ -106,10 +109,10 @@ def ours(task: str, seed: int, tmp: Path) -> dict:
                         tmp / f"{task}-{seed}")
 
 
-def sb3(task: str, seed: int) -> dict:
+def sb3(task: str, seed: int, threads: int) -> dict:
     _, env, score, cap, window, hp = TASKS[task]
     out, _, err = run_json([sys.executable, "-c", _SB3, env, str(seed), str(cap), str(score), str(window),
-                            json.dumps(hp)], timeout=4 * 3600)
+                            json.dumps(hp), str(threads)], timeout=4 * 3600)
     return out or {"error": err}
 
 
@@ -141,6 +144,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 runs")
+    p.add_argument("--sb3-threads", type=int, default=0,
+                   help="torch threads of the SB3 process (default 0: torch's default, one per core)")
     p.add_argument("--note", default="", help="conditions of the measurement, written under the command")
     args = p.parse_args()
 
@@ -153,14 +158,16 @@ def main() -> None:
             for seed in args.seeds:
                 results[task][f"asyncrl {algo}"].append({"seed": seed, **ours(task, seed, tmp)})
                 if TASKS[task][5] is not None and not args.no_sb3:
-                    results[task].setdefault(f"SB3 {algo}", []).append({"seed": seed, **sb3(task, seed)})
+                    results[task].setdefault(f"SB3 {algo}", []).append({"seed": seed,
+                                                                         **sb3(task, seed, args.sb3_threads)})
                 print(json.dumps({t: {s: [{x: y for x, y in r.items() if x != "curve"} for r in v]
                                       for s, v in d.items()} for t, d in results.items()}), file=sys.stderr, flush=True)
 
     lines = ["# Off-policy learners and REINFORCE\n",
              f"`python benchmarks/offpolicy.py --seeds {' '.join(map(str, args.seeds))} --tasks {' '.join(args.tasks)}`. "
              "Runs were sequential child processes of one script; env steps are summed over all actors; ours: 2 "
-             "actors + 1 learner, one torch thread each; SB3: one process, torch's default threads."
+             "actors + 1 learner, one torch thread each; SB3: one process, "
+             + (f"{args.sb3_threads} torch thread(s)." if args.sb3_threads else "torch's default threads (one per core).")
              + (f" {args.note}" if args.note else "") + "\n"]
     for task, systems in results.items():
         algo, env, score, cap, window, _ = TASKS[task]
@@ -192,7 +199,7 @@ def main() -> None:
                            if r["reached_target"] else f"did not reach {score:g}")
                 lines.append(f"- {system}, seed {r['seed']}: {reached}; stopped at {r['global_step']:,} env steps "
                              f"after {r['wall_time_s']:.0f} s ({r['steps_per_s']:,.0f} env steps/s)")
-    name = "offpolicy_" + "_".join(args.tasks)
+    name = "offpolicy_" + "_".join(args.tasks) + (f"_sb3_{args.sb3_threads}_thread" if args.sb3_threads else "")
     lines.append(f"\n![curves]({name}.png)\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / f"{name}.png")

@@ -41,7 +41,7 @@ from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_score, start_worker_env
 from asyncrl.networks import NetworkError, ObsSpec
-from asyncrl.replay import RateLimiter, ReplayMemoryError, SharedReplay, check_replay_memory, transition_fields
+from asyncrl.replay import RateLimiter, ReplayMemoryError, SharedReplay, transition_fields
 from asyncrl.shared import GlobalCounters, clip_gradients, linear_lr, make_shared_optimizer, share_model
 from asyncrl.storage import POLL_MAX_S, POLL_MIN_S, PolicyStore
 
@@ -54,19 +54,14 @@ LEARNER_SLICE_S = 0.1
 
 def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int, model: torch.nn.Module) -> SharedState:
     """The networks, their optimizer statistics (for checkpoints), the replay and the rate
-    limiter, in shared memory; prints the replay's size in bytes.
-
-    Raises:
-        ReplayMemoryError: if the replay would not fit in memory (``prepare`` checks it
-            first).
-    """
+    limiter, in shared memory; prints the replay's size in bytes (``prepare`` has checked
+    that it fits in memory)."""
     a = config.algo
     import torch._dynamo  # noqa: F401  (torch.optim's first use imports it: once, before the fork)
 
     action = ActionSpec.of(action)
-    fields = transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype)
-    check_replay_memory(a.replay_size, fields)
-    replay = SharedReplay(a.replay_size, config.run.workers, fields)
+    replay = SharedReplay(a.replay_size, config.run.workers,
+                          transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype))
     print(f"asyncrl.run: replay of {replay.capacity:,} transitions ({_human_bytes(replay.nbytes)} shared memory, "
           f"{config.run.workers} actor segments of {replay.segment:,})", file=sys.stderr, flush=True)
     model = share_model(model)
@@ -174,15 +169,11 @@ class Actor:
             return True
         if self.serial:
             return False
-        deadline = time.monotonic() + SLOT_WAIT_S
-        poll = POLL_MIN_S
-        while not rate.actor_may_insert(replay.inserted):
-            if self.counters.stop_requested or time.monotonic() >= deadline:
-                self._check_stall(rate.updates)
-                return False
-            time.sleep(poll)
-            poll = min(2 * poll, POLL_MAX_S)
-        return True
+        if wait_until(lambda: rate.actor_may_insert(replay.inserted), SLOT_WAIT_S,
+                      lambda: self.counters.stop_requested):
+            return True
+        self._check_stall(rate.updates)
+        return False
 
     def _check_stall(self, updates: int) -> None:
         """Raise ``LearnerStalled`` once the learner's update count has stood still for
@@ -274,15 +265,9 @@ class Learner:
         """
         replay, rate = self.shared.replay, self.shared.rate
         if not rate.learner_may_update(replay.inserted):
-            if self.serial:
+            if self.serial or not wait_until(lambda: rate.learner_may_update(replay.inserted), SLOT_WAIT_S,
+                                             lambda: self.counters.stop_requested):
                 return 0
-            deadline = time.monotonic() + SLOT_WAIT_S
-            poll = POLL_MIN_S
-            while not rate.learner_may_update(replay.inserted):
-                if self.counters.stop_requested or time.monotonic() >= deadline:
-                    return 0
-                time.sleep(poll)
-                poll = min(2 * poll, POLL_MAX_S)
         until = time.monotonic() + LEARNER_SLICE_S
         if self.cfg.lr_anneal:  # to 0 at T = --total-steps, set once per slice
             lr = linear_lr(self.cfg.lr, self.counters.global_step, self.total_steps)
@@ -306,6 +291,19 @@ class Learner:
 
     def close(self) -> None:
         pass
+
+
+def wait_until(ready: Callable[[], bool], timeout: float, should_stop: Callable[[], bool]) -> bool:
+    """Poll ``ready()`` with a doubling back-off (``storage.POLL_MIN_S`` to ``POLL_MAX_S``)
+    until it is true (True), or ``should_stop()`` is, or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    poll = POLL_MIN_S
+    while not ready():
+        if should_stop() or time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+        poll = min(2 * poll, POLL_MAX_S)
+    return True
 
 
 def flat_obs_dim(config: Config, obs: ObsSpec | int) -> int:
