@@ -1,5 +1,6 @@
 """epsilon-greedy exploration for the asynchronous value-based methods
-(Mnih et al. 2016, Section 5.1 and Supplementary Section 8)."""
+(Mnih et al. 2016, Section 5.1 and Supplementary Section 8) and for DQN's actors (Ape-X's
+per-actor epsilons, Horgan et al. 2018)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ def sample_final_epsilon(
             distribution.
     """
     return float(values[rng.choice(len(values), p=probs)])
+
+
+def ape_x_epsilon(epsilon: float, alpha: float, actor: int, actors: int) -> float:
+    """Actor ``actor`` of ``actors``'s final epsilon, ``epsilon ** (1 + alpha * i / (N - 1))``
+    (Horgan et al. 2018, Section 4.1; ``epsilon`` for a single actor)."""
+    if actors == 1:
+        return epsilon
+    return epsilon ** (1.0 + alpha * actor / (actors - 1))
 
 
 def epsilon_at(global_step: int, final_epsilon: float, anneal_steps: int, initial: float = 1.0) -> float:

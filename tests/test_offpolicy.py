@@ -18,6 +18,7 @@ from asyncrl.algos import dqn, reinforce, sac, td3
 from asyncrl.checkpoint import load_checkpoint
 from asyncrl.config import Config, RunConfig, algo_config
 from asyncrl.distributions import ActionSpec, SquashedGaussian
+from asyncrl.exploration import ape_x_epsilon
 from asyncrl.networks import Critics, ObsSpec
 from asyncrl.returns import episode_returns
 from asyncrl.trainer import Trainer
@@ -261,11 +262,10 @@ def test_dqn_gradient_is_clipped():
 
 
 def test_ape_x_final_epsilons():
-    a = _config("dqn", "CartPole-v1", final_epsilon=0.4, epsilon_alpha=7.0).algo
-    got = [dqn.final_epsilon(a, i, 8) for i in range(8)]
+    got = [ape_x_epsilon(0.4, 7.0, i, 8) for i in range(8)]
     np.testing.assert_allclose(got, [0.4 ** (1 + 7 * i / 7) for i in range(8)])
     assert got[0] == 0.4 and got[-1] == pytest.approx(0.4 ** 8)
-    assert dqn.final_epsilon(a, 0, 1) == 0.4
+    assert ape_x_epsilon(0.4, 7.0, 0, 1) == 0.4
 
 
 def test_episode_returns_match_a_slow_reference():

@@ -29,7 +29,7 @@ from torch import nn
 from asyncrl.algos.offpolicy import actor_factory, learner_factory, optimizer_step, shared_factory
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
-from asyncrl.exploration import epsilon_at, epsilon_greedy
+from asyncrl.exploration import ape_x_epsilon, epsilon_at, epsilon_greedy
 from asyncrl.networks import ObsSpec, QNetwork, build_q_network, fast_forward
 
 LOSS_NAMES = ("td_loss", "q_taken")
@@ -59,19 +59,11 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> DQNMo
     return DQNModel(build_q_network(obs, action, a.hidden_sizes, a.network, activation="relu"), ActionSpec.of(action))
 
 
-def final_epsilon(cfg: Any, worker_id: int, actors: int) -> float:
-    """Actor ``worker_id``'s final epsilon: ``epsilon ** (1 + alpha * i / (N - 1))`` (Horgan
-    et al. 2018, Section 4.1), ``epsilon`` for a single actor."""
-    if actors == 1:
-        return cfg.final_epsilon
-    return cfg.final_epsilon ** (1.0 + cfg.epsilon_alpha * worker_id / (actors - 1))
-
-
 def make_acting(local: QNetwork, config: Config, worker_id: int, counters: Any):
     """An actor's policy: ``act(obs, rng, random) -> int``, epsilon-greedy in ``Q(s, .)``
     (uniform while ``random``)."""
     forward = fast_forward(local.torso, local.head)
-    final = final_epsilon(config.algo, worker_id, config.run.workers)
+    final = ape_x_epsilon(config.algo.final_epsilon, config.algo.epsilon_alpha, worker_id, config.run.workers)
     anneal = config.algo.epsilon_steps
     n = local.head.out_features
 
@@ -113,5 +105,5 @@ make_shared = shared_factory(build_model)
 ActorLearner = actor_factory(make_acting)
 Learner = learner_factory(learn)
 
-__all__ = ["LOSS_NAMES", "ActorLearner", "Learner", "DQNModel", "build_model", "final_epsilon", "greedy_action",
-           "learn", "make_acting", "make_shared"]
+__all__ = ["LOSS_NAMES", "ActorLearner", "Learner", "DQNModel", "build_model", "greedy_action", "learn", "make_acting",
+           "make_shared"]
