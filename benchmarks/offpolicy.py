@@ -15,9 +15,8 @@ after another (wall times are on this machine; see the header for its cores):
   last 100 episodes reaches 475 or 150k env steps; then SB3's DQN with the same
   hyperparameters and replay ratio (one gradient step per 2 env steps, the target refreshed
   every 500 env steps = 250 updates, 3-step returns, batch 128, lr 5e-4, epsilon to 0.04
-  over 8k steps, 256-256 network), except double DQN, which SB3's DQN does not have, and
-  the per-actor final epsilons (SB3's one environment uses 0.04; our two actors 0.04 and
-  0.04^8).
+  over 8k steps, 256-256 network), except the per-actor final epsilons (SB3's one
+  environment uses 0.04; our two actors 0.04 and 0.04^8).
 - ``reinforce``: our REINFORCE, 2 actors, ``CartPole-v1``: 475 within 500k env steps.
 
 SB3 runs in one process with torch's default threads (one per core), as a user gets it, or
