@@ -21,12 +21,16 @@ def test_a3c_serial_seed0_solves_cartpole_within_150k_steps(tmp_path):
     assert summary["steps_to_target"] <= 150_000
 
 
+# Two Hogwild processes are not deterministic: the same seed reaches 475 at a different step
+# each run. Seed 2, 28 runs: 66,600-414,358 env steps, median ~140k, 3 of them past 290k
+# (a 300k budget failed about one run in ten, here and before the off-policy work); 600k
+# covers the observed tail with room.
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a3c_two_hogwild_workers_solve_cartpole_within_300k_steps(tmp_path, seed):
-    summary = _solve(tmp_path, workers=2, seed=seed, total_steps=300_000)
+def test_a3c_two_hogwild_workers_solve_cartpole_within_600k_steps(tmp_path, seed):
+    summary = _solve(tmp_path, workers=2, seed=seed, total_steps=600_000)
     assert summary["reached_target"], summary
-    assert summary["steps_to_target"] <= 300_000
+    assert summary["steps_to_target"] <= 600_000
 
 
 # Two actor-learners round-robin in one process (--serial): deterministic, so each run
