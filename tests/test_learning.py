@@ -23,7 +23,7 @@ def test_a3c_serial_seed0_solves_cartpole_within_150k_steps(tmp_path):
 
 # Two Hogwild processes are not deterministic: the same seed reaches 475 at a different step
 # each run. Seed 2, 28 runs: 66,600-414,358 env steps, median ~140k, 3 of them past 290k
-# (a 300k budget failed about one run in ten, here and before the off-policy work); 600k
+# (a 300k budget failed about one run in ten); 600k
 # covers the observed tail with room.
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
