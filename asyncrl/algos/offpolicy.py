@@ -202,9 +202,7 @@ class Actor:
             self.stats.step(game_score(reward, info), terminated or truncated)
             self.obs = self.env.reset()[0] if terminated or truncated else next_obs
             counters.add(self.worker_id, 1, updates=0)  # T <- T + 1
-            steps += 1
-            if self.serial and not self.shared.rate.actor_may_insert(replay.inserted):
-                break  # the learner's turn
+            steps += 1  # (--serial: the next wait returns at once when it is the learner's turn)
         return steps
 
     def drain_stats(self) -> dict[str, Any]:
@@ -249,7 +247,12 @@ class Learner:
         torch.manual_seed(config.run.seed + 1_000_003)  # the learner's own noise (SAC, TD3)
         self.env = None
         self.stats = WorkerStats(counters)
-        self.updates = 0  # since the replay was made (this run, or this resumed part of it)
+
+    @property
+    def updates(self) -> int:
+        """Updates since the replay was made (this run, or this resumed part of it): the
+        rate limiter's count, which only this learner advances."""
+        return self.shared.rate.updates
 
     def finished(self) -> bool:
         """Whether ``T`` reached ``--total-steps`` and every update due is made."""
@@ -278,7 +281,6 @@ class Learner:
             batch = {name: torch.from_numpy(array) for name, array in sample.items()}
             metrics = self.learn(self.cfg, self.model, self.optimizer, batch, self.updates, self.rng)
             self.shared.policy.publish(self._tensors, lambda: copy_pairs(self._state_pairs))
-            self.updates += 1
             rate.count_update()  # after the publication: a --sync actor then acts with this policy
             self.counters.add(self.learner_id, 0, updates=1)
             self.stats.update(metrics)
