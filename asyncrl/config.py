@@ -109,6 +109,17 @@ class RunConfig:
             "seconds per worker)"
         },
     )
+    backend: str = field(
+        default="shm",
+        metadata={"help": "where the shared state lives: 'shm' (shared memory, one machine) or 'ray' (a Ray "
+                          "parameter-server actor; actor-learners on any node of a Ray cluster; pip install "
+                          "-e '.[ray]')"},
+    )
+    address: str | None = field(
+        default=None,
+        metadata={"help": "--backend ray: the cluster to join ('auto': the one `ray start` made on this node, "
+                          "or HOST:PORT of its head); default: start a local Ray instance for this run"},
+    )
     pin_workers: bool = field(
         default=False,
         metadata={"help": "pin worker i (the learner: i = --workers) to usable core i mod cores, with "
@@ -144,6 +155,12 @@ class RunConfig:
             raise ValueError(f"--on-worker-failure must be restart or abort, got {self.on_worker_failure!r}")
         if self.max_restarts < 0:
             raise ValueError(f"--max-restarts must be >= 0, got {self.max_restarts}")
+        if self.backend not in ("shm", "ray"):
+            raise ValueError(f"--backend must be shm or ray, got {self.backend!r}")
+        if self.address is not None and self.backend != "ray":
+            raise ValueError("--address names a Ray cluster: it needs --backend ray")
+        if self.backend == "ray" and self.serial:
+            raise ValueError("--serial runs every actor-learner in this process: it takes --backend shm")
         if self.start_method not in ("fork", "forkserver", "spawn"):
             raise ValueError(f"--start-method must be fork, forkserver or spawn, got {self.start_method!r}")
         _in_unit_interval(self, "repeat_action_probability")
@@ -952,7 +969,7 @@ def _preset_flag(name: str, value: Any) -> str:
 
 RESUME_OVERRIDES = frozenset({
     "total_steps", "max_seconds", "target_return", "log_interval", "checkpoint_interval",
-    "on_worker_failure", "max_restarts", "progress", "start_method", "resume",
+    "on_worker_failure", "max_restarts", "progress", "start_method", "resume", "backend", "address",
 })
 """Flags that may change when a run is resumed; every other value comes from the run."""
 

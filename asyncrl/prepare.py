@@ -43,8 +43,12 @@ def prepare(config: Config) -> Setup:
         RunDirError: if the run folder cannot be created or written.
         DeviceError: if ``--learner-device`` asks for a device this machine lacks.
         ReplayMemoryError: if ``--replay-size`` transitions would not fit in memory.
+        RayBackendError: if ``--backend ray`` lacks Ray or cannot run the algorithm.
     """
     run = config.run
+    from asyncrl.ray_backend import check_backend
+
+    check_backend(config)  # Ray installed, an algorithm it runs
     env = envs.make_env(run.env, run.seed, options=envs.EnvOptions.from_run(run))
     try:
         obs, action = envs.check_spaces(env, run.algo)

@@ -22,18 +22,19 @@ from asyncrl.envs import EnvError  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     from asyncrl.algos.batched import DeviceError
+    from asyncrl.ray_backend import RayBackendError
     from asyncrl.replay import ReplayMemoryError
     from asyncrl.trainer import RunDirError, Trainer, WorkerFailure
 
     try:
         config = parse_args(argv)
         trainer = Trainer(config)
-    except (CliError, EnvError, RunDirError, DeviceError, ReplayMemoryError) as exc:
+    except (CliError, EnvError, RunDirError, DeviceError, ReplayMemoryError, RayBackendError) as exc:
         print(f"asyncrl.run: error: {exc}", file=sys.stderr)
         return 2
     try:
         summary = trainer.train()
-    except CheckpointError as exc:
+    except (CheckpointError, RayBackendError) as exc:
         print(f"asyncrl.run: error: {exc}", file=sys.stderr)
         return 2
     except WorkerFailure as exc:
@@ -56,10 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         f"({summary['steps_per_s']:,.0f} steps/s, {summary['workers']} "
         f"{('actor' if summary['workers'] == 1 else 'actors') + ' + 1 learner' if summary['learner'] else ('worker' if summary['workers'] == 1 else 'workers')} "
         f"on {summary['cpu_count']} cores"
+        f"{_ray_placement(summary['ray']) if summary['ray'] else ''}"
         f"{', oversubscribed' if summary['oversubscribed'] else ''}); "
         f"{result}; run dir {trainer.run_dir}"
     )
     return 0
+
+
+def _ray_placement(ray_summary: dict) -> str:
+    nodes = ray_summary["nodes_used"]
+    return f" (Ray: {nodes} node{'s' if nodes != 1 else ''}, {ray_summary['cluster_cpus']:g} CPUs)"
 
 
 if __name__ == "__main__":

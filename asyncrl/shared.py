@@ -310,34 +310,6 @@ def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
     return float(norm)
 
 
-def apply_update(
-    loss: torch.Tensor,
-    params: list[torch.Tensor],
-    shared_params: list[torch.Tensor],
-    optimizer: _SharedOptimizer | torch.optim.Optimizer,
-    max_grad_norm: float,
-    lr: float | None = None,
-) -> None:
-    """One asynchronous update: ``d theta`` from ``loss``, clipped, applied to the shared
-    ``theta`` by the shared optimizer without locks (Mnih et al. 2016, "perform
-    asynchronous update of theta using d theta").
-
-    Args:
-        loss: scalar loss computed with ``params``.
-        params: the parameters ``loss`` depends on: a local copy theta' (its gradient is
-            handed off to ``shared_params``), or ``shared_params`` themselves.
-        shared_params: the shared model's parameters, in the same order.
-        optimizer: the shared optimizer over ``shared_params``.
-        max_grad_norm: clip the gradient to this global L2 norm.
-        lr: if given, the learning rate of this step (``optimizer.param_groups`` are
-            per process, so only this worker's copy changes).
-    """
-    for p in params:
-        p.grad = None
-    loss.backward()
-    apply_gradients(params, shared_params, optimizer, max_grad_norm, lr)
-
-
 def apply_gradients(
     params: list[torch.Tensor],
     shared_params: list[torch.Tensor],
@@ -345,9 +317,20 @@ def apply_gradients(
     max_grad_norm: float,
     lr: float | None = None,
 ) -> None:
-    """``apply_update`` after the gradient: ``params[i].grad`` already holds it (from
+    """One asynchronous update, lock-free: ``params[i].grad`` already holds ``d theta`` (from
     ``backward`` or computed otherwise, e.g. ``updaters.NumpyQGradient``); clip it, hand it
-    to ``shared_params`` and step the shared optimizer. Arguments as ``apply_update``."""
+    to ``shared_params`` and step the shared optimizer (Mnih et al. 2016, "perform
+    asynchronous update of theta using d theta").
+
+    Args:
+        params: the parameters the gradient was taken at: a local copy theta' (its
+            gradient is handed off to ``shared_params``), or ``shared_params`` themselves.
+        shared_params: the shared model's parameters, in the same order.
+        optimizer: the shared optimizer over ``shared_params``.
+        max_grad_norm: clip the gradient to this global L2 norm.
+        lr: if given, the learning rate of this step (``optimizer.param_groups`` are
+            per process, so only this worker's copy changes).
+    """
     clip_gradients(params, max_grad_norm)
     if params is not shared_params:
         hand_off_gradients(params, shared_params)

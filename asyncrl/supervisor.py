@@ -36,6 +36,10 @@ ERROR_REPORT_GRACE_S = 0.5
 """Seconds to wait for the error report of a worker found dead, before calling it a death."""
 
 
+PARAMETER_SERVER = "parameter-server"
+"""The worker id under which ``--backend ray`` reports a lost parameter server."""
+
+
 class WorkerFailure(RuntimeError):
     """An actor-learner, actor or the learner raised or died; the run was stopped."""
 
@@ -220,6 +224,18 @@ class Supervisor:
             except (queue_mod.Empty, EOFError, OSError):
                 return
 
+    def sync_state(self) -> bool:
+        """Nothing to copy: the trainer's ``shared`` is the workers' own (shared memory)."""
+        return True
+
+    def running(self) -> bool:
+        """Whether any process of the run still runs."""
+        return any(p.is_alive() for p in self.procs + self._retired)
+
+    def summary(self) -> None:
+        """What ``summary.json`` says of the backend beyond its name: nothing here."""
+        return None
+
     @property
     def all_done(self) -> bool:
         """Whether every current process has reported done (or failed)."""
@@ -272,7 +288,8 @@ class FailurePolicy:
     """``--on-worker-failure`` and ``--max-restarts``: what a failed worker means for the run.
 
     A failed learner always ends the run (the batches it held and its optimizer steps
-    since the last publication are gone). A failed actor-learner or actor is replaced
+    since the last publication are gone), and so does a lost parameter server
+    (``--backend ray``). A failed actor-learner or actor is replaced
     while restarts remain under ``restart``; otherwise the run stops. The first failure's
     traceback is printed once; every failure is listed in ``failures``.
 
@@ -298,6 +315,8 @@ class FailurePolicy:
             print(traceback_text.rstrip(), file=sys.stderr, flush=True)
         if is_learner:
             return f"the learner {message}"
+        if worker_id == PARAMETER_SERVER:  # theta and its statistics since the last checkpoint are gone
+            return f"the parameter server {message}"
         if self.run.on_worker_failure == "restart" and len(self.failures) <= self.run.max_restarts:
             print(f"asyncrl.run: worker {worker_id} {message}; restarting it with a fresh environment "
                   f"(restart {len(self.failures)} of at most {self.run.max_restarts})", file=sys.stderr, flush=True)

@@ -108,19 +108,23 @@ class Trainer:
                   "(--learning-starts) before it updates again", file=sys.stderr, flush=True)
         self.failure_policy = FailurePolicy(self.config, self.learner_id)
         old_handlers = self._install_signal_handlers()
-        self.t_start = time.monotonic() - (resumed["wall_time_s"] if resumed else 0.0)
-        self.startup_s = time.time() - psutil.Process().create_time()  # process start to training start
-        self._next_row = time.monotonic() + run.log_interval
-        self._next_checkpoint = time.monotonic() + run.checkpoint_interval
         try:
             pids: list[int] = []
             if not run.serial:
                 # Workers start before this process creates any thread (TensorBoard's
                 # writer, the progress display), so that forking them is safe.
-                self.supervisor = Supervisor(self.config, self.shared, self.counters, self.learner_id)
+                self.supervisor = self._make_supervisor()
                 pids = self.supervisor.start(self._worker_config, self._restore_rng)
+            # (after Ray's start-up, where there is one: it is not training time)
+            self.t_start = time.monotonic() - (resumed["wall_time_s"] if resumed else 0.0)
+            self.startup_s = time.time() - psutil.Process().create_time()  # process start to training start
+            self._next_row = time.monotonic() + run.log_interval
+            self._next_checkpoint = time.monotonic() + run.checkpoint_interval
+            loss_names = self.algo.LOSS_NAMES
+            if run.backend == "ray" and "policy_lag" not in loss_names:
+                loss_names = (*loss_names, "policy_lag")  # measured by the parameter server
             self.metrics = RunMetrics(
-                self.run_dir, self.algo.LOSS_NAMES, self.counters, self.t_start, run.target_return,
+                self.run_dir, loss_names, self.counters, self.t_start, run.target_return,
                 run.total_steps, workers_alive=self._workers_alive,
                 progress="none" if self.quiet else run.progress, resumed=resumed, return_window=run.return_window)
             self.metrics.monitor.watch(pids)
@@ -134,7 +138,7 @@ class Trainer:
                     self.supervisor.stop(self._on_stats)
                 summary = self._finish()
         finally:
-            if self.supervisor is not None and any(p.is_alive() for p in self.supervisor.procs):
+            if self.supervisor is not None and self.supervisor.running():
                 self.supervisor.stop(lambda *args: None)  # (the first stop was interrupted)
             self._restore_signal_handlers(old_handlers)
         if self.failure is not None:
@@ -177,6 +181,22 @@ class Trainer:
             if self.has_learner:
                 self._check_learner_starved()
             self._tick()
+
+    def _make_supervisor(self) -> Supervisor | Any:
+        """The processes' supervisor: ``Supervisor`` (shared memory), or ``RaySupervisor``
+        (``--backend ray``; joins or starts Ray, whose ``init`` may install signal handlers:
+        the trainer's are put back).
+
+        Raises:
+            RayBackendError: if the Ray cluster cannot be reached or is too small.
+        """
+        if self.config.run.backend != "ray":
+            return Supervisor(self.config, self.shared, self.counters, self.learner_id)
+        from asyncrl.ray_backend import RaySupervisor
+
+        supervisor = RaySupervisor(self.config, self.shared, self.counters, self.obs, self.action)
+        self._install_signal_handlers()
+        return supervisor
 
     def _check_learner_starved(self) -> None:
         """Stop a run whose actors have all finished while the learner still waits for
@@ -230,7 +250,9 @@ class Trainer:
             self.failure, self.stop_reason = failure, "worker_failed"
             return
         self.generation += 1
-        self.metrics.monitor.watch([self.supervisor.replace(worker_id, self._worker_config())])
+        pid = self.supervisor.replace(worker_id, self._worker_config())
+        if pid is not None:  # (a Ray actor-learner may run on another node)
+            self.metrics.monitor.watch([pid])
 
     def _tick(self) -> None:
         """Check the stop conditions; write a metrics row and a checkpoint when due."""
@@ -259,6 +281,11 @@ class Trainer:
         """Save the run's state to ``RUN_DIR/checkpoint.pt``; if the learner left only half a
         publication in shared memory, keep the last checkpoint and say so."""
         target = self.shared.target
+        if self.supervisor is not None and not self.supervisor.sync_state():
+            print(f"asyncrl.run: warning: no checkpoint at T={self.counters.global_step:,}: the parameter server "
+                  f"was lost; {self.run_dir / 'checkpoint.pt'} is the last consistent state", file=sys.stderr,
+                  flush=True)
+            return
         self.metrics.episode_log.flush()  # the checkpoint counts these rows as written
         learner_alive = (lambda: self.supervisor.alive(self.learner_id)) if self.has_learner else (lambda: True)
         try:
@@ -301,6 +328,8 @@ class Trainer:
             "workers": run.workers,
             "seed": run.seed,
             "serial": run.serial,
+            "backend": run.backend,
+            "ray": self._ray_summary() if run.backend == "ray" else None,
             "stop_reason": self.stop_reason or "error",
             "failure": self.failure,
             "worker_failures": self.failure_policy.failures,
@@ -322,7 +351,8 @@ class Trainer:
             "peak_pss_mb": _finite_or_none(self.metrics.peak_memory["pss_mb"]),
             "peak_uss_mb": _finite_or_none(self.metrics.peak_memory["uss_mb"]),
             "cpu_count": os.cpu_count(),
-            "oversubscribed": run.workers + self.has_learner > (os.cpu_count() or 1),
+            # (a Ray cluster joined with --address gives each actor-learner one of the CPUs it declares)
+            "oversubscribed": run.workers + self.has_learner > (os.cpu_count() or 1) and run.address is None,
             "pinned": run.pin_workers,
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -336,6 +366,10 @@ class Trainer:
         except ValueError:
             pass
         return summary
+
+    def _ray_summary(self) -> dict[str, Any]:
+        out = self.supervisor.summary() if self.supervisor is not None else {}
+        return {**out, "mean_policy_lag": self.metrics.mean_policy_lag}
 
     def _learner_summary(self) -> dict[str, Any]:
         a = self.config.algo

@@ -33,14 +33,7 @@ from asyncrl.losses import actor_critic_loss
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy, build_actor_critic
 from asyncrl.returns import n_step_returns, segment_end_flags
-from asyncrl.shared import (
-    GlobalCounters,
-    apply_update,
-    linear_lr,
-    make_shared_optimizer,
-    share_model,
-    sync_local,
-)
+from asyncrl.shared import GlobalCounters, linear_lr, make_shared_optimizer, share_model
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy")
 """Per-step means reported by every update; columns of ``metrics.csv``."""
@@ -90,8 +83,9 @@ class ActorLearner:
     Args:
         worker_id: index of this actor-learner, 0-based; seeds ``seed + worker_id``.
         config: the run's configuration (``config.algo`` is an ``A3CConfig``).
-        shared: the shared model and optimizer from ``make_shared``.
-        counters: the global step counter ``T``.
+        shared: the shared model and optimizer from ``make_shared`` (or the Ray backend's
+            ``RemoteState``: the same interface).
+        counters: the global step counter ``T`` and the stop flag.
 
     Raises:
         EnvError: if the environment cannot be made or has unsuitable spaces.
@@ -106,7 +100,6 @@ class ActorLearner:
         self.env, self.obs, obs = start_worker_env(config.run, worker_id)
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
-        self.shared_params = list(shared.model.parameters())
         self.policy = acting_policy(self.local)  # pi(.|s; theta'), reads theta'; carries an LSTM's state
         self.dist = self.local.dist
         self.rng = np.random.default_rng(config.run.seed + worker_id)
@@ -118,7 +111,7 @@ class ActorLearner:
     def update(self) -> int:
         cfg = self.cfg
         local, env = self.local, self.env
-        sync_local(self.local_params, self.shared_params)
+        self.shared.pull(self.local_params)  # theta' <- theta
         obs_buf, action_buf, dist = self._obs_buf, self._action_buf, self.dist
         rewards: list[float] = []
         terminated = truncated = False
@@ -161,7 +154,10 @@ class ActorLearner:
             dist=dist,
         )
         lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps) if cfg.lr_anneal else None
-        apply_update(loss, self.local_params, self.shared_params, self.shared.optimizer, cfg.max_grad_norm, lr)
+        for p in self.local_params:
+            p.grad = None
+        loss.backward()
+        self.shared.push(self.local_params, cfg.max_grad_norm, lr)  # asynchronous update of theta with d theta
         self.counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
         return n

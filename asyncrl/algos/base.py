@@ -6,16 +6,24 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from torch import nn
 
 from asyncrl.replay import RateLimiter, SharedReplay
-from asyncrl.shared import GlobalCounters, SharedAdam, SharedRMSprop, TargetNetwork
+from asyncrl.shared import GlobalCounters, SharedAdam, SharedRMSprop, TargetNetwork, apply_gradients, sync_local
 from asyncrl.storage import PolicyStore, RolloutSlots
 
 
 @dataclass
 class SharedState:
     """Everything the actor-learners share, created in the parent before they start.
+
+    The Hogwild actor-learners reach theta only through ``model`` (to read it, or to build
+    their local copy), ``pull`` and ``push``; the global step counter ``T`` and the stop flag
+    are the ``counters`` they get beside it, and theta^- is ``target``. That is the whole
+    backend seam: here it is shared memory, and ``asyncrl.ray_backend.RemoteState`` (with
+    ``RemoteCounters`` and ``RemoteTarget``) is the same interface served by a Ray
+    parameter server, so an algorithm file does not know which backend runs it.
 
     Attributes:
         model: the global model theta, in shared memory.
@@ -35,6 +43,38 @@ class SharedState:
     policy: PolicyStore | None = None
     replay: SharedReplay | None = None
     rate: RateLimiter | None = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_shared_params", None)  # per process (rebuilt on first use)
+        return state
+
+    @property
+    def shared_params(self) -> list[torch.Tensor]:
+        """``list(model.parameters())``, built once per process."""
+        params = self.__dict__.get("_shared_params")
+        if params is None:
+            params = self.__dict__["_shared_params"] = list(self.model.parameters())
+        return params
+
+    def pull(self, local_params: list[torch.Tensor]) -> None:
+        """``theta' <- theta``: copy the shared parameters into an actor-learner's local ones
+        (``list(local_model.parameters())``, in ``model``'s order)."""
+        sync_local(local_params, self.shared_params)
+
+    def push(self, params: list[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
+        """Apply one asynchronous update: ``params[i].grad`` holds ``d theta`` (from ``backward``
+        or ``updaters``); clip it to the global L2 norm ``max_grad_norm`` and step the shared
+        optimizer on theta, lock-free (Mnih et al. 2016, Algorithm S3, "perform asynchronous
+        update of theta using d theta").
+
+        Args:
+            params: a local copy theta' (its gradient is handed to theta), or
+                ``shared_params`` themselves (one-step methods differentiate theta).
+            max_grad_norm: the clipping norm.
+            lr: this step's learning rate (``--lr-anneal``), or None for the configured one.
+        """
+        apply_gradients(params, self.shared_params, self.optimizer, max_grad_norm, lr)
 
 
 class ActorLearner(Protocol):

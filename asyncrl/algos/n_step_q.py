@@ -21,7 +21,7 @@ from asyncrl.envs import game_score, start_worker_env
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.networks import fast_forward
 from asyncrl.returns import n_step_returns, segment_end_flags
-from asyncrl.shared import GlobalCounters, apply_gradients, linear_lr, sync_local
+from asyncrl.shared import GlobalCounters, linear_lr
 from asyncrl.updaters import make_q_gradient
 
 
@@ -49,7 +49,6 @@ class ActorLearner:
         self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
         self.local = copy.deepcopy(shared.model)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
-        self.shared_params = list(shared.model.parameters())
         self.q = fast_forward(self.local.torso, self.local.head)  # Q(s, .; theta'), reads theta'
         self.target_q = fast_forward(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
         self.gradient = make_q_gradient(self.local)  # d loss / d theta', into theta'.grad
@@ -58,7 +57,7 @@ class ActorLearner:
 
     def update(self) -> int:
         cfg, env, counters, target = self.cfg, self.env, self.counters, self.shared.target
-        sync_local(self.local_params, self.shared_params)
+        self.shared.pull(self.local_params)  # theta' <- theta
         obs_buf = self._obs_buf
         actions: list[int] = []
         rewards: list[float] = []
@@ -90,7 +89,7 @@ class ActorLearner:
         # the gradient of q_loss at theta' (NumPy for an MLP: updaters.NumpyQGradient, tested against autograd)
         metrics = self.gradient(obs_buf[:n], np.asarray(actions), returns[:, 0])
         lr = linear_lr(cfg.lr, counters.global_step, self.total_steps) if cfg.lr_anneal else None
-        apply_gradients(self.local_params, self.shared_params, self.shared.optimizer, cfg.max_grad_norm, lr)
+        self.shared.push(self.local_params, cfg.max_grad_norm, lr)
         counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
         return n

@@ -31,7 +31,7 @@ from asyncrl.envs import game_score, start_worker_env
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.networks import fast_forward
 from asyncrl.returns import n_step_returns
-from asyncrl.shared import GlobalCounters, apply_gradients, linear_lr
+from asyncrl.shared import GlobalCounters, linear_lr
 from asyncrl.updaters import make_q_gradient
 
 
@@ -58,7 +58,7 @@ class ActorLearner:
         self.env, self.obs, obs = start_worker_env(config.run, worker_id)
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
-        self.params = list(shared.model.parameters())
+        self.params = shared.shared_params
         self.q = fast_forward(shared.model.torso, shared.model.head)  # Q(s, .; theta), reads shared theta
         self.target_q = fast_forward(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
         self.gradient = make_q_gradient(shared.model)  # d loss / d theta, into this learner's theta.grad
@@ -118,7 +118,7 @@ class ActorLearner:
         # have their own); NumPy for an MLP (updaters.NumpyQGradient, tested against autograd).
         metrics = self.gradient(self._obs_buf[:k], np.asarray(actions), targets[0])
         lr = linear_lr(cfg.lr, counters.global_step, self.total_steps) if cfg.lr_anneal else None
-        apply_gradients(self.params, self.params, self.shared.optimizer, cfg.max_grad_norm, lr)
+        self.shared.push(self.params, cfg.max_grad_norm, lr)
         counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
         return k
