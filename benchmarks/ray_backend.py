@@ -97,6 +97,7 @@ def cluster_run(seed: int, run_dir: Path, remove_at: int, total_steps: int) -> d
     """One A3C run on a fresh two-node loopback cluster whose worker node is removed at ``T >= remove_at``."""
     from ray.cluster_utils import Cluster
 
+    os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]  # the cluster's workers import this checkout
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         worker_node = cluster.add_node(num_cpus=2)
