@@ -435,6 +435,8 @@ def connect(address: str | None, workers: int) -> tuple[bool, float]:
         started = False
     else:
         options = dict(logging_level=logging.ERROR, log_to_driver=False)
+        if address is not None:
+            address = reachable_address(address)
         try:
             if address is None:
                 # Arguments and answers up to 8 MiB (theta and d theta of the paper's CNN) travel
@@ -456,6 +458,26 @@ def connect(address: str | None, workers: int) -> tuple[bool, float]:
         raise RayBackendError(f"--workers {workers} needs {workers} CPUs of the Ray cluster (one per actor-learner); "
                               f"it has {cpus:g} (`ray status` lists them)")
     return started, cpus
+
+
+def reachable_address(address: str) -> str:
+    """``HOST:PORT`` of the cluster that ``--address`` names (``auto``: the one ``ray start``
+    made on this node, or ``RAY_ADDRESS``), once a TCP connection to it succeeds within
+    ``SERVER_TIMEOUT_S`` (``ray.init`` itself retries an unreachable address for minutes).
+
+    Raises:
+        RayBackendError: if no cluster is found or it does not answer.
+    """
+    from ray._private import services
+
+    try:
+        resolved = services.canonicalize_bootstrap_address_or_die(address)
+        host, port = resolved.rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=SERVER_TIMEOUT_S).close()
+    except (ConnectionError, OSError, ValueError) as exc:
+        raise RayBackendError(f"--address {address}: no Ray cluster answers there ({_first_line(exc)}); "
+                              "start one with `ray start --head`") from None
+    return resolved
 
 
 class RaySupervisor:

@@ -13,7 +13,7 @@ Three studies, each run as child processes of this one (``python -m asyncrl.run`
    the last 100 episodes reaches 475 (the env's threshold), seeds ``--seeds``, within
    ``--solve-steps`` env steps.
 3. ``cluster``: a two-node Ray cluster on this machine (``ray.cluster_utils.Cluster``:
-   head with 1 CPU, one worker node with 2 CPUs, on 127.0.0.1); A3C ``--address`` with 2
+   head and one worker node with 2 CPUs each, on 127.0.0.1); A3C ``--address`` with 2
    workers spread over both nodes; once ``T`` passes ``--remove-at`` env steps the worker
    node is removed (its actor-learners die with it); the run must replace them on the
    head and still reach 475. Seeds ``--seeds``.
@@ -98,7 +98,7 @@ def cluster_run(seed: int, run_dir: Path, remove_at: int, total_steps: int) -> d
     from ray.cluster_utils import Cluster
 
     os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]  # the cluster's workers import this checkout
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     try:
         worker_node = cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
@@ -155,7 +155,7 @@ def markdown(results: dict, args) -> str:
         lines.append("")
     if "cluster" in results:
         lines += ["## Two-node loopback cluster, worker node removed mid-run", "",
-                  f"Head 1 CPU + worker node 2 CPUs; node removed once T ≥ {args.remove_at:,}.", "",
+                  f"Head and worker node with 2 CPUs each; node removed once T ≥ {args.remove_at:,}.", "",
                   "| seed | node removed at T | failures (replaced) | nodes used | reached | env steps to target | exit |",
                   "|---|---|---|---|---|---|---|"]
         for seed, r in results["cluster"].items():
