@@ -341,6 +341,26 @@ class ParameterServer:
         return os.getpid()
 
 
+def remote_actor_learner(worker_id: int, config: Config, obs, action, server: Any):
+    """The algorithm's own ``ActorLearner`` on a ``RemoteState`` of ``server`` (a parameter
+    server's handle): its replica of theta (and theta^-) as the server has them now.
+
+    Returns:
+        ``(actor_learner, remote_state, remote_counters)``.
+    """
+    import ray
+
+    algo = algo_module(config.run.algo)
+    model = algo.build_model(config, obs, action)
+    reply = ray.get(server.pull.remote())
+    counters = RemoteCounters()
+    target = RemoteTarget(copy.deepcopy(model), server, config.algo.target_update) \
+        if reply["target"] is not None else None
+    state = RemoteState(model, server, counters, worker_id, target)
+    state.receive(reply)
+    return algo.ActorLearner(worker_id, config, state, counters), state, counters
+
+
 class ActorLearnerActor:
     """One actor-learner as a Ray actor: the algorithm's ``ActorLearner`` on a ``RemoteState``.
 
@@ -370,17 +390,7 @@ class ActorLearnerActor:
             self.error = traceback.format_exc()
 
     def _start(self, worker_id, config, obs, action, server, restore_rng) -> None:
-        import ray
-
-        algo = algo_module(config.run.algo)
-        model = algo.build_model(config, obs, action)
-        reply = ray.get(server.pull.remote())
-        self.counters = RemoteCounters()
-        target = RemoteTarget(copy.deepcopy(model), server, config.algo.target_update) \
-            if reply["target"] is not None else None
-        self.state = RemoteState(model, server, self.counters, worker_id, target)
-        self.state.receive(reply)
-        self.learner = algo.ActorLearner(worker_id, config, self.state, self.counters)
+        self.learner, self.state, self.counters = remote_actor_learner(worker_id, config, obs, action, server)
         if restore_rng is not None:
             set_rng_state(self.learner, restore_rng)
         self.total_steps = config.run.total_steps

@@ -1,0 +1,283 @@
+"""The Ray backend (``--backend ray``): the parameter server against shared memory, bit for
+bit, in one process; then real runs on a local Ray instance and on a two-node cluster on
+127.0.0.1 (``ray.cluster_utils.Cluster``): the run folder, resume, evaluate, faults, Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+# Ray on 127.0.0.1 only (its single-machine mode), for every Ray process these tests start:
+# read when ray is imported, so set before any test imports it.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from asyncrl.algos import algo_module  # noqa: E402
+from asyncrl.config import parse_args  # noqa: E402
+from asyncrl.prepare import prepare  # noqa: E402
+from asyncrl.ray_backend import ParameterServer, remote_actor_learner, state_payload  # noqa: E402
+from asyncrl.shared import GlobalCounters  # noqa: E402
+from test_cli import CHILD_ENV, REPO, assert_one_line_error, cli  # noqa: E402
+
+
+# -- the parameter server in this process: a Ray actor handle's stand-in -----------------
+
+
+class InProcessHandle:
+    """``handle.method.remote(*args)`` calls ``method`` at once; with ``ray.get`` as the identity
+    (``fake_ray``), a Ray actor runs in this process, deterministically."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __getattr__(self, name):
+        return types.SimpleNamespace(remote=getattr(self.obj, name))
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(get=lambda value: value))
+
+
+def _setup(tmp_path, algo, *flags):
+    setup = prepare(parse_args(["--algo", algo, "--env", "CartPole-v1", "--workers", "2", "--seed", "3",
+                                "--run-dir", str(tmp_path), *flags]))
+    return setup.config, setup.obs, setup.action
+
+
+def _server(config, obs, action, initial_step=0):
+    fresh = algo_module(config.run.algo).make_shared(config, obs, action)  # seeded: the shm run's theta
+    return ParameterServer(config, obs, action, state_payload(fresh, 0), initial_step, config.run.workers)
+
+
+@pytest.mark.parametrize("algo, flags", [
+    ("a3c", ()),
+    ("a3c", ("--optimizer", "adam", "--lr-anneal")),
+    ("n-step-q", ("--target-update", "300")),
+    ("one-step-q", ("--target-update", "300")),
+    ("one-step-sarsa", ("--target-update", "300")),
+])
+def test_actor_learner_on_the_parameter_server_matches_shared_memory_bit_for_bit(tmp_path, fake_ray, algo, flags):
+    """The same algorithm file, one actor-learner, 40 updates: theta, the optimizer statistics,
+    theta^- and T are identical on shared memory and through the parameter server's seam."""
+    config, obs, action = _setup(tmp_path, algo, "--total-steps", "5000", *flags)
+    module = algo_module(algo)
+    shared = module.make_shared(config, obs, action)
+    counters = GlobalCounters(2)
+    local = module.ActorLearner(0, config, shared, counters)
+    server = _server(config, obs, action)
+    remote, state, remote_counters = remote_actor_learner(0, config, obs, action, InProcessHandle(server))
+    for _ in range(40):
+        local.update()
+        remote.update()
+    for mine, theirs in zip(shared.model.state_dict().values(), server.shared.model.state_dict().values()):
+        assert torch.equal(mine, theirs)
+    shm_opt, ps_opt = shared.optimizer.state_dict()["state"], server.shared.optimizer.state_dict()["state"]
+    for index in shm_opt:
+        for name in shm_opt[index]:
+            assert torch.equal(shm_opt[index][name], ps_opt[index][name]), name
+    if shared.target is not None:
+        assert shared.target.refreshes == server.target.refreshes == state.target.refreshes >= 1
+        for mine, theirs, replica in zip(shared.target.model.parameters(), server.target.model.parameters(),
+                                         state.target.model.parameters()):
+            assert torch.equal(mine, theirs) and torch.equal(mine, replica)
+    assert counters.global_step == remote_counters.global_step == server.initial_step + server.steps.sum() > 0
+    assert server.version == 40 and server.updates[0] == 40
+    assert state.lag_sum == 0  # one actor-learner: every gradient is taken at the server's current theta
+
+
+def test_policy_lag_is_the_server_version_minus_the_gradient_version(tmp_path, fake_ray):
+    """Two actor-learners taking turns: each gradient arrives one update after the version it
+    was computed from, except the very first."""
+    config, obs, action = _setup(tmp_path, "a3c")
+    server = _server(config, obs, action, initial_step=1000)
+    handle = InProcessHandle(server)
+    (a, a_state, _), (b, b_state, b_counters) = (remote_actor_learner(i, config, obs, action, handle)
+                                                 for i in (0, 1))
+    for _ in range(3):
+        a.update()
+        b.update()
+    assert a_state.lag_sum == 0 + 1 + 1 and b_state.lag_sum == 1 + 1 + 1
+    assert server.version == 6 and list(server.updates) == [3, 3]
+    # T: the resumed run's initial steps plus both actor-learners', as B knows it after its last push
+    assert b_counters.global_step == 1000 + int(server.steps.sum())
+    # B's replica is theta as the server had it after B's last update
+    for replica, theta in zip(b_state.shared_params, server.params):
+        assert torch.equal(replica, theta)
+
+
+def test_remote_target_is_refreshed_once_per_multiple_of_i_target(tmp_path, fake_ray):
+    config, obs, action = _setup(tmp_path, "one-step-q", "--target-update", "100")
+    server = _server(config, obs, action)
+    handle = InProcessHandle(server)
+    (_, a_state, _), (_, b_state, _) = (remote_actor_learner(i, config, obs, action, handle) for i in (0, 1))
+    with torch.no_grad():
+        for p in server.params:
+            p.add_(1.0)  # theta moves on
+    assert a_state.target.maybe_refresh(250) and server.target.refreshes == 2  # T // I_target = 2
+    assert not b_state.target.maybe_refresh(199)  # refresh 1 already made (as part of 2)
+    assert b_state.target.maybe_refresh(260) and server.target.refreshes == 2  # asks; the server copies nothing
+    for theirs, mine_a, mine_b, theta in zip(server.target.model.parameters(), a_state.target.model.parameters(),
+                                            b_state.target.model.parameters(), server.params):
+        assert torch.equal(theirs, theta) and torch.equal(mine_a, theta) and torch.equal(mine_b, theta)
+
+
+# -- real Ray ------------------------------------------------------------------------------
+
+ray = pytest.importorskip("ray")
+
+
+def _descendants(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _gone(process):
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(processes, seconds):
+    deadline = time.monotonic() + seconds
+    while not all(_gone(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [p.pid for p in processes if not _gone(p)]
+
+
+def _start(run_dir, *args, rows=3):
+    proc = subprocess.Popen([sys.executable, "-m", "asyncrl.run", "--backend", "ray", *map(str, args),
+                             "--run-dir", str(run_dir), "--progress", "none", "--log-interval", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV, cwd=REPO,
+                            start_new_session=True)  # its own process group, as a shell's foreground job
+    deadline = time.monotonic() + 90
+    metrics = run_dir / "metrics.csv"
+    while not metrics.exists() or len([r for r in metrics.read_text().splitlines()[1:] if not r.startswith("0,")]) \
+            < rows:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "slow"
+        time.sleep(0.1)
+    return proc
+
+
+def test_ray_run_writes_the_run_folder_resumes_and_evaluates(tmp_path):
+    run_dir = tmp_path / "ray-run"
+    first = cli("--backend", "ray", "--workers", 2, "--total-steps", 15_000, "--target-return", "inf",
+                "--run-dir", run_dir, "--progress", "none", "--log-interval", 0.2)
+    assert first.returncode == 0, first.stderr
+    assert "(Ray: 1 node, 2 CPUs)" in first.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["backend"] == "ray" and summary["stop_reason"] == "total_steps"
+    assert summary["ray"]["nodes_used"] == 1 and summary["ray"]["cluster_cpus"] == 2
+    assert 0 < summary["ray"]["mean_policy_lag"] < 3  # two actor-learners: about one update of the other's
+    assert summary["global_step"] >= 15_000 and summary["updates"] > 0
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "policy_lag" in header
+    from asyncrl.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    assert checkpoint["global_step"] == summary["global_step"]
+    assert checkpoint["policy_version"] == summary["updates"]
+    evaluated = cli(run_dir, "--episodes", 2, module="asyncrl.evaluate")
+    assert evaluated.returncode == 0, evaluated.stderr
+    resumed = cli("--resume", run_dir, "--total-steps", 25_000, "--progress", "none")
+    assert resumed.returncode == 0, resumed.stderr
+    after = json.loads((run_dir / "summary.json").read_text())
+    assert after["resumed_from_step"] == summary["global_step"]
+    assert after["global_step"] >= 25_000 and after["updates"] > summary["updates"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--backend", "ray", "--algo", "a2c"), "--algo a2c runs on --backend shm"),
+    (("--address", "auto"), "--address names a Ray cluster: it needs --backend ray"),
+    (("--backend", "ray", "--serial"), "--serial runs every actor-learner in this process"),
+    (("--backend", "ray", "--address", "127.0.0.1:1"), "--address 127.0.0.1:1: no Ray cluster answers there"),
+])
+def test_bad_ray_input_is_one_line_and_exit_code_2(tmp_path, args, fragment):
+    result = cli(*args, "--run-dir", tmp_path / "bad", "--progress", "none", timeout=60)
+    assert_one_line_error(result, fragment)
+
+
+def test_too_few_cpus_in_the_cluster_is_one_line(tmp_path, two_node_cluster):
+    result = cli("--backend", "ray", "--address", two_node_cluster.address, "--workers", 9, "--run-dir",
+                 tmp_path / "big", "--progress", "none", timeout=60)
+    assert_one_line_error(result, "--workers 9 needs 9 CPUs of the Ray cluster", "it has 4")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_leaves_a_checkpoint_and_no_ray_process(tmp_path, signum, code):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or SIGTERM: the final
+    checkpoint holds the server's last state, and the local Ray instance is gone."""
+    run_dir = tmp_path / f"interrupted-{code}"
+    proc = _start(run_dir, "--workers", 2, "--total-steps", 10**9, "--target-return", "inf")
+    ray_processes = _descendants(proc.pid)
+    assert len(ray_processes) >= 4  # GCS, raylet, the parameter server, 2 actor-learners, ...
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every process of the group
+    else:
+        proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    from asyncrl.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run_dir / "checkpoint.pt")["global_step"] == summary["global_step"] > 0
+    assert _wait_gone(ray_processes, 10) == []
+
+
+def test_killed_driver_leaves_no_ray_process(tmp_path):
+    """SIGKILL the driver: Ray ends its actors, asyncrl.reaper the rest of the local instance."""
+    proc = _start(tmp_path / "killed", "--workers", 2, "--total-steps", 10**9, "--target-return", "inf")
+    processes = _descendants(proc.pid)
+    assert any("reaper" in " ".join(p.cmdline()) for p in processes)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert _wait_gone(processes, 15) == []
+
+
+# -- a two-node cluster on 127.0.0.1 -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster():
+    """A head and a worker node with 2 CPUs each (about 5 s to start)."""
+    from ray.cluster_utils import Cluster
+
+    os.environ["PYTHONPATH"] = CHILD_ENV["PYTHONPATH"]  # the nodes' workers import this checkout
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster.worker_node = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
+
+
+def test_run_spans_both_nodes_and_survives_the_loss_of_one(tmp_path, two_node_cluster):
+    """Two actor-learners, one per node (SPREAD); the worker node is removed mid-run: the
+    actor-learner on it is replaced on the head, listed in the summary, and the run ends at
+    --total-steps."""
+    run_dir = tmp_path / "cluster"
+    proc = _start(run_dir, "--address", two_node_cluster.address, "--workers", 2, "--total-steps", 60_000,
+                  "--target-return", "inf")
+    two_node_cluster.remove_node(two_node_cluster.worker_node)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["ray"]["nodes_in_cluster"] == 2 and summary["ray"]["nodes_used"] == 2
+    failures = summary["worker_failures"]
+    assert len(failures) == 1 and "died (its process or its node was lost)" in failures[0]["message"]
+    assert "restarting it with a fresh environment (restart 1 of at most 3)" in stderr
+    assert summary["stop_reason"] == "total_steps" and summary["global_step"] >= 60_000
+    assert not summary["oversubscribed"]
+    # the new actor-learner ran: the updates after the loss come from both slots
+    steps = np.array([int(r.split(",")[0]) for r in (run_dir / "metrics.csv").read_text().splitlines()[1:]])
+    assert steps[-1] - failures[0]["global_step"] > 20_000
