@@ -61,6 +61,9 @@ METHODS: dict[str, list[str]] = {
 }
 """Method name to its ``asyncrl.run`` flags."""
 
+RAY_ALGOS = frozenset({"a3c", "one-step-q", "one-step-sarsa", "n-step-q"})
+"""``--algo`` values that ``--backend ray`` runs (``asyncrl.ray_backend.HOGWILD``, without importing it)."""
+
 LEARNER_METHODS = frozenset(m for m in METHODS if m.startswith(("a2c", "ppo", "reinforce", "dqn", "ddpg", "td3",
                                                                  "sac")))
 """Methods whose n actors feed one more process, the learner."""
@@ -99,6 +102,8 @@ class StudyConfig:
         total_steps: env-step cap of one run.
         return_window: episodes behind the mean return compared with the score.
         pin_workers: pin each worker process to a core.
+        backends: ``shm`` and/or ``ray`` (``--backend``); each method runs on each.
+        address: ``--address`` of the Ray cluster for ``ray`` (None: a local Ray instance per run).
         out: output folder.
     """
 
@@ -111,6 +116,8 @@ class StudyConfig:
     total_steps: int = 10_000_000
     return_window: int = 100
     pin_workers: bool = False
+    backends: list[str] = field(default_factory=lambda: ["shm"])
+    address: str | None = None
     out: str = "bench/speedup"
 
     def __post_init__(self) -> None:
@@ -123,6 +130,18 @@ class StudyConfig:
             raise ValueError("--seeds needs at least one seed")
         if not self.max_seconds > 0 or self.total_steps < 1 or self.return_window < 1:
             raise ValueError("--max-seconds, --total-steps and --return-window must be positive")
+        if not self.backends or set(self.backends) - {"shm", "ray"}:
+            raise ValueError(f"--backend must be shm and/or ray, got {' '.join(self.backends)}")
+        if "ray" in self.backends:
+            not_hogwild = [a for a in self.algos if METHODS[a][1] not in RAY_ALGOS]
+            if not_hogwild:
+                raise ValueError(f"--backend ray runs {', '.join(sorted(RAY_ALGOS))}; not {not_hogwild[0]}")
+        if self.address is not None and "ray" not in self.backends:
+            raise ValueError("--address names a Ray cluster: it needs --backend ray")
+
+    def label(self, method: str, backend: str) -> str:
+        """A method's row in the tables: its name, with the backend where the study has several."""
+        return method if len(self.backends) == 1 else f"{method} ({backend})"
 
 
 # ---------------------------------------------------------------------------
@@ -198,6 +217,12 @@ def study_tables(runs: list[dict[str, Any]]) -> dict[str, dict[tuple[str, int], 
     }
 
 
+def _oversubscribed(runs: list[dict[str, Any]], physical: int) -> bool:
+    """Whether any of ``runs`` kept more processes busy than ``physical`` cores (as recorded,
+    or from its method and worker count)."""
+    return any(r.get("oversubscribed", processes(r.get("algo", r["method"]), r["workers"]) > physical) for r in runs)
+
+
 def _cell(s: dict[str, Any]) -> str:
     if s["median"] is None:
         return "—"
@@ -218,7 +243,7 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
     worker counts as columns)."""
     tables = study_tables(runs)
     workers = sorted({r["workers"] for r in runs})
-    methods = [m for m in config.algos if any(r["method"] == m for r in runs)]
+    methods = list(dict.fromkeys(r["method"] for r in runs))  # rows: methods (with their backend, if several)
     physical = machine["physical_cores"] or machine["logical_cores"]
     score = runs[0]["target_return"] if runs else config.target_return
     lines = [machine_line(machine, config.pin_workers), "",
@@ -237,7 +262,7 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
             for w in workers:
                 s = tables[key].get((m, w))
                 text = _cell(s) if s else ""
-                if s and processes(m, w) > physical:
+                if s and _oversubscribed([r for r in runs if r["method"] == m and r["workers"] == w], physical):
                     text += " *oversubscribed*"
                 cells.append(text)
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
@@ -247,8 +272,8 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
     block(f"Data efficiency (env steps to the score with {workers[0]} worker ÷ with n)", "data_efficiency")
     block(f"Throughput (env steps/s with n workers ÷ with {workers[0]})", "throughput")
     lines.extend(["**Runs** (medians over seeds)", "",
-                  "| method | workers | reached | time to score (s) | env steps to score | env steps/s | "
-                  "CPU per core (%) |", "|---|---|---|---|---|---|---|"])
+                  "| method | backend | nodes | workers | reached | time to score (s) | env steps to score | env steps/s | "
+                  "CPU per core (%) |", "|---|---|---|---|---|---|---|---|---|"])
     for m in methods:
         for w in workers:
             group = [r for r in runs if r["method"] == m and r["workers"] == w]
@@ -262,7 +287,9 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
 
             cpu = [statistics.median([r["cpu_percent_per_core"][i] for r in group])
                    for i in range(len(group[0]["cpu_percent_per_core"]))]
-            lines.append(f"| {m} | {w}{' *oversubscribed*' if processes(m, w) > physical else ''} | "
+            nodes = statistics.median(r.get("nodes", 1) for r in group)
+            lines.append(f"| {m} | {group[0].get('backend', 'shm')} | {nodes:g} | "
+                         f"{w}{' *oversubscribed*' if _oversubscribed(group, physical) else ''} | "
                          f"{reached['reached']}/{reached['seeds']} | {med('time_to_target_s')} | "
                          f"{med('steps_to_target', 0)} | {med('steps_per_s', 0)} | "
                          f"{' / '.join(f'{c:.0f}' for c in cpu)} |")
@@ -278,8 +305,9 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
 # Running.
 
 
-def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir: Path) -> dict[str, Any]:
-    """One ``python -m asyncrl.run`` child process; returns its summary plus
+def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir: Path,
+             backend: str = "shm") -> dict[str, Any]:
+    """One ``python -m asyncrl.run`` child process (``--backend backend``); returns its summary plus
     ``cpu_percent_per_core`` (each core's utilisation over the run, psutil) and
     ``process_wall_s``. ``steps_per_s`` is the steady rate (``metrics.steady_steps_per_s``
     after the first 0.5 s: start-up weighs heavily in runs of a few seconds), or the whole
@@ -300,6 +328,8 @@ def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir:
         cmd += ["--target-return", str(config.target_return)]
     if config.pin_workers:
         cmd.append("--pin-workers")
+    if backend != "shm":
+        cmd += ["--backend", backend] + (["--address", config.address] if config.address else [])
     psutil.cpu_percent(percpu=True)  # starts the measurement interval
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=config.max_seconds + 120)
@@ -325,8 +355,8 @@ def speedup_study(config: StudyConfig, runner: Callable[..., dict[str, Any]] = r
 
     Args:
         config: what to run.
-        runner: ``runner(method, workers, seed, config, run_dir) -> summary`` (``run_once``;
-            tests pass a fake).
+        runner: ``runner(method, workers, seed, config, run_dir, backend) -> summary``
+            (``run_once``; tests pass a fake).
         log: where progress lines go.
 
     Returns:
@@ -339,14 +369,19 @@ def speedup_study(config: StudyConfig, runner: Callable[..., dict[str, Any]] = r
     machine = machine_info()
     runs: list[dict[str, Any]] = []
     for seed in config.seeds:
-        for method in config.algos:
+        for method, backend in [(m, b) for m in config.algos for b in config.backends]:
             for workers in config.workers:
-                run_dir = out / "runs" / f"{method}-w{workers}-s{seed}"
-                summary = runner(method, workers, seed, config, run_dir)
+                run_dir = out / "runs" / f"{method}-{backend}-w{workers}-s{seed}"
+                summary = runner(method, workers, seed, config, run_dir, backend)
+                ray_summary = summary.get("ray") or {}
+                on_cluster = backend == "ray" and config.address is not None
                 run = {
-                    "method": method, "workers": workers, "seed": seed,
+                    "method": config.label(method, backend), "algo": method, "backend": backend,
+                    "nodes": ray_summary.get("nodes_used", 1), "workers": workers, "seed": seed,
                     "processes": processes(method, workers),
-                    "oversubscribed": processes(method, workers) > (machine["physical_cores"] or 1),
+                    # (a cluster gives each actor-learner one of the CPUs it declares)
+                    "oversubscribed": bool(summary.get("oversubscribed")) if on_cluster
+                    else processes(method, workers) > (machine["physical_cores"] or 1),
                     "pinned": config.pin_workers,
                     **{k: summary.get(k) for k in ("reached_target", "time_to_target_s", "steps_to_target",
                                                    "global_step", "wall_time_s", "steps_per_s",
@@ -357,7 +392,7 @@ def speedup_study(config: StudyConfig, runner: Callable[..., dict[str, Any]] = r
                 }
                 runs.append(run)
                 t = run["time_to_target_s"]
-                log(f"{method:<15} {workers:>3} workers seed {seed}: "
+                log(f"{run['method']:<15} {workers:>3} workers seed {seed}: "
                     f"{'%.1f s' % t if t is not None else 'not reached'} to {run['target_return']}, "
                     f"{run['steps_per_s'] or 0:,.0f} steps/s{' (oversubscribed)' if run['oversubscribed'] else ''}")
     paths = write_outputs(runs, machine, config)
@@ -496,6 +531,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--return-window", type=int, default=100,
                    help="episodes behind the mean return compared with the score (default: %(default)s)")
     p.add_argument("--pin-workers", action="store_true", help="pin each worker process to a core (psutil)")
+    p.add_argument("--backend", nargs="+", default=["shm"], choices=["shm", "ray"],
+                   help="where the shared state lives; several: each method on each, side by side in one table "
+                        "(ray: the Hogwild methods; pip install -e '.[ray]') (default: shm)")
+    p.add_argument("--address", help="--backend ray: the Ray cluster to run on (auto or HOST:PORT; default: a local "
+                                     "Ray instance per run)")
     p.add_argument("--quick", action="store_true",
                    help="a3c, n-step-q, a2c and ppo (sync and async) at 1 2 4 workers, seed 0, score 200, 30 s cap: "
                         "under 5 minutes on 2 cores")
@@ -508,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             seeds=args.seeds if args.seeds is not None else list(defaults["seeds"]), env=args.env,
             target_return=args.target_return if args.target_return is not None else defaults["target_return"],
             max_seconds=args.max_seconds or defaults["max_seconds"], total_steps=args.total_steps,
-            return_window=args.return_window, pin_workers=args.pin_workers, out=args.out)
+            return_window=args.return_window, pin_workers=args.pin_workers, backends=args.backend,
+            address=args.address, out=args.out)
         if config.target_return is None:
             _check_reference_score(config.env)
     except ValueError as exc:

@@ -452,14 +452,16 @@ def connect(address: str | None, workers: int) -> tuple[bool, float]:
                 # Arguments and answers up to 8 MiB (theta and d theta of the paper's CNN) travel
                 # inline in Ray's RPCs instead of through the object store: measured 20% less
                 # time per push for the MinAtar CNN (0.5 MB) here.
-                ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False,
+                ray.init(address="local",  # a new instance, even where `ray start` runs one
+                         num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False,
                          _system_config={"max_direct_call_object_size": 8 << 20,
                                          "task_rpc_inlined_bytes_limit": 64 << 20}, **options)
             else:
                 ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise RayBackendError(f"--address {address}: cannot join the Ray cluster: "
-                                  f"{str(exc).strip().splitlines()[0]}") from None
+            where = "cannot start a local Ray instance" if address is None else \
+                f"--address {address}: cannot join the Ray cluster"
+            raise RayBackendError(f"{where}: {_first_line(exc)}") from None
         started = address is None
     cpus = float(ray.cluster_resources().get("CPU", 0))
     if cpus < workers:
@@ -488,6 +490,30 @@ def reachable_address(address: str) -> str:
         raise RayBackendError(f"--address {address}: no Ray cluster answers there ({_first_line(exc)}); "
                               "start one with `ray start --head`") from None
     return resolved
+
+
+def spread_over_nodes(nodes: list[dict[str, Any]], workers: int) -> list[str | None]:
+    """A node id for each actor-learner: round-robin over the live nodes (in ``ray.nodes()``'s
+    order), skipping a node once its CPUs are taken, so that ``workers`` actor-learners span
+    as many nodes as they can (Ray's own SPREAD strategy is best-effort: two actors started
+    together may land on one node). None where the cluster's CPUs run out.
+
+    Args:
+        nodes: ``ray.nodes()``: dicts with ``NodeID``, ``Alive`` and ``Resources``.
+        workers: actor-learners to place.
+    """
+    free = {n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0)) for n in nodes if n.get("Alive")}
+    order = [node for node, cpus in free.items() if cpus > 0]
+    out: list[str | None] = []
+    while len(out) < workers and order:
+        for node in list(order):
+            if len(out) == workers:
+                break
+            out.append(node)
+            free[node] -= 1
+            if free[node] == 0:
+                order.remove(node)
+    return out + [None] * (workers - len(out))
 
 
 class RaySupervisor:
@@ -550,12 +576,18 @@ class RaySupervisor:
             server_pid = ray.get(self.server.pid.remote(), timeout=SERVER_TIMEOUT_S)
         except Exception as exc:  # GetTimeoutError, RayActorError
             raise RayBackendError(f"the parameter server did not start: {_first_line(exc)}") from None
+        nodes = spread_over_nodes(self.ray.nodes(), self.config.run.workers)
         for worker_id in range(self.config.run.workers):
-            self._launch(worker_id, make_config(), restore_rng.get(worker_id))
+            self._launch(worker_id, make_config(), restore_rng.get(worker_id), nodes[worker_id])
         return [server_pid]
 
-    def _launch(self, worker_id: int, config: Config, restore_rng: dict[str, Any] | None = None) -> None:
-        actor = self._actor_cls.options(num_cpus=1, max_restarts=0, scheduling_strategy="SPREAD").remote(
+    def _launch(self, worker_id: int, config: Config, restore_rng: dict[str, Any] | None = None,
+                node: str | None = None) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # a replacement (node None) goes wherever Ray finds a free CPU
+        strategy = NodeAffinitySchedulingStrategy(node, soft=True) if node is not None else "SPREAD"
+        actor = self._actor_cls.options(num_cpus=1, max_restarts=0, scheduling_strategy=strategy).remote(
             worker_id, config, self.obs, self.action, self.server, restore_rng)
         self.actors[worker_id] = actor
         self.last_seen[worker_id] = time.monotonic()

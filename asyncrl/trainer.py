@@ -3,7 +3,8 @@
 ``asyncrl.prepare`` checks the config against its environment first; ``Trainer.train``
 creates the shared state (model, optimizer statistics, global step counter ``T``), then
 hands each duty to its own piece: the ``Supervisor`` starts the actor-learner (or actor and
-learner) processes and collects their reports, the ``FailurePolicy`` decides what a failed
+learner) processes and collects their reports (``ray_backend.RaySupervisor`` does the same
+with Ray actors and a parameter server, ``--backend ray``), the ``FailurePolicy`` decides what a failed
 worker means, ``RunMetrics`` keeps the episode window, ``metrics.csv`` and the display, and
 ``asyncrl.checkpoint`` saves and restores the shared state. The trainer decides when to
 stop and writes the summary. ``--serial`` runs the same actor-learners round-robin in this

@@ -55,7 +55,7 @@ def test_every_output_carries_the_machine_description_and_marks_oversubscription
     monkeypatch.setattr("asyncrl.metrics.machine_info", _machine)
     timings = {1: 10.0, 2: 5.5, 4: 5.0}
 
-    def fake_runner(method, workers, seed, config, run_dir):
+    def fake_runner(method, workers, seed, config, run_dir, backend):
         run_dir.mkdir(parents=True)
         (run_dir / "metrics.csv").write_text("wall_time_s,mean_return\n1.0,20\n2.0,200\n")
         return {"reached_target": True, "time_to_target_s": timings[workers] + seed,
@@ -81,9 +81,39 @@ def test_every_output_carries_the_machine_description_and_marks_oversubscription
     # speedups: seed 0 10/5.5 = 1.82 and 10/5 = 2.00; seed 1 11/6.5 = 1.69 and 11/6 = 1.83
     assert "| a3c | 1.00 (1.00–1.00) | 1.76 (1.69–1.82) | 1.92 (1.83–2.00) *oversubscribed* |" in table
     assert "| ppo-sync | 1.00 (1.00–1.00) | 1.76 (1.69–1.82) *oversubscribed* |" in table
-    assert "| a3c | 2 | 2/2 | 6.0 |" in table
+    assert "| a3c | shm | 1 | 2 | 2/2 | 6.0 |" in table
     for name in ("speedup.png", "return_vs_time.png"):
         assert (out / name).stat().st_size > 5000
+
+
+def test_backends_side_by_side_label_rows_and_count_nodes(tmp_path, monkeypatch):
+    """``--backend shm ray``: every method on each, one row per (method, backend) in every
+    table, with the backend and the nodes its runs used."""
+    monkeypatch.setattr("asyncrl.metrics.machine_info", _machine)
+    seen = []
+
+    def fake_runner(method, workers, seed, config, run_dir, backend):
+        seen.append((method, backend, workers))
+        run_dir.mkdir(parents=True)
+        slow = 2.0 if backend == "ray" else 1.0
+        return {"reached_target": True, "time_to_target_s": slow * 10.0 / workers, "steps_to_target": 1000,
+                "global_step": 1000, "wall_time_s": 10.0, "steps_per_s": 100.0 * workers / slow,
+                "target_return": 200.0, "stop_reason": "target_reached", "cpu_percent_per_core": [50.0, 50.0],
+                "ray": {"nodes_used": 2} if backend == "ray" else None, "oversubscribed": False}
+
+    config = StudyConfig(algos=["a3c"], workers=[1, 2], seeds=[0], backends=["shm", "ray"], address="auto",
+                         out=str(tmp_path / "out"))
+    result = speedup_study(config, runner=fake_runner, log=lambda line: None)
+    assert seen == [("a3c", "shm", 1), ("a3c", "shm", 2), ("a3c", "ray", 1), ("a3c", "ray", 2)]
+    assert [(r["method"], r["backend"], r["nodes"]) for r in result["runs"]][1:3] == [
+        ("a3c (shm)", "shm", 1), ("a3c (ray)", "ray", 2)]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| a3c (shm) | 1.00 | 2.00 |" in table and "| a3c (ray) | 1.00 | 2.00 |" in table
+    assert "| a3c (ray) | ray | 2 | 2 | 1/1 | 10.0 |" in table
+    with pytest.raises(ValueError, match="--backend ray runs a3c, n-step-q"):
+        StudyConfig(algos=["ppo-sync"], backends=["ray"])
+    with pytest.raises(ValueError, match="needs --backend ray"):
+        StudyConfig(algos=["a3c"], address="auto")
 
 
 def test_bad_study_input_is_one_line_and_exit_code_2(capsys):
