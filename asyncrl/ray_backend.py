@@ -459,9 +459,12 @@ def connect(address: str | None, workers: int) -> tuple[bool, float]:
             else:
                 ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = "cannot start a local Ray instance" if address is None else \
-                f"--address {address}: cannot join the Ray cluster"
-            raise RayBackendError(f"{where}: {_first_line(exc)}") from None
+            if address is None:
+                raise RayBackendError(f"cannot start a local Ray instance: {_first_line(exc)}") from None
+            raise RayBackendError(
+                f"--address {address}: cannot join the Ray cluster: {_first_line(exc)} (this shell's RAY_AUTH_MODE is "
+                f"{os.environ.get('RAY_AUTH_MODE', 'unset')}: it must match the cluster's, e.g. RAY_AUTH_MODE=token "
+                "where `ray start` enabled token authentication)") from None
         started = address is None
     cpus = float(ray.cluster_resources().get("CPU", 0))
     if cpus < workers:
