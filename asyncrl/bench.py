@@ -61,8 +61,9 @@ METHODS: dict[str, list[str]] = {
 }
 """Method name to its ``asyncrl.run`` flags."""
 
-RAY_ALGOS = frozenset({"a3c", "one-step-q", "one-step-sarsa", "n-step-q"})
-"""``--algo`` values that ``--backend ray`` runs (``asyncrl.ray_backend.HOGWILD``, without importing it)."""
+RAY_ALGOS = frozenset({"a3c", "one-step-q", "one-step-sarsa", "n-step-q", "a2c", "ppo", "reinforce"})
+"""``--algo`` values that ``--backend ray`` runs (``asyncrl.ray_backend.HOGWILD | BATCHED``, without importing
+it)."""
 
 LEARNER_METHODS = frozenset(m for m in METHODS if m.startswith(("a2c", "ppo", "reinforce", "dqn", "ddpg", "td3",
                                                                  "sac")))
@@ -533,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pin-workers", action="store_true", help="pin each worker process to a core (psutil)")
     p.add_argument("--backend", nargs="+", default=["shm"], choices=["shm", "ray"],
                    help="where the shared state lives; several: each method on each, side by side in one table "
-                        "(ray: the Hogwild methods; pip install -e '.[ray]') (default: shm)")
+                        "(ray: the Hogwild and batched-learner methods; pip install -e '.[ray]') (default: shm)")
     p.add_argument("--address", help="--backend ray: the Ray cluster to run on (auto or HOST:PORT; default: a local "
                                      "Ray instance per run)")
     p.add_argument("--quick", action="store_true",

@@ -112,8 +112,8 @@ class RunConfig:
     backend: str = field(
         default="shm",
         metadata={"help": "where the shared state lives: 'shm' (shared memory, one machine) or 'ray' (a Ray "
-                          "parameter-server actor; actor-learners on any node of a Ray cluster; pip install "
-                          "-e '.[ray]')"},
+                          "parameter server, or the batched learner, as a Ray actor; actor-learners or actors on "
+                          "any node of a Ray cluster; pip install -e '.[ray]')"},
     )
     address: str | None = field(
         default=None,

@@ -1,4 +1,5 @@
-"""The Ray backend (``--backend ray``): the Hogwild algorithms across the nodes of a Ray cluster.
+"""The Ray backend (``--backend ray``): the Hogwild algorithms and the batched learner across
+the nodes of a Ray cluster.
 
 One **parameter server** (a Ray actor on the driver's node) holds theta, the shared
 optimizer's statistics, theta^- and the global step counter ``T``. Each **actor-learner**
@@ -23,6 +24,13 @@ Differences from shared memory, all bounded by one segment:
   memory they read theta itself).
 - The policy lag of an update (the server's version when the gradient arrives minus the
   version it was computed from) is measured and logged (``policy_lag`` in ``metrics.csv``).
+
+The batched learner (A2C, PPO, REINFORCE) runs as one Ray actor, the ``LearnerServer``: the
+rollout slots and the published policy live in its process (``storage.RolloutSlots`` and
+``PolicyStore``, as on shared memory), the algorithm's ``Learner`` trains in a thread, and the
+algorithm's ``Actor`` on any node sees ``RemoteSlots`` and ``RemotePolicyStore`` (the slots'
+actor side: acquire, commit a rollout, abandon; the policy's reader side). ``--sync`` keeps
+its lockstep: an actor waits for a free slot inside the learner's process.
 
 The driver (``RaySupervisor``, in the trainer's process) runs every actor-learner in
 chunks of ``REPORT_INTERVAL_S`` (each chunk returns its statistics report), copies ``T``
@@ -56,7 +64,10 @@ from asyncrl.shared import GlobalCounters, clip_gradients
 from asyncrl.supervisor import JOIN_TIMEOUT_S, PARAMETER_SERVER, REPORT_INTERVAL_S
 
 HOGWILD = frozenset({"a3c", "one-step-q", "one-step-sarsa", "n-step-q"})
-"""Algorithms the Ray backend runs: the Hogwild actor-learners of a parameter server."""
+"""Algorithms whose actor-learners share a parameter server on Ray."""
+
+BATCHED = frozenset({"a2c", "ppo", "reinforce"})
+"""Algorithms whose actors feed one learner on Ray (``LearnerServer``)."""
 
 SERVER_TIMEOUT_S = 30.0
 """Seconds the driver waits for one answer of the parameter server before calling it lost."""
@@ -91,9 +102,11 @@ def check_backend(config: Config) -> None:
     """
     if config.run.backend != "ray":
         return
-    if config.run.algo not in HOGWILD:
-        raise RayBackendError(f"--backend ray runs the Hogwild actor-learners ({', '.join(sorted(HOGWILD))}); "
+    if config.run.algo not in HOGWILD | BATCHED:
+        raise RayBackendError(f"--backend ray runs {', '.join(sorted(HOGWILD | BATCHED))}; "
                               f"--algo {config.run.algo} runs on --backend shm")
+    if getattr(config.algo, "learner_device", "cpu") != "cpu":
+        raise RayBackendError("--backend ray runs the learner on a CPU; --learner-device needs --backend shm")
     import_ray()
 
 
@@ -116,6 +129,13 @@ class RemoteCounters:
     def add(self, worker_id: int, env_steps: int, updates: int = 1) -> None:
         """Record ``env_steps`` env steps (updates are counted by the server, one per push)."""
         self.pending_steps += env_steps
+
+    def receive(self, reply: dict[str, Any], sent_steps: int = 0) -> None:
+        """Take a server answer's ``T``, version and stop flag; ``sent_steps``: the pending env
+        steps that the call answered carried (now in the server's ``T``)."""
+        self.server_step = reply["global_step"]
+        self.pending_steps -= sent_steps
+        self.version, self.stop = reply["version"], reply["stop"]
 
     @property
     def global_step(self) -> int:
@@ -194,9 +214,7 @@ class RemoteState(SharedState):
     def receive(self, reply: dict[str, Any]) -> None:
         """Take a server answer: theta into the replica, ``T``, the version, the stop flag, theta^-."""
         _assign(self._views, reply["params"])
-        counters = self.counters
-        counters.server_step, counters.pending_steps = reply["global_step"], 0
-        counters.version, counters.stop = reply["version"], reply["stop"]
+        self.counters.receive(reply, self.counters.pending_steps)  # (every call carries all pending steps)
         if self.target is not None:
             self.target.receive(reply["target_refreshes"], reply["target"])
 
@@ -228,6 +246,68 @@ class RemoteState(SharedState):
 
     def _known_refreshes(self) -> int:
         return self.target.refreshes if self.target is not None else 0
+
+
+class RemoteSlots:
+    """``storage.RolloutSlots``' actor side, served by the ``LearnerServer``: the slots themselves
+    live in the learner's process; an actor acquires one of its own, and its commit carries
+    the rollout (NumPy arrays) and the env steps taken since the last commit.
+
+    Args:
+        server: the learner server's handle.
+        counters: this actor's ``RemoteCounters`` (each answer updates ``T`` and the stop flag).
+        worker_id: the actor's id (its slots).
+        unroll_length: ``--unroll-length``.
+    """
+
+    def __init__(self, server: Any, counters: RemoteCounters, worker_id: int, unroll_length: int) -> None:
+        self.server, self.counters, self.worker_id, self.unroll_length = server, counters, worker_id, unroll_length
+
+    def acquire(self, worker_id: int, timeout: float) -> int | None:
+        """One of this actor's free slots, waiting up to ``timeout`` s in the learner's process."""
+        import ray
+
+        index, reply = ray.get(self.server.acquire.remote(worker_id, timeout))
+        self.counters.receive(reply)
+        return index
+
+    def commit(self, index: int, rollout: dict[str, np.ndarray], policy_version: int,
+               stats: np.ndarray | None = None) -> None:
+        import ray
+
+        steps = self.counters.pending_steps
+        self.counters.receive(ray.get(self.server.commit.remote(
+            self.worker_id, index, rollout, policy_version, stats, steps)), steps)
+
+    def abandon(self, index: int) -> None:
+        import ray
+
+        ray.get(self.server.abandon.remote(index))
+
+
+class RemotePolicyStore:
+    """``storage.PolicyStore``'s reader side, served by the ``LearnerServer``: ``read`` fetches
+    the newest complete publication into the replica ``model`` (its ``state_dict`` values,
+    the normalisation statistics included), then runs ``copy_fn``."""
+
+    def __init__(self, server: Any, model: torch.nn.Module) -> None:
+        self.server = server
+        self._views = [t.numpy() for t in model.state_dict().values()]
+
+    @property
+    def version(self) -> int:
+        """The learner's completed publications."""
+        import ray
+
+        return ray.get(self.server.policy_version.remote())
+
+    def read(self, copy_fn: Callable[[], None], should_stop: Callable[[], bool] = lambda: False) -> int | None:
+        import ray
+
+        version, arrays = ray.get(self.server.policy.remote())
+        _assign(self._views, arrays)
+        copy_fn()
+        return version
 
 
 def _assign(views: list[np.ndarray], arrays: list[np.ndarray]) -> None:
@@ -341,6 +421,102 @@ class ParameterServer:
         return os.getpid()
 
 
+class LearnerServer:
+    """The batched learner (A2C, PPO, REINFORCE) as one Ray actor: the rollout slots and the
+    published policy in its own shared memory, the algorithm's own ``Learner`` in a thread,
+    and the actors' side of both served to actors on any node (a threaded actor: calls are
+    answered while the learner trains, and an actor waiting for a free slot waits here).
+
+    Args:
+        config: the run's configuration.
+        obs, action: the environment's spaces.
+        state: ``state_payload`` of the driver's state.
+        initial_step: ``T`` before this run.
+        slots: per-worker step counters (``--workers`` + 1, the learner's last).
+    """
+
+    def __init__(self, config: Config, obs, action, state: dict[str, Any], initial_step: int, slots: int) -> None:
+        import threading
+
+        torch.set_num_threads(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+        algo = algo_module(config.run.algo)
+        self.shared = algo.make_shared(config, obs, action)
+        restore_shared(self.shared, state, "the driver's state")
+        self.counters = GlobalCounters(slots, initial_step=initial_step, initial_updates=state["policy_version"])
+        self.learner = algo.Learner(config.run.workers, config, self.shared, self.counters)
+        self._tensors = list(self.shared.model.state_dict().values())
+        self.error: str | None = None
+        self.done = False
+        self._thread = threading.Thread(target=self._train, name="asyncrl-learner", daemon=True)
+        self._thread.start()
+
+    def _train(self) -> None:
+        try:
+            while not self.counters.stop_requested and not self.learner.finished():
+                self.learner.update()
+        except Exception:
+            self.error = traceback.format_exc()
+        finally:
+            self.done = True
+
+    def _reply(self) -> dict[str, Any]:
+        return {"global_step": self.counters.global_step, "version": self.shared.policy.version,
+                "stop": self.counters.stop_requested}
+
+    def hello(self) -> dict[str, Any]:
+        """``T``, the policy version and the stop flag (an actor's first answer)."""
+        return self._reply()
+
+    def acquire(self, worker_id: int, timeout: float) -> tuple[int | None, dict[str, Any]]:
+        return self.shared.slots.acquire(worker_id, timeout), self._reply()
+
+    def commit(self, worker_id: int, index: int, rollout: dict[str, np.ndarray], policy_version: int,
+               stats: np.ndarray | None, env_steps: int) -> dict[str, Any]:
+        self.shared.slots.commit(index, rollout, policy_version, stats)
+        self.counters.add(worker_id, env_steps, updates=0)
+        return self._reply()
+
+    def abandon(self, index: int) -> None:
+        self.shared.slots.abandon(index)
+
+    def reclaim(self, worker_id: int) -> int:
+        """Free the slots a lost actor was writing (before its replacement starts)."""
+        return self.shared.slots.reclaim(worker_id)
+
+    def policy_version(self) -> int:
+        return self.shared.policy.version
+
+    def policy(self) -> tuple[int, list[np.ndarray]]:
+        """The newest complete publication: ``(version, state_dict values as arrays)``."""
+        out: list[np.ndarray] = []
+        version = self.shared.policy.read(lambda: out.__setitem__(slice(None), [t.numpy().copy() for t in self._tensors]))
+        return version, out
+
+    def report(self) -> dict[str, Any]:
+        """The learner's statistics since the last call, whether it is done, and its error."""
+        stats = {**self.learner.drain_stats(), "rng": rng_state(self.learner)}
+        return {"report": stats, "finished": self.done and self.error is None, "error": self.error}
+
+    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.counters.steps.copy(), self.counters.updates.copy()
+
+    def request_stop(self) -> None:
+        self.counters.request_stop()
+
+    def state(self) -> dict[str, Any]:
+        """The last complete publication's model and optimizer statistics, with the counts."""
+        from asyncrl.checkpoint import snapshot_shared
+
+        model, optimizer = snapshot_shared(self.shared, lambda: True)
+        return {"model": model, "optimizer": optimizer, "target_model": None, "target_refreshes": None,
+                "policy_version": self.shared.policy.version, "steps": self.counters.steps.copy(),
+                "updates": self.counters.updates.copy()}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
 def remote_actor_learner(worker_id: int, config: Config, obs, action, server: Any):
     """The algorithm's own ``ActorLearner`` on a ``RemoteState`` of ``server`` (a parameter
     server's handle): its replica of theta (and theta^-) as the server has them now.
@@ -352,8 +528,14 @@ def remote_actor_learner(worker_id: int, config: Config, obs, action, server: An
 
     algo = algo_module(config.run.algo)
     model = algo.build_model(config, obs, action)
-    reply = ray.get(server.pull.remote())
     counters = RemoteCounters()
+    if hasattr(algo, "Learner"):  # an actor of the batched learner: slots and policy served by it
+        state = SharedState(model=model, optimizer=None,
+                            slots=RemoteSlots(server, counters, worker_id, config.algo.unroll_length),
+                            policy=RemotePolicyStore(server, model))
+        counters.receive(ray.get(server.hello.remote()))
+        return algo.ActorLearner(worker_id, config, state, counters), state, counters
+    reply = ray.get(server.pull.remote())
     target = RemoteTarget(copy.deepcopy(model), server, config.algo.target_update) \
         if reply["target"] is not None else None
     state = RemoteState(model, server, counters, worker_id, target)
@@ -414,14 +596,16 @@ class ActorLearnerActor:
                 learner.update()
                 if time.monotonic() >= deadline:
                     break
-            self.state.flush()
+            hogwild = isinstance(self.state, RemoteState)  # (a batched learner's actor sends steps with its rollouts)
+            if hogwild:
+                self.state.flush()
             stats = {**learner.drain_stats(), "rng": rng_state(learner)}
         except Exception:
             self.error = traceback.format_exc()
             return self.run(0.0)
-        if stats["updates"]:
+        if hogwild and stats["updates"]:
             stats["loss_sums"]["policy_lag"] = float(self.state.lag_sum)
-        self.state.lag_sum = 0
+            self.state.lag_sum = 0
         finished = counters.stop_requested or counters.global_step >= self.total_steps
         return {"report": stats, "finished": finished, "placement": self.placement, "error": None}
 
@@ -520,8 +704,9 @@ def spread_over_nodes(nodes: list[dict[str, Any]], workers: int) -> list[str | N
 
 
 class RaySupervisor:
-    """``supervisor.Supervisor``'s interface on a Ray cluster: the parameter server and the
-    actor-learners as Ray actors, their reports, failures and replacements.
+    """``supervisor.Supervisor``'s interface on a Ray cluster: the server (the parameter server
+    of the Hogwild algorithms, or the ``LearnerServer`` of the batched ones) and the
+    actor-learners or actors as Ray actors, their reports, failures and replacements.
 
     Args:
         config: the run's configuration.
@@ -529,17 +714,19 @@ class RaySupervisor:
             ``sync_state`` copies the server's state back into it (for checkpoints).
         counters: the driver's global counters; ``poll`` copies the server's counts in.
         obs, action: the environment's spaces.
+        learner_id: the learner's worker id (``--workers``) for the batched algorithms, else None.
 
     Raises:
         RayBackendError: as ``connect``.
     """
 
-    learner_id = None
-
-    def __init__(self, config: Config, shared: SharedState, counters: GlobalCounters, obs, action) -> None:
+    def __init__(self, config: Config, shared: SharedState, counters: GlobalCounters, obs, action,
+                 learner_id: int | None = None) -> None:
         self.ray = import_ray()
         self.config, self.shared, self.counters, self.obs, self.action = config, shared, counters, obs, action
-        self.started_ray, self.cluster_cpus = connect(config.run.address, config.run.workers)
+        self.learner_id = learner_id
+        # a learner takes a CPU of the driver's node; a parameter server is not counted
+        self.started_ray, self.cluster_cpus = connect(config.run.address, config.run.workers + (learner_id is not None))
         # a local instance's processes are ended by ray.shutdown(); if this process is killed
         # outright, by asyncrl.reaper (its own session: a terminal's Ctrl-C does not reach it)
         self._reaper = subprocess.Popen([sys.executable, "-m", "asyncrl.reaper", str(os.getpid())],
@@ -557,11 +744,15 @@ class RaySupervisor:
         self._stopped = False
         self._final_state: dict[str, Any] | None = None
         self._next_counts = 0.0
-        self._server_cls = self.ray.remote(ParameterServer)
+        self._next_learner_report = 0.0
+        if learner_id is None:
+            self._server_cls = self.ray.remote(ParameterServer)
+        else:  # threaded: it answers the actors while its thread trains
+            self._server_cls = self.ray.remote(max_concurrency=config.run.workers + 4)(LearnerServer)
         self._actor_cls = self.ray.remote(ActorLearnerActor)
 
     def start(self, make_config: Callable[[], Config], restore_rng: dict[int, dict[str, Any]]) -> list[int]:
-        """Start the parameter server (on this node) and every actor-learner (spread over the
+        """Start the server (on this node) and every actor-learner or actor (spread over the
         nodes); returns the local pids to watch (the server's).
 
         Raises:
@@ -571,15 +762,22 @@ class RaySupervisor:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = ray.get_runtime_context().get_node_id()
+        learner = self.learner_id is not None
         self.server = self._server_cls.options(
-            num_cpus=0, max_restarts=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+            num_cpus=1 if learner else 0, max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
         ).remote(self.config, self.obs, self.action, state_payload(self.shared, self.counters.policy_version),
                  self.counters.initial_step, len(self.counters.steps))
         try:
             server_pid = ray.get(self.server.pid.remote(), timeout=SERVER_TIMEOUT_S)
         except Exception as exc:  # GetTimeoutError, RayActorError
-            raise RayBackendError(f"the parameter server did not start: {_first_line(exc)}") from None
-        nodes = spread_over_nodes(self.ray.nodes(), self.config.run.workers)
+            raise RayBackendError(f"the {self._server_name} did not start: {_first_line(exc)}") from None
+        nodes = self.ray.nodes()
+        if learner:  # its CPU is taken
+            for node in nodes:
+                if node.get("NodeID") == here and "CPU" in node.get("Resources", {}):
+                    node["Resources"] = {**node["Resources"], "CPU": node["Resources"]["CPU"] - 1}
+        nodes = spread_over_nodes(nodes, self.config.run.workers)
         for worker_id in range(self.config.run.workers):
             self._launch(worker_id, make_config(), restore_rng.get(worker_id), nodes[worker_id])
         return [server_pid]
@@ -600,10 +798,20 @@ class RaySupervisor:
     def _submit(self, worker_id: int) -> None:
         self.futures[self.actors[worker_id].run.remote(REPORT_INTERVAL_S)] = worker_id
 
+    @property
+    def _server_name(self) -> str:
+        return "parameter server" if self.learner_id is None else "learner"
+
     def replace(self, worker_id: int, config: Config) -> None:
-        """Start a fresh actor-learner ``worker_id`` (the same slot of ``T``) in place of a failed
-        one; Ray places it on any node with a free CPU."""
+        """Start a fresh actor-learner or actor ``worker_id`` (the same slot of ``T``; the
+        rollout slots a lost actor was writing freed first) in place of a failed one; Ray
+        places it on any node with a free CPU."""
         self._kill(self.actors.get(worker_id))
+        if self.learner_id is not None and not self.server_lost:
+            try:
+                self.ray.get(self.server.reclaim.remote(worker_id), timeout=SERVER_TIMEOUT_S)
+            except Exception:
+                self.server_lost = True
         self._launch(worker_id, config)
 
     def poll(self, timeout: float, on_stats: Callable[[int, dict[str, Any]], None],
@@ -647,15 +855,37 @@ class RaySupervisor:
                     f"sent no report for {WORKER_SILENT_S:.0f} s (not placed on a node: no free CPU in the cluster?)")))
         if failed and not self._server_alive():  # their pushes failed because the server is gone
             failed = []
+        if self.learner_id is not None and not self.server_lost:
+            self._learner_report(now, on_stats, on_failure)
         if self.server_lost or not self._copy_counts():
             if not self._server_reported:
                 self._server_reported = True
-                on_failure(PARAMETER_SERVER, "was lost (its process or its node died)", None)
+                on_failure(PARAMETER_SERVER if self.learner_id is None else self.learner_id,
+                           "was lost (its process or its node died)", None)
             return
         for worker_id, exc in failed:
             self.done.add(worker_id)
             message, traceback_text = _describe_failure(exc)
             on_failure(worker_id, message, traceback_text)
+
+    def _learner_report(self, now: float, on_stats, on_failure) -> None:
+        """The learner's statistics (every ``REPORT_INTERVAL_S``), its end, or its error."""
+        learner_id = self.learner_id
+        if now < self._next_learner_report or learner_id in self.done:
+            return
+        self._next_learner_report = now + REPORT_INTERVAL_S
+        try:
+            chunk = self.ray.get(self.server.report.remote(), timeout=SERVER_TIMEOUT_S)
+        except Exception:
+            self.server_lost = True
+            return
+        if chunk["error"] is not None:
+            self.done.add(learner_id)
+            on_failure(learner_id, *_describe_failure(chunk["error"]))
+            return
+        on_stats(learner_id, chunk["report"])
+        if chunk["finished"]:
+            self.done.add(learner_id)
 
     def _server_alive(self) -> bool:
         try:
@@ -703,16 +933,21 @@ class RaySupervisor:
 
     @property
     def all_done(self) -> bool:
-        return len(self.done) == self.config.run.workers
+        """Whether every actor-learner or actor, and the learner, is done (or failed)."""
+        return len(self.done) == self.config.run.workers + (self.learner_id is not None)
 
-    actors_done = all_done
+    @property
+    def actors_done(self) -> bool:
+        return all(i in self.done for i in range(self.config.run.workers))
 
     def alive(self, worker_id: int) -> bool:
+        if worker_id == self.learner_id:
+            return not self.server_lost
         return worker_id not in self.done
 
     def workers_alive(self) -> int:
-        """Actor-learners running now (not done, not failed)."""
-        return self.config.run.workers - len(self.done)
+        """Actor-learners or actors running now (not done, not failed)."""
+        return sum(i not in self.done for i in range(self.config.run.workers))
 
     def running(self) -> bool:
         """Whether any actor of this run may still run."""
@@ -744,6 +979,10 @@ class RaySupervisor:
                             continue
                         if chunk["report"] is not None:
                             on_stats(worker_id, chunk["report"])
+                if self.learner_id is not None and not self.server_lost:  # its last statistics
+                    self._next_learner_report = 0.0
+                    self.done.discard(self.learner_id)
+                    self._learner_report(time.monotonic(), on_stats, lambda *args: None)
                 if not self.server_lost:
                     try:
                         self._final_state = ray.get(self.server.state.remote(), timeout=SERVER_TIMEOUT_S)

@@ -195,7 +195,7 @@ class Trainer:
             return Supervisor(self.config, self.shared, self.counters, self.learner_id)
         from asyncrl.ray_backend import RaySupervisor
 
-        supervisor = RaySupervisor(self.config, self.shared, self.counters, self.obs, self.action)
+        supervisor = RaySupervisor(self.config, self.shared, self.counters, self.obs, self.action, self.learner_id)
         self._install_signal_handlers()
         return supervisor
 

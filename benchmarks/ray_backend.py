@@ -2,7 +2,7 @@
 
 Three studies, each run as child processes of this one (``python -m asyncrl.run``):
 
-1. ``overhead``: A3C with 2 workers, ``--backend shm`` and ``--backend ray`` side by side
+1. ``overhead``: A3C (``--algo``) with 2 workers, ``--backend shm`` and ``--backend ray`` side by side
    (alternating which goes first), ``--seconds`` of training each, ``--repeats`` times, on
    CartPole-v1 (an MLP: microseconds of compute per env step) and MinAtar/Breakout-v1 (the
    MinAtar CNN). Throughput is the steady rate: env steps between the first ``metrics.csv``
@@ -63,13 +63,13 @@ def steady_rate(run_dir: Path) -> float:
 
 def overhead(args, tmp: Path) -> dict:
     out = {}
-    for env in OVERHEAD_ENVS:
+    for env in args.envs:
         rates = {"shm": [], "ray": []}
         for repeat in range(args.repeats):
             order = ("shm", "ray") if repeat % 2 == 0 else ("ray", "shm")
             for backend in order:
                 run_dir = tmp / f"overhead-{env.replace('/', '_')}-{backend}-{repeat}"
-                asyncrl_run(["--algo", "a3c", "--env", env, "--workers", "2", "--backend", backend,
+                asyncrl_run(["--algo", args.algo, "--env", env, "--workers", "2", "--backend", backend,
                              "--max-seconds", str(args.seconds), "--total-steps", "100000000",
                              "--target-return", "inf", "--log-interval", "0.5", "--seed", str(repeat)], run_dir)
                 rates[backend].append(steady_rate(run_dir))
@@ -137,10 +137,11 @@ def cluster(args, tmp: Path) -> dict:
 def markdown(results: dict, args) -> str:
     lines = []
     if "overhead" in results:
-        lines += [f"## Ray against shared memory: A3C, 2 workers, {args.seconds:g} s each, {args.repeats} repeats",
-                  "", f"`python benchmarks/ray_backend.py --studies overhead --repeats {args.repeats} --seconds "
-                  f"{args.seconds:g}`. Steady env steps/s (rows after {WARMUP_S:g} s, last row left out); "
-                  "median (range).", "",
+        lines += [f"## Ray against shared memory: {args.algo}, 2 workers, {args.seconds:g} s each, "
+                  f"{args.repeats} repeats", "",
+                  f"`python benchmarks/ray_backend.py --studies overhead --algo {args.algo} --envs {' '.join(args.envs)} "
+                  f"--repeats {args.repeats} --seconds {args.seconds:g}`. Steady env steps/s (rows after {WARMUP_S:g} s, "
+                  "last row left out); median (range).", "",
                   "| env | shm env steps/s | ray env steps/s | ray / shm |", "|---|---|---|---|"]
         for env, r in results["overhead"].items():
             lines.append(f"| {env} | {fmt(r['shm_spread'], 0)} | {fmt(r['ray_spread'], 0)} | "
@@ -170,6 +171,8 @@ def main() -> None:
     parser.add_argument("--studies", nargs="+", default=["overhead", "solve", "cluster"],
                         choices=["overhead", "solve", "cluster"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--algo", default="a3c", help="the overhead study's algorithm (default: %(default)s)")
+    parser.add_argument("--envs", nargs="+", default=list(OVERHEAD_ENVS), help="the overhead study's environments")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--solve-steps", type=int, default=2_000_000)

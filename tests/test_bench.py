@@ -110,8 +110,8 @@ def test_backends_side_by_side_label_rows_and_count_nodes(tmp_path, monkeypatch)
     table = (tmp_path / "out" / "table.md").read_text()
     assert "| a3c (shm) | 1.00 | 2.00 |" in table and "| a3c (ray) | 1.00 | 2.00 |" in table
     assert "| a3c (ray) | ray | 2 | 2 | 1/1 | 10.0 |" in table
-    with pytest.raises(ValueError, match="--backend ray runs a3c, n-step-q"):
-        StudyConfig(algos=["ppo-sync"], backends=["ray"])
+    with pytest.raises(ValueError, match="--backend ray runs a2c, a3c"):
+        StudyConfig(algos=["dqn"], backends=["ray"])
     with pytest.raises(ValueError, match="needs --backend ray"):
         StudyConfig(algos=["a3c"], address="auto")
 

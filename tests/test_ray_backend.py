@@ -24,7 +24,30 @@ from asyncrl.config import parse_args  # noqa: E402
 from asyncrl.prepare import prepare  # noqa: E402
 from asyncrl.ray_backend import ParameterServer, remote_actor_learner, spread_over_nodes, state_payload  # noqa: E402
 from asyncrl.shared import GlobalCounters  # noqa: E402
-from test_cli import CHILD_ENV, REPO, assert_one_line_error, cli  # noqa: E402
+from test_cli import CHILD_ENV, REPO, assert_one_line_error  # noqa: E402
+
+# (test_cli's CHILD_ENV may predate the variable above: this file's runs take it explicitly)
+RAY_ENV = {**CHILD_ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def cli(*args, timeout=120, module="asyncrl.run"):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=RAY_ENV, cwd=REPO)
+
+
+def _cluster():
+    """A head and a worker node with 2 CPUs each on 127.0.0.1 (about 5 s to start); Ray's
+    SIGTERM handler, which it installs in this process, is taken out again (forked children
+    of later tests would inherit it)."""
+    from ray.cluster_utils import Cluster
+
+    os.environ["PYTHONPATH"] = CHILD_ENV["PYTHONPATH"]  # the nodes' workers import this checkout
+    handler = signal.getsignal(signal.SIGTERM)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster.worker_node = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    signal.signal(signal.SIGTERM, handler)
+    return cluster
 
 
 # -- the parameter server in this process: a Ray actor handle's stand-in -----------------
@@ -182,7 +205,7 @@ def _wait_gone(processes, seconds):
 def _start(run_dir, *args, rows=3):
     proc = subprocess.Popen([sys.executable, "-m", "asyncrl.run", "--backend", "ray", *map(str, args),
                              "--run-dir", str(run_dir), "--progress", "none", "--log-interval", "0.2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=RAY_ENV, cwd=REPO,
                             start_new_session=True)  # its own process group, as a shell's foreground job
     deadline = time.monotonic() + 90
     metrics = run_dir / "metrics.csv"
@@ -220,8 +243,47 @@ def test_ray_run_writes_the_run_folder_resumes_and_evaluates(tmp_path):
     assert after["global_step"] >= 25_000 and after["updates"] > summary["updates"]
 
 
+def test_batched_learner_on_ray_with_one_synchronous_actor_equals_the_serial_run(tmp_path):
+    """A2C --sync, one actor: the learner (a Ray actor holding the slots) and the actor (another,
+    committing its rollouts through it) alternate as on shared memory, so the run equals its
+    --serial twin: the same parameters and episodes, bit for bit."""
+    runs = {}
+    for mode in ("ray", "serial"):
+        run_dir = runs[mode] = tmp_path / mode
+        flags = ("--backend", "ray") if mode == "ray" else ("--serial",)
+        result = cli(*flags, "--algo", "a2c", "--sync", "--workers", 1, "--total-steps", 3000, "--target-return",
+                     "inf", "--run-dir", run_dir, "--progress", "none")
+        assert result.returncode == 0, result.stderr
+    from asyncrl.checkpoint import load_checkpoint
+
+    ray_run, serial = (load_checkpoint(runs[m] / "checkpoint.pt") for m in ("ray", "serial"))
+    assert ray_run["global_step"] == serial["global_step"] == 3000
+    assert ray_run["policy_version"] == serial["policy_version"] > 0
+    for name, tensor in serial["model"].items():
+        assert torch.equal(ray_run["model"][name], tensor), name
+    assert (runs["ray"] / "episodes.csv").read_text() == (runs["serial"] / "episodes.csv").read_text()
+
+
+def test_batched_learner_on_ray_replaces_a_killed_actor(tmp_path):
+    """PPO, 2 asynchronous actors: an actor's process is killed mid-run; its half-written
+    slot is reclaimed, a new actor takes its place, and the run reaches --total-steps."""
+    run_dir = tmp_path / "ppo"
+    proc = _start(run_dir, "--algo", "ppo", "--async", "--workers", 2, "--total-steps", 60_000, "--target-return",
+                  "inf")
+    actors = [p for p in _descendants(proc.pid) if "ActorLearnerActor" in p.name() + " ".join(p.cmdline())]
+    assert len(actors) == 2
+    actors[0].kill()
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert len(summary["worker_failures"]) == 1 and summary["stop_reason"] == "total_steps"
+    assert summary["learner"]["mean_policy_lag"] is not None and summary["updates"] > 0
+    assert summary["global_step"] >= 60_000
+
+
 @pytest.mark.parametrize("args, fragment", [
-    (("--backend", "ray", "--algo", "a2c"), "--algo a2c runs on --backend shm"),
+    (("--backend", "ray", "--algo", "dqn"), "--algo dqn runs on --backend shm"),
+    (("--backend", "ray", "--algo", "ppo", "--learner-device", "cuda"), "--learner-device needs --backend shm"),
     (("--address", "auto"), "--address names a Ray cluster: it needs --backend ray"),
     (("--backend", "ray", "--serial"), "--serial runs every actor-learner in this process"),
     (("--backend", "ray", "--address", "127.0.0.1:1"), "--address 127.0.0.1:1: no Ray cluster answers there"),
@@ -274,13 +336,7 @@ def test_killed_driver_leaves_no_ray_process(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_node_cluster():
-    """A head and a worker node with 2 CPUs each (about 5 s to start)."""
-    from ray.cluster_utils import Cluster
-
-    os.environ["PYTHONPATH"] = CHILD_ENV["PYTHONPATH"]  # the nodes' workers import this checkout
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    cluster.worker_node = cluster.add_node(num_cpus=2)
-    cluster.wait_for_nodes()
+    cluster = _cluster()
     yield cluster
     cluster.shutdown()
 
@@ -324,13 +380,9 @@ def test_a3c_on_ray_with_two_workers_solves_cartpole_seeds_0_1_2(tmp_path):
 def test_run_reaches_its_target_after_losing_a_node(tmp_path):
     """The two-node cluster loses its worker node at T >= 20k; the replaced actor-learner and
     the other one still bring A3C to 475 on CartPole-v1 (seed 0, within 1M env steps)."""
-    from ray.cluster_utils import Cluster
-
-    os.environ["PYTHONPATH"] = CHILD_ENV["PYTHONPATH"]
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster = _cluster()
     try:
-        worker_node = cluster.add_node(num_cpus=2)
-        cluster.wait_for_nodes()
+        worker_node = cluster.worker_node
         run_dir = tmp_path / "lost-node"
         proc = _start(run_dir, "--address", cluster.address, "--workers", 2, "--total-steps", 1_000_000)
         deadline = time.monotonic() + 120
