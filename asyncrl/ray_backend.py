@@ -8,7 +8,8 @@ gradient as on shared memory, and pushes it; the server applies each gradient on
 arrival, in arrival order, without waiting for the others (the asynchronous updates of
 Mnih et al. 2016, Section 4, across machines) and answers with theta as it is then, which
 becomes the replica that the actor-learner's next segment starts from (``theta' <-
-theta``). Gradients and parameters travel as NumPy arrays through Ray's object store.
+theta``). Gradients and parameters travel as NumPy arrays (inline in Ray's RPCs up to 8 MiB
+on a local instance, else through its object store).
 
 The actor-learners are the algorithm files' own ``ActorLearner`` classes: they see a
 ``RemoteState`` (``pull``/``push``/``model``/``target``) and ``RemoteCounters`` (``T``, the
@@ -35,8 +36,9 @@ its lockstep: an actor waits for a free slot inside the learner's process.
 The driver (``RaySupervisor``, in the trainer's process) runs every actor-learner in
 chunks of ``REPORT_INTERVAL_S`` (each chunk returns its statistics report), copies ``T``
 from the server, replaces actor-learners that die (their process, or their node), and
-takes the server's state for every checkpoint. Losing the parameter server stops the run;
-its last checkpoint stays, and ``--resume`` continues from it.
+takes the server's state for every checkpoint. Losing the server (the parameter server or
+the learner) stops the run; its last checkpoint stays, and ``--resume`` continues from it.
+Every call an actor makes to the server waits at most ``SERVER_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ BATCHED = frozenset({"a2c", "ppo", "reinforce"})
 """Algorithms whose actors feed one learner on Ray (``LearnerServer``)."""
 
 SERVER_TIMEOUT_S = 30.0
-"""Seconds the driver waits for one answer of the parameter server before calling it lost."""
+"""Seconds the driver or an actor waits for one answer of the server before calling it lost."""
 
 WORKER_SILENT_S = 120.0
 """Seconds an actor-learner may go without a report (not yet placed on a node, say, for want
@@ -185,9 +187,7 @@ class RemoteTarget:
         due = global_step // self.interval
         if due <= self.refreshes:
             return False
-        import ray
-
-        self.receive(*ray.get(self.server.refresh_target.remote(due)))
+        self.receive(*_answer(self.server.refresh_target.remote(due)))
         return True
 
 
@@ -227,21 +227,17 @@ class RemoteState(SharedState):
         """Clip ``params[i].grad`` to ``max_grad_norm``, send it with the env steps taken since
         the last push, and take the server's answer (theta after this update). Blocks for
         one round trip to the server."""
-        import ray
-
         clip_gradients(params, max_grad_norm)
         grads = [p.grad.numpy() for p in params]
-        reply, lag = ray.get(self.server.push.remote(
+        reply, lag = _answer(self.server.push.remote(
             self.worker_id, grads, self.counters.version, self.counters.pending_steps, lr, self._known_refreshes()))
         self.lag_sum += lag
         self.receive(reply)
 
     def flush(self) -> None:
         """Send the env steps taken since the last push (at the end of a chunk)."""
-        import ray
-
         if self.counters.pending_steps:
-            self.receive(ray.get(self.server.add_steps.remote(self.worker_id, self.counters.pending_steps,
+            self.receive(_answer(self.server.add_steps.remote(self.worker_id, self.counters.pending_steps,
                                                               self._known_refreshes())))
 
     def _known_refreshes(self) -> int:
@@ -265,24 +261,18 @@ class RemoteSlots:
 
     def acquire(self, worker_id: int, timeout: float) -> int | None:
         """One of this actor's free slots, waiting up to ``timeout`` s in the learner's process."""
-        import ray
-
-        index, reply = ray.get(self.server.acquire.remote(worker_id, timeout))
+        index, reply = _answer(self.server.acquire.remote(worker_id, timeout))
         self.counters.receive(reply)
         return index
 
     def commit(self, index: int, rollout: dict[str, np.ndarray], policy_version: int,
                stats: np.ndarray | None = None) -> None:
-        import ray
-
         steps = self.counters.pending_steps
-        self.counters.receive(ray.get(self.server.commit.remote(
+        self.counters.receive(_answer(self.server.commit.remote(
             self.worker_id, index, rollout, policy_version, stats, steps)), steps)
 
     def abandon(self, index: int) -> None:
-        import ray
-
-        ray.get(self.server.abandon.remote(index))
+        _answer(self.server.abandon.remote(index))
 
 
 class RemotePolicyStore:
@@ -297,17 +287,21 @@ class RemotePolicyStore:
     @property
     def version(self) -> int:
         """The learner's completed publications."""
-        import ray
-
-        return ray.get(self.server.policy_version.remote())
+        return _answer(self.server.policy_version.remote())
 
     def read(self, copy_fn: Callable[[], None], should_stop: Callable[[], bool] = lambda: False) -> int | None:
-        import ray
-
-        version, arrays = ray.get(self.server.policy.remote())
+        version, arrays = _answer(self.server.policy.remote())
         _assign(self._views, arrays)
         copy_fn()
         return version
+
+
+def _answer(ref: Any) -> Any:
+    """``ray.get(ref)`` of an actor's call to the server, waiting at most ``SERVER_TIMEOUT_S``
+    (``GetTimeoutError`` then: the actor's chunk fails, and the driver decides)."""
+    import ray
+
+    return ray.get(ref, timeout=SERVER_TIMEOUT_S)
 
 
 def _assign(views: list[np.ndarray], arrays: list[np.ndarray]) -> None:
@@ -524,8 +518,6 @@ def remote_actor_learner(worker_id: int, config: Config, obs, action, server: An
     Returns:
         ``(actor_learner, remote_state, remote_counters)``.
     """
-    import ray
-
     algo = algo_module(config.run.algo)
     model = algo.build_model(config, obs, action)
     counters = RemoteCounters()
@@ -533,9 +525,9 @@ def remote_actor_learner(worker_id: int, config: Config, obs, action, server: An
         state = SharedState(model=model, optimizer=None,
                             slots=RemoteSlots(server, counters, worker_id, config.algo.unroll_length),
                             policy=RemotePolicyStore(server, model))
-        counters.receive(ray.get(server.hello.remote()))
+        counters.receive(_answer(server.hello.remote()))
         return algo.ActorLearner(worker_id, config, state, counters), state, counters
-    reply = ray.get(server.pull.remote())
+    reply = _answer(server.pull.remote())
     target = RemoteTarget(copy.deepcopy(model), server, config.algo.target_update) \
         if reply["target"] is not None else None
     state = RemoteState(model, server, counters, worker_id, target)

@@ -66,7 +66,7 @@ class InProcessHandle:
 
 @pytest.fixture
 def fake_ray(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(get=lambda value: value))
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(get=lambda value, timeout=None: value))
 
 
 def _setup(tmp_path, algo, *flags):
