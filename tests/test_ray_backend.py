@@ -176,6 +176,15 @@ def test_actor_learners_are_spread_round_robin_over_the_nodes_cpus():
         "a", "b", "a", "a", "a", None, None]
 
 
+def test_ray_missing_is_one_line_naming_the_extra(tmp_path):
+    """Where Ray is not installed (here: its import made to fail), --backend ray says which extra to install."""
+    code = ("import sys; sys.modules['ray'] = None; from asyncrl.run import main; "
+            f"sys.exit(main(['--backend', 'ray', '--run-dir', {str(tmp_path / 'run')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=CHILD_ENV, cwd=REPO)
+    assert_one_line_error(result, "--backend ray needs Ray: pip install -e '.[ray]'")
+
+
 # -- real Ray ------------------------------------------------------------------------------
 
 ray = pytest.importorskip("ray")
