@@ -232,10 +232,6 @@ class Supervisor:
         """Whether any process of the run still runs."""
         return any(p.is_alive() for p in self.procs + self._retired)
 
-    def summary(self) -> None:
-        """What ``summary.json`` says of the backend beyond its name: nothing here."""
-        return None
-
     @property
     def all_done(self) -> bool:
         """Whether every current process has reported done (or failed)."""
