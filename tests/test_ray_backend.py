@@ -225,6 +225,18 @@ def _start(run_dir, *args, rows=3):
     return proc
 
 
+def _wait_for_both_workers(run_dir, proc, min_step=0, seconds=120):
+    """Until episodes.csv has episodes of actor-learners 0 and 1 (each has run on its node and
+    reported) and T >= ``min_step``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        rows = [r.split(",") for r in (run_dir / "episodes.csv").read_text().splitlines()[1:]]
+        if {"0", "1"} <= {r[1] for r in rows if len(r) > 1} and rows and int(rows[-1][0]) >= min_step:
+            return
+        assert time.monotonic() < deadline and proc.poll() is None, "both actor-learners did not report"
+        time.sleep(0.2)
+
+
 def test_ray_run_writes_the_run_folder_resumes_and_evaluates(tmp_path):
     run_dir = tmp_path / "ray-run"
     first = cli("--backend", "ray", "--workers", 2, "--total-steps", 15_000, "--target-return", "inf",
@@ -357,6 +369,7 @@ def test_run_spans_both_nodes_and_survives_the_loss_of_one(tmp_path, two_node_cl
     run_dir = tmp_path / "cluster"
     proc = _start(run_dir, "--address", two_node_cluster.address, "--workers", 2, "--total-steps", 60_000,
                   "--target-return", "inf")
+    _wait_for_both_workers(run_dir, proc)
     two_node_cluster.remove_node(two_node_cluster.worker_node)
     _, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 0, stderr
@@ -395,10 +408,7 @@ def test_run_reaches_its_target_after_losing_a_node(tmp_path):
         worker_node = cluster.worker_node
         run_dir = tmp_path / "lost-node"
         proc = _start(run_dir, "--address", cluster.address, "--workers", 2, "--total-steps", 1_000_000)
-        deadline = time.monotonic() + 120
-        while int((run_dir / "metrics.csv").read_text().splitlines()[-1].split(",")[0]) < 20_000:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.2)
+        _wait_for_both_workers(run_dir, proc, min_step=20_000)
         cluster.remove_node(worker_node)
         _, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr
