@@ -116,11 +116,10 @@ def check_backend(config: Config) -> None:
 
 
 class RemoteCounters:
-    """``shared.GlobalCounters``' interface on a Ray actor-learner: ``T`` is the server's count
-    at the last answer plus this actor-learner's env steps since; the stop flag is the
-    server's, as of the last answer."""
-
-    orphaned = False  # (Ray ends an actor whose driver is gone)
+    """What the algorithms use of ``shared.GlobalCounters``, on a Ray actor-learner or actor:
+    ``add``, ``global_step`` (the server's count at the last answer plus this actor's env
+    steps since) and ``stop_requested`` (the server's flag, as of the last answer). No parent
+    to watch: Ray ends the actors of a driver that is gone."""
 
     def __init__(self) -> None:
         self.server_step = 0
@@ -145,16 +144,8 @@ class RemoteCounters:
         return self.server_step + self.pending_steps
 
     @property
-    def policy_version(self) -> int:
-        """Updates applied to theta, as of the server's last answer."""
-        return self.version
-
-    @property
     def stop_requested(self) -> bool:
         return self.stop
-
-    def watch_parent(self, trainer_pid: int) -> None:
-        """Nothing to watch: Ray ends the actors of a driver that is gone."""
 
 
 class RemoteTarget:
