@@ -346,17 +346,15 @@ class ParameterServer:
         self.target = self.shared.target
         self.target_views = [p.detach().numpy() for p in self.target.model.parameters()] \
             if self.target is not None else None
-        self.version = int(state["policy_version"])
-        self.initial_step = int(initial_step)
-        self.steps = np.zeros(slots, dtype=np.int64)  # env steps per worker slot, this run
-        self.updates = np.zeros(slots, dtype=np.int64)
-        self.stop = False
+        # T, the version (updates applied to theta) and the stop flag, as on shared memory
+        self.counters = GlobalCounters(slots, initial_step=initial_step, initial_updates=state["policy_version"])
         self.lr = self.shared.optimizer.param_groups[0]["lr"]
 
     def _reply(self, known_refreshes: int) -> dict[str, Any]:
         target_refreshes = self.target.refreshes if self.target is not None else 0
-        return {"params": self.views, "version": self.version, "stop": self.stop,
-                "global_step": self.initial_step + int(self.steps.sum()),
+        counters = self.counters
+        return {"params": self.views, "version": counters.policy_version, "stop": counters.stop_requested,
+                "global_step": counters.global_step,
                 "target_refreshes": target_refreshes,
                 "target": self.target_views if self.target is not None and target_refreshes != known_refreshes
                 else None}
@@ -373,15 +371,13 @@ class ParameterServer:
             np.copyto(view, grad)
         self.shared.optimizer.param_groups[0]["lr"] = self.lr if lr is None else lr
         self.shared.optimizer.step()
-        lag = self.version - int(version)
-        self.version += 1
-        self.steps[worker_id] += env_steps
-        self.updates[worker_id] += 1
+        lag = self.counters.policy_version - int(version)
+        self.counters.add(worker_id, env_steps, updates=1)
         return self._reply(known_refreshes), lag
 
     def add_steps(self, worker_id: int, env_steps: int, known_refreshes: int) -> dict[str, Any]:
         """Add env steps taken without an update (the end of a chunk)."""
-        self.steps[worker_id] += env_steps
+        self.counters.add(worker_id, env_steps, updates=0)
         return self._reply(known_refreshes)
 
     def refresh_target(self, due: int) -> tuple[int, list[np.ndarray]]:
@@ -392,15 +388,15 @@ class ParameterServer:
 
     def counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Env steps and updates per worker slot, this run."""
-        return self.steps, self.updates
+        return self.counters.steps.copy(), self.counters.updates.copy()
 
     def request_stop(self) -> None:
-        self.stop = True
+        self.counters.request_stop()
 
     def state(self) -> dict[str, Any]:
         """``state_payload`` of theta, the optimizer statistics and theta^-, with the step counts."""
-        return {**state_payload(self.shared, self.version), "steps": self.steps.copy(),
-                "updates": self.updates.copy()}
+        steps, updates = self.counts()
+        return {**state_payload(self.shared, self.counters.policy_version), "steps": steps, "updates": updates}
 
     def pid(self) -> int:
         return os.getpid()

@@ -111,8 +111,8 @@ def test_actor_learner_on_the_parameter_server_matches_shared_memory_bit_for_bit
         for mine, theirs, replica in zip(shared.target.model.parameters(), server.target.model.parameters(),
                                          state.target.model.parameters()):
             assert torch.equal(mine, theirs) and torch.equal(mine, replica)
-    assert counters.global_step == remote_counters.global_step == server.initial_step + server.steps.sum() > 0
-    assert server.version == 40 and server.updates[0] == 40
+    assert counters.global_step == remote_counters.global_step == server.counters.global_step > 0
+    assert server.counters.policy_version == 40 and server.counters.updates[0] == 40
     assert state.lag_sum == 0  # one actor-learner: every gradient is taken at the server's current theta
 
 
@@ -128,9 +128,9 @@ def test_policy_lag_is_the_server_version_minus_the_gradient_version(tmp_path, f
         a.update()
         b.update()
     assert a_state.lag_sum == 0 + 1 + 1 and b_state.lag_sum == 1 + 1 + 1
-    assert server.version == 6 and list(server.updates) == [3, 3]
+    assert server.counters.policy_version == 6 and list(server.counters.updates) == [3, 3]
     # T: the resumed run's initial steps plus both actor-learners', as B knows it after its last push
-    assert b_counters.global_step == 1000 + int(server.steps.sum())
+    assert b_counters.global_step == server.counters.global_step == 1000 + int(server.counters.steps.sum())
     # B's replica is theta as the server had it after B's last update
     for replica, theta in zip(b_state.shared_params, server.params):
         assert torch.equal(replica, theta)
