@@ -185,6 +185,11 @@ class _LearnerFields:
     )
     rms_alpha: float = field(default=0.99, metadata={"help": "RMSProp decay alpha"})
     optim_eps: float = field(default=1e-5, metadata={"help": "epsilon of RMSProp / Adam"})
+    rms_eps_inside: bool = field(
+        default=False,
+        metadata={"help": "RMSProp divides by sqrt(g + eps), as Mnih et al. 2016 write it (eps 0.1 in the Atari "
+                          "presets), instead of torch's sqrt(g) + eps"},
+    )
     hidden_sizes: tuple[int, ...] = field(
         default=(64, 64), metadata={"help": "widths of the MLP torso's hidden layers"}
     )
@@ -726,6 +731,10 @@ PPO_CONTINUOUS: dict[str, Any] = {
 """CleanRL's ``ppo_continuous_action.py`` settings, with its one environment's 2048-step
 rollouts split over the default 2 actors."""
 
+RMSPROP_PIXELS: dict[str, Any] = {"rms_eps_inside": True, "optim_eps": 0.1}
+"""RMSProp as Mnih et al. 2016 write it, ``theta -= lr * grad / sqrt(g + 0.1)``: the CNN
+torsos' setting (see ``PRESETS``)."""
+
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # CartPole-v1: without the entropy bonus the policy becomes deterministic enough to
     # hold 500 steps: all seeds reach 475 in 70k-160k steps, where beta = 0.01 plateaus
@@ -762,10 +771,17 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # t_max 20 stays: on Breakout-v1 (2 workers, seed 0) t_max 5 was still near a mean
     # return of 6 at 640k env steps (lr 7e-4; 4.8 at 560k with lr 2.5e-4), and t_max 20
     # brings all three seeds of benchmarks/minatar.py to 10 within 785k.
-    ("a3c", "ALE/*"): {"t_max": 5, "lstm_size": 256},
+    # RMSProp on pixels divides by sqrt(g + 0.1), the paper's form (ChainerRL's A3C, which
+    # reproduced its Atari scores, uses eps 0.1 too): with torch's sqrt(g) + 1e-5 every
+    # weight moves by about lr per update however small its gradient, and a unit of the
+    # 2592-input fully connected layer, all of whose inputs are >= 0, shifts its
+    # pre-activation by ~lr * sum(inputs) at once: within 6k agent steps on Pong every unit
+    # was dead (benchmarks/results/torso_health.md).
+    ("a3c", "ALE/*"): {"t_max": 5, "lstm_size": 256, **RMSPROP_PIXELS},
+    **{(algo, "ALE/*"): RMSPROP_PIXELS for algo in ("one-step-q", "one-step-sarsa", "n-step-q")},
     # A2C on Atari: rl-baselines3-zoo's (16 environments: 8 per actor with 2 actors;
-    # value coefficient 0.25).
-    ("a2c", "ALE/*"): {"envs_per_actor": 8, "value_coef": 0.25, "lstm_size": 256},
+    # value coefficient 0.25), with the RMSProp of pixels above.
+    ("a2c", "ALE/*"): {"envs_per_actor": 8, "value_coef": 0.25, "lstm_size": 256, **RMSPROP_PIXELS},
     # PPO on Atari: CleanRL's ppo_atari.py (8 environments, 128-step rollouts, 4 epochs of
     # 4 minibatches, clip 0.1 also on the value, lr 2.5e-4 annealed to 0).
     ("ppo", "ALE/*"): {"envs_per_actor": 4, "unroll_length": 128, "minibatch_size": 256, "epochs": 4,

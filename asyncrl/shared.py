@@ -106,8 +106,8 @@ class SharedRMSprop(_SharedOptimizer):
                       "maximize": False, "differentiable": False}
 
     def __init__(self, params, lr: float = 7e-4, alpha: float = 0.99, eps: float = 1e-5,
-                 foreach: bool | None = None) -> None:
-        super().__init__(params, lr=lr, alpha=alpha, eps=eps)
+                 foreach: bool | None = None, eps_in_sqrt: bool = False) -> None:
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, eps_in_sqrt=eps_in_sqrt)
 
     def _bind(self) -> None:
         super()._bind()
@@ -137,14 +137,21 @@ class SharedRMSprop(_SharedOptimizer):
             self._denominators = [torch.empty_like(p) for p in square_avgs]  # same strides
             self._numpy_roots = [(g.numpy(), root.numpy()) for g, root in zip(square_avgs, self._denominators)
                                  if g.device.type == "cpu"]
-        avg = self._denominators
+        avg, in_sqrt = self._denominators, group.get("eps_in_sqrt", False)
         if len(self._numpy_roots) == len(avg):
             for square_avg, root in self._numpy_roots:
-                np.sqrt(square_avg, out=root)
+                if in_sqrt:
+                    np.add(square_avg, eps, out=root)
+                    np.sqrt(root, out=root)  # sqrt(g + eps)
+                else:
+                    np.sqrt(square_avg, out=root)
         else:
             torch._foreach_copy_(avg, square_avgs)
+            if in_sqrt:
+                torch._foreach_add_(avg, eps)
             torch._foreach_sqrt_(avg)
-        torch._foreach_add_(avg, eps)
+        if not in_sqrt:
+            torch._foreach_add_(avg, eps)  # sqrt(g) + eps
         torch._foreach_addcdiv_(self._params, grads, avg, value=-lr)
 
 
@@ -240,14 +247,15 @@ def linear_lr(base_lr: float, global_step: int, total_steps: int) -> float:
     return base_lr * max(0.0, 1.0 - global_step / total_steps)
 
 
-def make_shared_optimizer(name: str, params, lr: float, eps: float, rms_alpha: float = 0.99):
-    """``SharedRMSprop`` or ``SharedAdam`` by name.
+def make_shared_optimizer(name: str, params, lr: float, eps: float, rms_alpha: float = 0.99,
+                          rms_eps_inside: bool = False):
+    """``SharedRMSprop`` (``rms_eps_inside``: ``sqrt(g + eps)``) or ``SharedAdam`` by name.
 
     Raises:
         ValueError: if ``name`` is neither ``"rmsprop"`` nor ``"adam"``.
     """
     if name == "rmsprop":
-        return SharedRMSprop(params, lr=lr, alpha=rms_alpha, eps=eps)
+        return SharedRMSprop(params, lr=lr, alpha=rms_alpha, eps=eps, eps_in_sqrt=rms_eps_inside)
     if name == "adam":
         return SharedAdam(params, lr=lr, eps=eps)
     raise ValueError(f"unknown optimizer {name!r}; expected 'rmsprop' or 'adam'")

@@ -53,6 +53,42 @@ def test_one_worker_matches_torch_optimizer_step_for_step(shared_cls, torch_cls,
     assert all(t.is_shared() for t in state.values())
 
 
+@pytest.mark.parametrize("on_cpu_numpy", [True, False])
+def test_rmsprop_with_eps_inside_the_root_follows_the_papers_formula(on_cpu_numpy):
+    """Mnih et al. 2016, Section 4: g <- alpha g + (1 - alpha) grad^2,
+    theta <- theta - lr grad / sqrt(g + eps), element by element in float64."""
+    ours = _model().share_memory()
+    optimizer = SharedRMSprop(ours.parameters(), lr=7e-4, alpha=0.99, eps=0.1, eps_in_sqrt=True)
+    if not on_cpu_numpy:
+        optimizer._numpy_roots = [None]  # the torch path (a non-CPU device's)
+    params = [p.detach().double().clone() for p in _model().parameters()]
+    squares = [torch.zeros_like(p) for p in params]
+    for step in range(20):
+        _random_grads(ours, step)
+        optimizer.step()
+        for theta, g, p in zip(params, squares, ours.parameters()):
+            grad = p.grad.double()
+            for i in range(theta.numel()):  # one element at a time, as the formula reads
+                g.view(-1)[i] = 0.99 * g.view(-1)[i] + 0.01 * grad.view(-1)[i] ** 2
+                theta.view(-1)[i] -= 7e-4 * grad.view(-1)[i] / (g.view(-1)[i] + 0.1) ** 0.5
+    for theta, p in zip(params, ours.parameters()):
+        torch.testing.assert_close(p.double(), theta, rtol=1e-5, atol=1e-6)
+
+
+def test_eps_inside_the_root_bounds_the_step_of_a_small_gradient():
+    """The collapse it prevents: with torch's sqrt(g) + 1e-5 the first step of any weight
+    is ~lr / sqrt(1 - alpha) = 10 lr whatever its gradient; sqrt(g + 0.1) keeps a gradient
+    of 1e-3 to a step of ~lr * 3e-3."""
+    lr, grad = 7e-4, 1e-3
+    for inside, eps, expected in ((False, 1e-5, lr * grad / (0.1 * grad + 1e-5)),  # 9.1 lr
+                                  (True, 0.1, lr * grad / (0.01 * grad**2 + 0.1) ** 0.5)):  # 0.0032 lr
+        w = torch.zeros(3).share_memory_()
+        optimizer = SharedRMSprop([w], lr=lr, alpha=0.99, eps=eps, eps_in_sqrt=inside)
+        w.grad = torch.full((3,), grad)
+        optimizer.step()
+        torch.testing.assert_close(w, torch.full((3,), -expected), rtol=1e-3, atol=0.0)
+
+
 def _step_in_child(model, optimizer, step):
     _random_grads(model, step)
     optimizer.step()

@@ -73,7 +73,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     torch.manual_seed(config.run.seed)
     model = share_model(build_model(config, obs, action))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
-                                      rms_alpha=a.rms_alpha)
+                                      rms_alpha=a.rms_alpha, rms_eps_inside=a.rms_eps_inside)
     return SharedState(model=model, optimizer=optimizer)
 
 

@@ -34,7 +34,7 @@ from asyncrl.envs import game_score, start_worker_env
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy_value, build_actor_critic
 from asyncrl.normalization import NormalizedEnv, Normalizer, merge_moments, rollout_moments, stats_size
 from asyncrl.returns import gae, vtrace
-from asyncrl.shared import GlobalCounters, make_shared_optimizer, share_model
+from asyncrl.shared import GlobalCounters, SharedRMSprop, make_shared_optimizer, share_model
 from asyncrl.storage import PolicyStore, RolloutSlots
 from asyncrl.updaters import make_updater
 
@@ -124,7 +124,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     torch.manual_seed(config.run.seed)
     model = share_model(build_model(config, obs, action))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
-                                      rms_alpha=a.rms_alpha)
+                                      rms_alpha=a.rms_alpha, rms_eps_inside=a.rms_eps_inside)
     a.rollouts_per_batch(config.run.workers)  # raises if the batch does not fit the actors
     dist = model.dist
     slots = RolloutSlots(config.run.workers, 1 if a.sync else 2, a.unroll_length, a.envs_per_actor, obs.shape,
@@ -397,7 +397,8 @@ class Learner:
 
 def make_learner_optimizer(a: Any, params, device: torch.device, shared: Any) -> torch.optim.Optimizer:
     """The learner's own ``torch.optim`` optimizer (process-local, on ``device``), with the
-    statistics of the shared one (a resumed run's, or zeros).
+    statistics of the shared one (a resumed run's, or zeros); with ``--rms-eps-inside``, a
+    process-local ``SharedRMSprop`` (the same arithmetic as the Hogwild family's).
 
     Its hyper-parameters and kernels are its own: fused Adam on CPU, multi-tensor
     (``foreach``) kernels elsewhere. Only the statistics are loaded from the shared
@@ -405,6 +406,13 @@ def make_learner_optimizer(a: Any, params, device: torch.device, shared: Any) ->
     choices with the shared optimizer's CPU ones.
     """
     params = list(params)
+    if a.optimizer == "rmsprop" and a.rms_eps_inside:  # sqrt(g + eps): not a form torch.optim.RMSprop has
+        optimizer = SharedRMSprop(params, lr=a.lr, alpha=a.rms_alpha, eps=a.optim_eps, eps_in_sqrt=True)
+        with torch.no_grad():
+            for p, saved in zip(params, shared.state_dict()["state"].values()):
+                for name, value in saved.items():
+                    optimizer.state[p][name].copy_(value)
+        return optimizer
     if a.optimizer == "adam":
         if device.type == "cpu":
             optimizer = torch.optim.Adam(params, lr=a.lr, eps=a.optim_eps, fused=True)

@@ -66,7 +66,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int, model: t
           f"{config.run.workers} actor segments of {replay.segment:,})", file=sys.stderr, flush=True)
     model = share_model(model)
     optimizer = make_shared_optimizer(a.optimizer, model.optimized_parameters(), lr=a.lr, eps=a.optim_eps,
-                                      rms_alpha=a.rms_alpha)
+                                      rms_alpha=a.rms_alpha, rms_eps_inside=a.rms_eps_inside)
     rate = RateLimiter(a.replay_ratio, a.learning_starts, a.tolerance)
     return SharedState(model=model, optimizer=optimizer, policy=PolicyStore(model), replay=replay, rate=rate)
 

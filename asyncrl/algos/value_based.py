@@ -38,7 +38,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     model = share_model(build_model(config, obs, action))
     target_model = share_model(copy.deepcopy(model))
     optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
-                                      rms_alpha=a.rms_alpha)
+                                      rms_alpha=a.rms_alpha, rms_eps_inside=a.rms_eps_inside)
     lock = torch.multiprocessing.get_context(config.run.start_method).Lock()
     target = TargetNetwork(target_model, model, a.target_update, lock)
     return SharedState(model=model, optimizer=optimizer, target=target)
