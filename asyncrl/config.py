@@ -930,7 +930,9 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type) -> None:
     """One flag per dataclass field. Defaults are SUPPRESSed so that the parsed
     namespace holds only the flags actually given (presets must not override them)."""
     for f in dataclasses.fields(cls):
-        help_text = f"{f.metadata.get('help', '')} (default: {_show_default(f.default)})"
+        help_text = f.metadata.get("help", "")
+        if "(default:" not in help_text and "; default:" not in help_text:  # a help that says its own default
+            help_text += f" (default: {_show_default(f.default)})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         annotation = str(f.type)
         if annotation in ("bool", "bool | None"):
@@ -945,7 +947,7 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type) -> None:
         elif annotation == "float | None":
             kwargs["type"] = _optional_float
         elif annotation == "str | None":
-            kwargs["metavar"] = "DIR"
+            kwargs["metavar"] = "DIR" if f.name.endswith("dir") else f.name.upper()
         if f.name == "algo":
             kwargs["choices"] = sorted(ALGO_CONFIGS)
         group.add_argument(_flag(f.name), **kwargs)

@@ -200,6 +200,8 @@ def make_env(env_id: str, seed: int | None = None, worker_id: int = 0, options: 
         elif family == "minatar":
             env = _minatar(env_id, render_mode)
         else:
+            if _extra_of(env_id) == "mujoco":
+                _mujoco_log_to_console_only()
             env = gym.make(env_id, **_render_kwargs(render_mode))
     except gym.error.DependencyNotInstalled as exc:
         extra = _extra_of(env_id)
@@ -212,6 +214,22 @@ def make_env(env_id: str, seed: int | None = None, worker_id: int = 0, options: 
     if seed is not None:
         env.action_space.seed(seed + worker_id)
     return env
+
+
+def _mujoco_log_to_console_only() -> None:
+    """Keep MuJoCo from writing ``MUJOCO_LOG.TXT`` into the working directory (it logs every
+    warning there, e.g. the deprecation warnings of Gymnasium's model files); the warnings
+    still reach stderr. MuJoCo releases without ``MjLogConfig`` (before 4) are left as they are."""
+    try:
+        import mujoco
+    except ImportError:
+        return  # make_env then names the extra
+    log_config = getattr(mujoco, "MjLogConfig", None)
+    if log_config is not None:
+        config = log_config.get()
+        if config.logto_file:
+            config.logto_file = False
+            log_config.set(config)
 
 
 def _extra_of(env_id: str) -> str | None:

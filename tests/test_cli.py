@@ -1,5 +1,6 @@
 """``python -m asyncrl.run`` and ``python -m asyncrl.evaluate`` as a user runs them."""
 
+import re
 import json
 import os
 import signal
@@ -81,6 +82,11 @@ def test_help_documents_every_flag_with_default():
                  "--t-max", "--gamma", "--entropy-coef", "--run-dir"):
         assert flag in result.stdout
     assert result.stdout.count("(default:") >= 20
+    # each flag states its default once
+    entries = re.split(r"\n(?=  -)", result.stdout.split("options:", 1)[1])  # one per flag, with its help
+    twice = [e.split()[0] for e in entries if e.count("default:") > 1]
+    assert twice == [], twice
+    assert "--address ADDRESS" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,10 @@
 normalisation statistics that the learner keeps and publishes with the weights."""
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -209,3 +213,16 @@ def test_box2d_continuous_lunar_lander_runs_with_its_preset(tmp_path):
     assert summary["global_step"] == 1_024 and summary["updates"] == 1
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]["normalizer.obs_count"].item() == \
         pytest.approx(1_024 + 1e-4)
+
+
+def test_mujoco_writes_no_log_file_into_the_working_directory(tmp_path):
+    """Gymnasium's HalfCheetah model makes MuJoCo warn (a deprecated attribute); MuJoCo
+    would log it to MUJOCO_LOG.TXT in the working directory."""
+    pytest.importorskip("mujoco", reason="needs the mujoco extra")
+    code = ("from asyncrl.envs import make_env\n"
+            "env = make_env('HalfCheetah-v5', 0)\nenv.reset(seed=0)\nenv.step(env.action_space.sample())\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0, proc.stderr
+    assert "deprecated" in proc.stderr  # the warning still reaches the console
+    assert list(tmp_path.iterdir()) == []
