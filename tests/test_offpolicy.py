@@ -96,6 +96,29 @@ def test_squashed_gaussian_log_prob_equals_torch_transformed_distribution():
     assert np.abs(samples).max() <= 1.0
 
 
+def test_sac_temperature_step_is_not_clipped_with_the_critics():
+    """With a finite --max-grad-norm, the critics' (large) gradient norm must not shrink
+    log(alpha)'s step: SGD 0.1 on alpha's own loss -mean(log_alpha (log pi + H)), whose
+    gradient -mean(log pi + H) is far below the clip (before: scaled by 10 / the critics'
+    and alpha's joint norm)."""
+    cfg = _config("sac", hidden_sizes=(8, 8), autotune_alpha=True, initial_alpha=0.3, max_grad_norm=10.0)
+    torch.manual_seed(0)
+    model = sac.build_model(cfg, ObsSpec.of(OBS_DIM), ActionSpec.box([-2.0] * D, [2.0] * D))
+    actor = copy.deepcopy(model.acting)  # alpha steps before the actor does
+    batch = {**_batch(), "rewards": torch.full((N,), 50.0)}  # critics far from their targets: a large norm
+    before = model.log_alpha.item()
+    torch.manual_seed(7)
+    sac.learn(cfg.algo, model, torch.optim.SGD(model.optimized_parameters(), lr=0.1), batch, 0,
+              np.random.default_rng(0))
+    torch.manual_seed(7)
+    torch.randn(N, D)  # the next actions' noise, drawn first
+    with torch.no_grad():
+        _, log_probs = SquashedGaussian.rsample(*actor(batch["obs"]), torch.randn(N, D))
+    grad = -(log_probs - D).mean().item()  # target entropy -dim(A)
+    assert 0.1 < abs(grad) < 10.0
+    assert model.log_alpha.item() == pytest.approx(before - 0.1 * grad, rel=1e-4)
+
+
 def test_critic_ensemble_equals_separate_critics():
     torch.manual_seed(0)
     critics = Critics(OBS_DIM, D, (8, 5), n=3)

@@ -110,13 +110,11 @@ def learn(cfg: Any, model: SACModel, optimizer: torch.optim.Optimizer, batch: di
     actions_pi, log_probs = SquashedGaussian.rsample(*model.acting(obs))  # [N, D], [N]
     q = model.critics(obs, actions)  # [2, N]
     critic_loss = 0.5 * (q - targets).pow(2).mean(1).sum()
-    params = list(model.critics.parameters())
-    loss = critic_loss
-    if cfg.autotune_alpha:
+    optimizer_step(optimizer, list(model.critics.parameters()), critic_loss, cfg.max_grad_norm)
+    if cfg.autotune_alpha:  # its own step: the critics' gradient norm must not scale alpha's (as SB3)
         H = target_entropy(cfg, actions.shape[1])
-        loss = loss - (model.log_alpha * (log_probs.detach() + H)).mean()
-        params.append(model.log_alpha)
-    optimizer_step(optimizer, params, loss, cfg.max_grad_norm)
+        alpha_loss = -(model.log_alpha * (log_probs.detach() + H)).mean()
+        optimizer_step(optimizer, [model.log_alpha], alpha_loss, cfg.max_grad_norm)
     q_pi = model.critics(obs, actions_pi).min(0).values  # [N], with the critics just updated
     actor_loss = (alpha * log_probs - q_pi).mean()
     optimizer_step(optimizer, list(model.acting.parameters()), actor_loss, cfg.max_grad_norm)
