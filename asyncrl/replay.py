@@ -252,6 +252,12 @@ class RateLimiter:
         # (a small slack against float rounding: 0.1 * 30 must give 3, not 2)
         return int(math.floor(self.replay_ratio * (inserted - self.learning_starts) + 1e-9))
 
+    def inserted_when_due(self, update: int) -> int:
+        """The fewest inserted transitions at which update number ``update`` (1-based) is
+        due: the inverse of ``due``. A clock the learner can read without racing the
+        actors (``--lr-anneal``)."""
+        return self.learning_starts + math.ceil(update / self.replay_ratio - 1e-9)
+
     @property
     def updates(self) -> int:
         """``U``: the learner's updates since the replay was made."""

@@ -362,11 +362,13 @@ def _same_params(a, b):
     return all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
-@pytest.mark.parametrize("algo", ["dqn", "sac"])
-def test_sync_one_actor_is_exactly_reproducible_and_equals_serial(tmp_path, algo):
+@pytest.mark.parametrize("algo, lr_anneal", [("dqn", False), ("sac", False), ("sac", True), ("dqn", True)])
+def test_sync_one_actor_is_exactly_reproducible_and_equals_serial(tmp_path, algo, lr_anneal):
     """--sync: actor and learner alternate in lockstep, so two process runs with one actor
-    (and the serial run) train the same parameters, update for update."""
-    over = {"sync": True, "replay_ratio": 0.5 if algo == "dqn" else 1.0, "n_step": 1}
+    (and the serial run) train the same parameters, update for update; with --lr-anneal
+    too (the rate follows the learner's own update count, not T, which the actor raises
+    concurrently)."""
+    over = {"sync": True, "replay_ratio": 0.5 if algo == "dqn" else 1.0, "n_step": 1, "lr_anneal": lr_anneal}
     _, s1, c1 = _train(tmp_path, "p1", algo, over, workers=1, seed=3, total_steps=400)
     _, s2, c2 = _train(tmp_path, "p2", algo, over, workers=1, seed=3, total_steps=400)
     _, s3, c3 = _train(tmp_path, "serial", algo, over, workers=1, seed=3, total_steps=400, serial=True)

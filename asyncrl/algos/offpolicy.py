@@ -272,11 +272,9 @@ class Learner:
                                              lambda: self.counters.stop_requested):
                 return 0
         until = time.monotonic() + LEARNER_SLICE_S
-        if self.cfg.lr_anneal:  # to 0 at T = --total-steps, set once per slice
-            lr = linear_lr(self.cfg.lr, self.counters.global_step, self.total_steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
         while rate.learner_may_update(replay.inserted):
+            if self.cfg.lr_anneal:  # to 0 at T = --total-steps, on the learner's own clock
+                self._anneal(self.counters.initial_step + rate.inserted_when_due(self.updates + 1))
             sample = replay.sample(self.cfg.batch_size, self.rng)
             batch = {name: torch.from_numpy(array) for name, array in sample.items()}
             metrics = self.learn(self.cfg, self.model, self.optimizer, batch, self.updates, self.rng)
@@ -287,6 +285,14 @@ class Learner:
             if not self.serial and time.monotonic() >= until:
                 break
         return 0
+
+    def _anneal(self, global_step: int) -> None:
+        """Set the rate for the next update: ``linear_lr`` at ``global_step``, the env steps
+        (initial ``T`` plus the transitions inserted) at which that update became due. ``T``
+        itself, which the actors raise concurrently, would make --sync runs irreproducible."""
+        lr = linear_lr(self.cfg.lr, global_step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def drain_stats(self) -> dict[str, Any]:
         return self.stats.drain()
