@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,6 +108,10 @@ class ActorLearner(Protocol):
 class WorkerStats:
     """Per-worker statistics buffered between two reports to the trainer.
 
+    Thread-safe: ``drain`` may run in another thread than ``step`` and ``update`` (the Ray
+    learner server reports from its RPC thread while its learner trains in another); each
+    statistic lands in exactly one drain.
+
     Args:
         counters: the global step counter, read once per finished episode to stamp it
             with ``T``.
@@ -116,6 +122,7 @@ class WorkerStats:
         self.counters = counters
         self.episode_returns = [0.0] * num_envs
         self.episode_lengths = [0] * num_envs
+        self._lock = threading.Lock()
         self._reset()
 
     def _reset(self) -> None:
@@ -129,20 +136,24 @@ class WorkerStats:
         self.episode_returns[env_index] += float(reward)  # (a NumPy scalar from some envs)
         self.episode_lengths[env_index] += 1
         if done:
-            self.episodes.append((self.episode_returns[env_index], self.episode_lengths[env_index],
-                                  self.counters.global_step))
+            episode = (self.episode_returns[env_index], self.episode_lengths[env_index], self.counters.global_step)
+            with self._lock:
+                self.episodes.append(episode)
             self.episode_returns[env_index] = 0.0
             self.episode_lengths[env_index] = 0
 
     def update(self, metrics: dict[str, float]) -> None:
         """Account one update's loss metrics."""
-        self.updates += 1
-        for name, value in metrics.items():
-            self.loss_sums[name] = self.loss_sums.get(name, 0.0) + value
+        with self._lock:
+            self.updates += 1
+            for name, value in metrics.items():
+                self.loss_sums[name] = self.loss_sums.get(name, 0.0) + value
 
     def drain(self) -> dict[str, Any]:
-        out = {"episodes": self.episodes, "loss_sums": self.loss_sums, "updates": self.updates}
-        self._reset()
+        """The episodes, loss sums and update count since the last drain."""
+        with self._lock:
+            out = {"episodes": self.episodes, "loss_sums": self.loss_sums, "updates": self.updates}
+            self._reset()
         return out
 
 
