@@ -132,8 +132,8 @@ class RunConfig:
     )
     terminal_on_life_loss: bool = field(
         default=False,
-        metadata={"help": "Atari: a lost life ends the episode (Gymnasium's AtariPreprocessing then resets the "
-                          "whole game at the next reset, so episode returns are per life)"},
+        metadata={"help": "Atari: a lost life ends the learner's episode and the game goes on (DQN's episodic "
+                          "life); episode returns and evaluate stay whole-game scores"},
     )
     progress: str = field(
         default="auto",

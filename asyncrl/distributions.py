@@ -53,18 +53,24 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 @dataclasses.dataclass(frozen=True)
 class ActionSpec:
-    """What one action is: ``Discrete(n)`` (``shape == ()``) or a 1-D ``Box(D,)`` with bounds.
+    """What one action is: ``Discrete(n)`` (``shape == ()``), a 1-D ``Box(D,)`` with bounds,
+    ``MultiDiscrete(nvec)`` or ``MultiBinary(K)`` (``shape == (K,)``, int64 entries).
 
     Attributes:
-        n: number of discrete actions, or 0 for a continuous space.
-        shape: ``()`` for discrete actions, ``(D,)`` for continuous ones.
-        low, high: the continuous space's bounds per dimension (empty for discrete).
+        n: number of discrete actions, or 0 for another space.
+        shape: ``()`` for discrete actions, ``(D,)`` for continuous ones, ``(K,)`` for the
+            multi-discrete and multi-binary ones.
+        low, high: the continuous space's bounds per dimension (empty for the others).
+        nvec: choices per entry of a ``MultiDiscrete`` action (empty for the others).
+        binary: a ``MultiBinary`` action.
     """
 
     n: int = 0
     shape: tuple[int, ...] = ()
     low: tuple[float, ...] = ()
     high: tuple[float, ...] = ()
+    nvec: tuple[int, ...] = ()
+    binary: bool = False
 
     @classmethod
     def of(cls, action: "ActionSpec | int") -> "ActionSpec":
@@ -77,19 +83,36 @@ class ActionSpec:
         low, high = np.asarray(low, np.float64).ravel(), np.asarray(high, np.float64).ravel()
         return cls(0, (len(low),), tuple(float(x) for x in low), tuple(float(x) for x in high))
 
+    @classmethod
+    def multi_discrete(cls, nvec) -> "ActionSpec":
+        """A ``MultiDiscrete(nvec)`` spec (a 1-D ``nvec``)."""
+        nvec = tuple(int(n) for n in np.asarray(nvec).ravel())
+        return cls(0, (len(nvec),), nvec=nvec)
+
+    @classmethod
+    def multi_binary(cls, k: int) -> "ActionSpec":
+        """A ``MultiBinary(k)`` spec."""
+        return cls(0, (int(k),), binary=True)
+
     @property
     def discrete(self) -> bool:
+        """A ``Discrete(n)`` action."""
         return not self.shape
 
     @property
+    def continuous(self) -> bool:
+        """A ``Box(D,)`` action."""
+        return bool(self.shape) and not self.nvec and not self.binary
+
+    @property
     def np_dtype(self) -> np.dtype:
-        """``int64`` for discrete actions, ``float32`` for continuous ones."""
-        return np.dtype(np.int64 if self.discrete else np.float32)
+        """``float32`` for continuous actions, ``int64`` for the others."""
+        return np.dtype(np.float32 if self.continuous else np.int64)
 
     @property
     def bounded(self) -> bool:
         """A continuous space whose bounds are all finite."""
-        return not self.discrete and bool(np.isfinite(self.low).all() and np.isfinite(self.high).all())
+        return self.continuous and bool(np.isfinite(self.low).all() and np.isfinite(self.high).all())
 
     def rescale(self, action: np.ndarray) -> np.ndarray:
         """Map ``action: [D]`` (or ``[N, D]``) from ``[-1, 1]`` to ``[low, high]``, affinely
@@ -100,6 +123,10 @@ class ActionSpec:
     def describe(self) -> str:
         if self.discrete:
             return f"Discrete({self.n})"
+        if self.nvec:
+            return f"MultiDiscrete({list(self.nvec)})"
+        if self.binary:
+            return f"MultiBinary({self.shape[0]})"
         return f"Box({self.shape[0]},) in [{min(self.low):g}, {max(self.high):g}]"
 
 
@@ -301,7 +328,130 @@ class DiagGaussian:
         return entropy, np.concatenate([np.zeros_like(d_log_std), d_log_std], axis=1)
 
 
-Distribution = Categorical | DiagGaussian
+class MultiCategorical:
+    """Independent categoricals, one per entry of a ``MultiDiscrete(nvec)`` action (SB3's
+    ``MultiCategoricalDistribution``): ``pi(a|s) = prod_k softmax(z_k)_{a_k}``; parameters
+    ``[..., sum(nvec)]``, the logits of entry 0, then of entry 1, ...
+
+    Actions: int64 ``[..., K]``.
+    """
+
+    action_dtype = np.dtype(np.int64)
+
+    def __init__(self, nvec) -> None:
+        self.nvec = tuple(int(n) for n in nvec)
+        if not self.nvec or min(self.nvec) < 1:
+            raise ValueError(f"MultiDiscrete needs at least one entry of >= 1 choices, got {list(self.nvec)}")
+        self.action_shape = (len(self.nvec),)
+        self.param_dim = self.head_dim = sum(self.nvec)
+        self.parts = [Categorical(n) for n in self.nvec]
+        self._bounds = list(itertools.accumulate(self.nvec, initial=0))  # entry k: [bounds[k], bounds[k+1])
+
+    def _split(self, params):
+        return [params[..., lo:hi] for lo, hi in zip(self._bounds, self._bounds[1:])]
+
+    # -- torch -------------------------------------------------------------------------
+
+    def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``sum_k log softmax(z_k)_{a_k}``: ``params [..., sum(nvec)]``, ``actions [..., K]`` -> ``[...]``."""
+        return self.log_prob_entropy(params, actions)[0]
+
+    def entropy(self, params: torch.Tensor) -> torch.Tensor:
+        """``sum_k H(softmax(z_k))``: ``[..., sum(nvec)] -> [...]`` (nats)."""
+        return sum(part.entropy(z) for part, z in zip(self.parts, self._split(params)))
+
+    def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [part.log_prob_entropy(z, actions[..., k])
+                 for k, (part, z) in enumerate(zip(self.parts, self._split(params)))]
+        return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        """Each entry's ``argmax``: ``[..., sum(nvec)] -> [..., K]`` int64."""
+        return torch.stack([z.argmax(-1) for z in self._split(params)], dim=-1)
+
+    # -- NumPy -------------------------------------------------------------------------
+
+    def sample(self, params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One action from ``params: [sum(nvec)]`` -> ``[K]`` int64."""
+        return np.array([part.sample(z, rng) for part, z in zip(self.parts, self._split(params))], np.int64)
+
+    def sample_batch(self, params: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One action per row of ``params: [N, sum(nvec)]``: ``(actions [N, K] int64, log_probs [N] float32)``."""
+        draws = [part.sample_batch(z, rng) for part, z in zip(self.parts, self._split(params))]
+        return np.stack([a for a, _ in draws], axis=1), np.sum([lp for _, lp in draws], axis=0).astype(np.float32)
+
+    def env_action(self, action) -> np.ndarray:
+        return np.asarray(action, dtype=np.int64)
+
+    def np_log_prob(self, params: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(log pi(a|s) [N], d log pi / d params [N, sum(nvec)])``: each entry's ``onehot - pi``."""
+        parts = [part.np_log_prob(z, actions[:, k]) for k, (part, z) in enumerate(zip(self.parts, self._split(params)))]
+        return np.sum([lp for lp, _ in parts], axis=0), np.concatenate([g for _, g in parts], axis=1)
+
+    def np_entropy(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = [part.np_entropy(z) for part, z in zip(self.parts, self._split(params))]
+        return np.sum([h for h, _ in parts], axis=0), np.concatenate([g for _, g in parts], axis=1)
+
+
+class Bernoulli:
+    """Independent Bernoullis, one per entry of a ``MultiBinary(K)`` action (SB3's
+    ``BernoulliDistribution``): ``P(a_k = 1) = sigmoid(z_k)``; parameters ``z: [..., K]``.
+
+    Actions: int64 ``[..., K]`` of 0 and 1.
+    """
+
+    action_dtype = np.dtype(np.int64)
+
+    def __init__(self, k: int) -> None:
+        if k < 1:
+            raise ValueError(f"MultiBinary needs at least one entry, got {k}")
+        self.action_shape = (k,)
+        self.param_dim = self.head_dim = k
+
+    # -- torch -------------------------------------------------------------------------
+
+    def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``sum_k [a_k log sigmoid(z_k) + (1 - a_k) log sigmoid(-z_k)]``: ``[..., K]`` -> ``[...]``."""
+        return -F.binary_cross_entropy_with_logits(params, actions.to(params.dtype), reduction="none").sum(-1)
+
+    def entropy(self, params: torch.Tensor) -> torch.Tensor:
+        """``sum_k H(Bernoulli(sigmoid(z_k)))``: ``[..., K] -> [...]`` (nats)."""
+        return (F.softplus(params) - torch.sigmoid(params) * params).sum(-1)  # per entry: log(1 + e^z) - p z
+
+    def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.log_prob(params, actions), self.entropy(params)
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        """``1`` where ``sigmoid(z_k) > 0.5``: ``[..., K]`` int64."""
+        return (params > 0).long()
+
+    # -- NumPy -------------------------------------------------------------------------
+
+    def sample(self, params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One action from ``params: [K]`` -> ``[K]`` int64."""
+        return (rng.random(params.shape) < _sigmoid(params)).astype(np.int64)
+
+    def sample_batch(self, params: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(actions [N, K] int64, log_probs [N] float32)``."""
+        actions = (rng.random(params.shape) < _sigmoid(params)).astype(np.int64)
+        return actions, self.np_log_prob(params, actions)[0].astype(np.float32)
+
+    def env_action(self, action) -> np.ndarray:
+        return np.asarray(action, dtype=np.int8)  # (Gymnasium's MultiBinary dtype)
+
+    def np_log_prob(self, params: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(log pi(a|s) [N], d log pi / d z [N, K] = a - sigmoid(z))``."""
+        log_p1, log_p0 = -_softplus(-params), -_softplus(params)  # log sigmoid(z), log sigmoid(-z)
+        return np.where(actions == 1, log_p1, log_p0).sum(1), actions - _sigmoid(params)
+
+    def np_entropy(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(H [N], dH / dz [N, K] = -z sigmoid(z) (1 - sigmoid(z)))``."""
+        p = _sigmoid(params)
+        entropy = (_softplus(params) - p * params).sum(1)  # per entry: log(1 + e^z) - p z
+        return entropy, -params * p * (1.0 - p)
+
+
+Distribution = Categorical | DiagGaussian | MultiCategorical | Bernoulli
 
 
 class SquashedGaussian:
@@ -349,7 +499,8 @@ class SquashedGaussian:
 
 def make_distribution(action: ActionSpec | int, gaussian_std: str = "parameter") -> Distribution:
     """The policy distribution for an action space: ``Categorical`` for discrete actions,
-    ``DiagGaussian(D, gaussian_std)`` for continuous ones.
+    ``DiagGaussian(D, gaussian_std)`` for continuous ones, ``MultiCategorical`` for
+    ``MultiDiscrete`` and ``Bernoulli`` for ``MultiBinary`` ones.
 
     Raises:
         ValueError: if ``gaussian_std`` is not one of ``STD_KINDS``.
@@ -357,6 +508,10 @@ def make_distribution(action: ActionSpec | int, gaussian_std: str = "parameter")
     action = ActionSpec.of(action)
     if action.discrete:
         return Categorical(action.n)
+    if action.nvec:
+        return MultiCategorical(action.nvec)
+    if action.binary:
+        return Bernoulli(action.shape[0])
     return DiagGaussian(action.shape[0], gaussian_std)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from asyncrl.algos import CONTINUOUS_ACTIONS, CONTINUOUS_ONLY
+from asyncrl.algos import CONTINUOUS_ACTIONS, CONTINUOUS_ONLY, MULTI_ACTIONS
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ObsSpec
 
@@ -67,8 +67,8 @@ class EnvOptions:
 
     Attributes:
         repeat_action_probability: ALE's sticky-action probability.
-        terminal_on_life_loss: a lost life ends the episode (Gymnasium's
-            ``AtariPreprocessing`` then resets the whole game on the next ``reset``).
+        terminal_on_life_loss: a lost life ends the learner's episode and the game goes
+            on (``EpisodicLife``); episode returns stay whole-game scores.
     """
 
     repeat_action_probability: float = 0.0
@@ -120,6 +120,47 @@ class ClipRewardKeepScore(gym.Wrapper):
         return obs, float(np.clip(reward, -1.0, 1.0)), terminated, truncated, info
 
 
+class EpisodicLife(gym.Wrapper):
+    """A lost life ends the episode for the learner, and only a lost game resets the game
+    (Mnih et al. 2015; OpenAI Baselines' and SB3's ``EpisodicLifeEnv``): after a life is
+    lost, ``reset`` continues the same game with a no-op step. Such an end carries
+    ``info["life_lost"] = True``, so that episode statistics (``game_over``) keep whole-game
+    scores. (Gymnasium's ``AtariPreprocessing(terminal_on_life_loss=True)`` resets the
+    whole game after every lost life instead.)"""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if not self.game_over and 0 < lives < self.lives:
+            terminated = True
+            info = {**info, "life_lost": True}
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if self.game_over or seed is not None:
+            obs, info = self.env.reset(seed=seed, options=options)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)  # the same game, one life less
+            if terminated or truncated:
+                obs, info = self.env.reset(options=options)
+        self.game_over = False
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+
+def game_over(terminated: bool, truncated: bool, info: dict) -> bool:
+    """Whether a step ended the game, which episode statistics count as one episode: the
+    episode's end, unless it only lost a life (``EpisodicLife``)."""
+    return (terminated or truncated) and not info.get("life_lost", False)
+
+
 def game_score(reward: float, info: dict) -> float:
     """The reward to add to the episode's reported return: the unclipped game reward
     where rewards are clipped for training, else ``reward`` itself."""
@@ -139,9 +180,11 @@ def _atari(env_id: str, options: EnvOptions, train: bool, render_mode: str | Non
     env = gym.make(env_id, **kwargs, **_render_kwargs(render_mode))
     try:
         env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True,
-                                 terminal_on_life_loss=options.terminal_on_life_loss, scale_obs=False)
+                                 terminal_on_life_loss=False, scale_obs=False)
     except gym.error.DependencyNotInstalled as exc:
         raise EnvError(f"{env_id} needs the atari extra ({exc}): pip install -e \".[atari]\"") from None
+    if options.terminal_on_life_loss:
+        env = EpisodicLife(env)
     env = FrameStackObservation(env, 4)  # [4, 84, 84] uint8
     return ClipRewardKeepScore(env) if train else env
 
@@ -209,10 +252,76 @@ def make_env(env_id: str, seed: int | None = None, worker_id: int = 0, options: 
         raise EnvError(f"{env_id} needs {'the ' + extra + ' extra' if extra else 'a package'} ({exc}){hint}") from None
     except (gym.error.Error, ModuleNotFoundError, ImportError) as exc:
         raise EnvError(f"cannot make environment {env_id!r}: {exc}") from None
+    env = _observation_pipeline(env, env_id)
     if isinstance(env.action_space, gym.spaces.Box):
         env = gym.wrappers.ClipAction(env)  # the policy's unbounded samples, clipped to the space's bounds
     if seed is not None:
         env.action_space.seed(seed + worker_id)
+    return env
+
+
+FLATTENED_SPACES = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary, gym.spaces.Tuple,
+                    gym.spaces.Dict)
+"""Observation spaces the pipeline flattens into float32 vectors (``Discrete``: one-hot)."""
+
+
+def _holds_image(space: gym.Space) -> bool:
+    if isinstance(space, gym.spaces.Box):
+        return len(space.shape) >= 2
+    if isinstance(space, gym.spaces.Tuple):
+        return any(_holds_image(s) for s in space.spaces)
+    if isinstance(space, gym.spaces.Dict):
+        return any(_holds_image(s) for s in space.spaces.values())
+    return False
+
+
+def image_layout(shape: tuple[int, ...]) -> str:
+    """``"chw"`` or ``"hwc"`` for a 3-D image shape: the channel axis is the smallest one,
+    first or last (SB3's ``is_image_space_channels_first``), or ``"unknown"`` where the
+    smallest axis is the middle one or both ends tie (``(3, 84, 3)``)."""
+    smallest = min(shape)
+    first, last = shape[0] == smallest, shape[-1] == smallest
+    if first and not last:
+        return "chw"
+    if last and not first:
+        return "hwc"
+    return "unknown"
+
+
+def _observation_pipeline(env: gym.Env, env_id: str) -> gym.Env:
+    """What every network reads: flat float32 vectors or ``(C, H, W)`` images.
+
+    Channels-last images (``CarRacing-v3``'s ``(96, 96, 3)``) are transposed once, here;
+    ``Discrete``, ``MultiDiscrete``, ``MultiBinary``, ``Tuple`` and ``Dict`` observations
+    are flattened with Gymnasium's ``FlattenObservation`` (one-hot for ``Discrete``) and
+    cast to float32.
+
+    Raises:
+        EnvError: for a 3-D ``Box`` whose channel axis cannot be told, or a ``Tuple`` /
+            ``Dict`` that holds an image.
+    """
+    from gymnasium.wrappers import FlattenObservation, TransformObservation
+
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
+        layout = image_layout(space.shape)
+        if layout == "unknown":
+            raise EnvError(f"{env_id}: cannot tell the channel axis of images {space.shape} (neither the first nor "
+                           "the last axis is the smallest); wrap the env to give (C, H, W) or (H, W, C) images")
+        if layout == "hwc":
+            chw = gym.spaces.Box(np.transpose(space.low, (2, 0, 1)), np.transpose(space.high, (2, 0, 1)),
+                                 dtype=space.dtype)
+            env = TransformObservation(env, lambda obs: np.ascontiguousarray(np.transpose(obs, (2, 0, 1))), chw)
+        return env
+    if isinstance(space, FLATTENED_SPACES):
+        if _holds_image(space):
+            raise EnvError(f"{env_id} has a {type(space).__name__} observation space holding an image ({space}); "
+                           "supported: flat vectors, (C, H, W) or (H, W, C) images, and Discrete, MultiDiscrete, "
+                           "MultiBinary, Tuple or Dict spaces of vectors (flattened)")
+        env = FlattenObservation(env)
+        flat = env.observation_space
+        space = gym.spaces.Box(flat.low.astype(np.float32), flat.high.astype(np.float32), dtype=np.float32)
+        env = TransformObservation(env, lambda obs: np.asarray(obs, dtype=np.float32), space)  # [obs_dim] float32
     return env
 
 
@@ -257,7 +366,8 @@ def bounded_action_space(env: gym.Env) -> gym.Space:
 
 def obs_spec(space: gym.Space) -> ObsSpec | None:
     """The ``ObsSpec`` of an observation space, or None if no network reads it: a 1-D
-    ``Box`` (float32 vectors) or a 3-D channels-first one (images; uint8 stays uint8)."""
+    ``Box`` (float32 vectors) or a 3-D channels-first one (images; uint8 stays uint8) —
+    what ``make_env``'s observation pipeline gives for the spaces it takes."""
     if not isinstance(space, gym.spaces.Box) or len(space.shape) not in (1, 3):
         return None
     if len(space.shape) == 1:
@@ -271,8 +381,9 @@ def check_spaces(env: gym.Env, algo: str) -> tuple[ObsSpec, ActionSpec]:
     """Check that ``algo`` can act in ``env``.
 
     Returns:
-        ``(obs, action)``: the observation spec and the action spec (``Discrete(n)``, or
-        a 1-D ``Box`` for the algorithms in ``algos.CONTINUOUS_ACTIONS``).
+        ``(obs, action)``: the observation spec and the action spec (``Discrete(n)``; a
+        1-D ``Box`` for the algorithms in ``algos.CONTINUOUS_ACTIONS``; ``MultiDiscrete``
+        or ``MultiBinary`` for those in ``algos.MULTI_ACTIONS``).
 
     Raises:
         EnvError: if the action space is neither ``Discrete`` nor a 1-D ``Box``, a
@@ -294,9 +405,21 @@ def check_spaces(env: gym.Env, algo: str) -> tuple[ObsSpec, ActionSpec]:
         if algo in CONTINUOUS_ONLY and not action.bounded:
             raise EnvError(f"--algo {algo} acts in [-1, 1] mapped to the action bounds, but {env_id} has "
                            f"unbounded actions {space}")
+    elif isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and len(space.shape) == 1 \
+            and algo in MULTI_ACTIONS:
+        if isinstance(space, gym.spaces.MultiBinary):
+            action = ActionSpec.multi_binary(space.shape[0])
+        elif np.any(np.asarray(space.start) != 0):
+            raise EnvError(f"--algo {algo} needs a MultiDiscrete action space starting at 0, but {env_id} has {space}")
+        else:
+            action = ActionSpec.multi_discrete(space.nvec)
     else:
         kinds = "a discrete or a 1-D Box" if algo in CONTINUOUS_ACTIONS else "a discrete"
-        raise EnvError(f"--algo {algo} needs {kinds} action space, but {env_id} has {type(space).__name__} {space}")
+        if algo in MULTI_ACTIONS:
+            kinds = "a Discrete, 1-D Box, MultiDiscrete or MultiBinary"
+        raise EnvError(f"--algo {algo} needs {kinds} action space, but {env_id} has {type(space).__name__} {space}"
+                       + (f"; --algo {', '.join(sorted(MULTI_ACTIONS))} take MultiDiscrete and MultiBinary actions"
+                          if isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) else ""))
     spec = obs_spec(env.observation_space)
     if spec is None:
         raise EnvError(f"--algo {algo} needs a flat Box or a (C, H, W) image Box observation space, but "

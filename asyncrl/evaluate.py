@@ -6,14 +6,15 @@ plays ``N`` episodes acting with ``argmax_a pi(a|s)`` (``argmax_a Q(s, a)``; a G
 policy's mean, clipped to the action bounds by the environment; observations normalised
 with the run's statistics where it normalised them). Prints
 ``mean ± std`` of the episode returns: on Atari the unclipped game score of whole games
-(the training env's ``--repeat-action-probability`` and ``--terminal-on-life-loss``
-apply). ``--video`` records the first episode with Gymnasium's ``RecordVideo``
+(the training env's ``--repeat-action-probability`` applies; a run trained with
+``--terminal-on-life-loss`` is still evaluated on whole games). ``--video`` records the first episode with Gymnasium's ``RecordVideo``
 (``pip install -e ".[video]"``). Exit code 2 (one line on stderr) if the run folder or
 checkpoint is missing or corrupt, or the video cannot be written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -80,7 +81,8 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str 
     if video is not None and not os.environ.get("DISPLAY"):
         # MuJoCo renders through GLFW (a display) unless told otherwise; headless, EGL
         os.environ.setdefault("MUJOCO_GL", "egl")
-    env = make_env(config.run.env, seed, options=EnvOptions.from_run(config.run), train=False, render_mode=render_mode)
+    options = dataclasses.replace(EnvOptions.from_run(config.run), terminal_on_life_loss=False)  # whole games
+    env = make_env(config.run.env, seed, options=options, train=False, render_mode=render_mode)
     obs_spec, action = check_spaces(env, config.run.algo)
     algo = algo_module(config.run.algo)
     model = algo.build_model(config, obs_spec, action)

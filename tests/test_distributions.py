@@ -154,3 +154,69 @@ def test_gaussian_actor_critic_and_its_numpy_acting_path(std, shared_torso):
     both = PolicyValue(model)(obs.numpy())
     np.testing.assert_allclose(both[0], params.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(both[1], values.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+# -- MultiDiscrete and MultiBinary: independent categoricals and Bernoullis -------------
+
+from asyncrl.distributions import Bernoulli, MultiCategorical  # noqa: E402
+
+
+def _multi_reference(dist, params):
+    """The same distribution from torch.distributions: independent parts, summed."""
+    if isinstance(dist, MultiCategorical):
+        bounds = np.cumsum([0, *dist.nvec])
+        parts = [torch.distributions.Categorical(logits=params[..., lo:hi]) for lo, hi in zip(bounds, bounds[1:])]
+        return (lambda a: sum(p.log_prob(a[..., k]) for k, p in enumerate(parts)),
+                sum(p.entropy() for p in parts))
+    ref = torch.distributions.Bernoulli(logits=params)
+    return (lambda a: ref.log_prob(a.to(params.dtype)).sum(-1)), ref.entropy().sum(-1)
+
+
+@pytest.mark.parametrize("dist", [MultiCategorical([3, 2, 5]), Bernoulli(4)])
+def test_multi_action_distributions_equal_torch_distributions(dist):
+    torch.manual_seed(0)
+    params = torch.randn(7, 2, dist.param_dim, dtype=torch.float64) * 2
+    rng = np.random.default_rng(0)
+    actions = torch.from_numpy(np.stack([dist.sample(p, rng) for p in params.reshape(-1, dist.param_dim).numpy()])
+                               ).reshape(7, 2, -1)
+    assert actions.dtype == torch.int64 and actions.shape[-1] == dist.action_shape[0]
+    log_prob, entropy = _multi_reference(dist, params)
+    got_lp, got_h = dist.log_prob_entropy(params, actions)
+    torch.testing.assert_close(got_lp, log_prob(actions))
+    torch.testing.assert_close(got_h, entropy)
+    torch.testing.assert_close(dist.log_prob(params, actions), log_prob(actions))
+    torch.testing.assert_close(dist.entropy(params), entropy)
+    # NumPy log-probs and entropies with their gradients, against autograd
+    flat = params.reshape(-1, dist.param_dim).detach().requires_grad_(True)
+    flat_actions = actions.reshape(-1, dist.action_shape[0])
+    np_lp, np_glp = dist.np_log_prob(flat.detach().numpy(), flat_actions.numpy())
+    np_h, np_gh = dist.np_entropy(flat.detach().numpy())
+    lp, h = _multi_reference(dist, flat)
+    (glp,) = torch.autograd.grad(lp(flat_actions).sum(), flat, retain_graph=True)
+    (gh,) = torch.autograd.grad(h.sum(), flat)
+    np.testing.assert_allclose(np_lp, log_prob(actions).reshape(-1).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(np_h, entropy.reshape(-1).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(np_glp, glp.numpy(), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(np_gh, gh.numpy(), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("dist", [MultiCategorical([3, 2]), Bernoulli(2)])
+def test_multi_action_sampling_frequencies_and_mode(dist):
+    params = np.array([0.5, -1.0, 2.0, 0.3, -0.3][: dist.param_dim])
+    rng = np.random.default_rng(1)
+    n = 40_000
+    batch, log_probs = dist.sample_batch(np.tile(params, (n, 1)), rng)
+    torch_params = torch.from_numpy(params)
+    for k in range(dist.action_shape[0]):  # each entry's marginal frequencies
+        if isinstance(dist, MultiCategorical):
+            lo = sum(dist.nvec[:k])
+            want = torch.softmax(torch_params[lo:lo + dist.nvec[k]], -1).numpy()
+            got = np.bincount(batch[:, k], minlength=dist.nvec[k]) / n
+        else:
+            want = np.array([1 - 1 / (1 + np.exp(-params[k])), 1 / (1 + np.exp(-params[k]))])
+            got = np.bincount(batch[:, k], minlength=2) / n
+        np.testing.assert_allclose(got, want, atol=0.01)
+    ref_lp = dist.log_prob(torch_params.expand(n, -1), torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(log_probs, ref_lp, rtol=1e-5)
+    mode = dist.mode(torch_params).tolist()
+    assert mode == ([2, 0] if isinstance(dist, MultiCategorical) else [1, 0])  # argmax of [0.5, -1, 2], [0.3, -0.3]

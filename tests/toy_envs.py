@@ -81,7 +81,64 @@ class PixelChain(Chain):
         return image
 
 
+class DictChain(Chain):
+    """``Chain`` with a ``Dict`` observation: ``{"position": Discrete(4), "bias": Box(1,)}``
+    (``image=True``: and a ``(3, 8, 8)`` camera)."""
+
+    def __init__(self, image: bool = False):
+        spaces = {"position": gym.spaces.Discrete(4), "bias": gym.spaces.Box(0, 1, (1,), np.float32)}
+        if image:
+            spaces["camera"] = gym.spaces.Box(0, 255, (3, 8, 8), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    def _obs(self):
+        obs = {"position": self.position, "bias": np.ones(1, np.float32)}
+        if "camera" in self.observation_space.spaces:
+            obs["camera"] = np.zeros((3, 8, 8), np.uint8)
+        return obs
+
+
+class OddImages(Chain):
+    """Images whose channel axis cannot be told: ``(3, 8, 3)``."""
+
+    observation_space = gym.spaces.Box(0, 255, shape=(3, 8, 3), dtype=np.uint8)
+
+    def _obs(self):
+        return np.zeros((3, 8, 3), np.uint8)
+
+
+class MatchTargets(gym.Env):
+    """Each step shows K targets (one-hot each) and pays the fraction of entries the action
+    matches: ``MultiDiscrete([n] * K)`` actions (``binary=True``: ``MultiBinary(K)``, targets
+    0/1). Episodes of 10 steps: the best return is 10, a uniform policy's 10 / n."""
+
+    def __init__(self, k: int = 3, n: int = 3, binary: bool = False):
+        self.k, self.n = k, 2 if binary else n
+        self.action_space = gym.spaces.MultiBinary(k) if binary else gym.spaces.MultiDiscrete([n] * k)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (k * self.n,), np.float32)
+
+    def _obs(self):
+        obs = np.zeros((self.k, self.n), np.float32)
+        obs[np.arange(self.k), self.targets] = 1.0
+        return obs.ravel()
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.targets = self.np_random.integers(0, self.n, self.k)
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = float(np.mean(np.asarray(action) == self.targets))
+        self.targets = self.np_random.integers(0, self.n, self.k)
+        return self._obs(), reward, False, False, {}
+
+
 gym.register("FaultyCartPole-v0", entry_point=FaultyCartPole, max_episode_steps=500)
+gym.register("MatchTargets-v0", entry_point=MatchTargets, max_episode_steps=10)
+gym.register("MatchBits-v0", entry_point=MatchTargets, kwargs={"k": 4, "binary": True}, max_episode_steps=10)
+gym.register("DictChain-v0", entry_point=DictChain, max_episode_steps=4)
+gym.register("ImageDictChain-v0", entry_point=DictChain, kwargs={"image": True}, max_episode_steps=4)
+gym.register("OddImages-v0", entry_point=OddImages, max_episode_steps=4)
 gym.register("Chain-v0", entry_point=Chain, max_episode_steps=4)
 gym.register("PixelChain-v0", entry_point=PixelChain, max_episode_steps=4)
 gym.register("Scripted-v0", entry_point=Scripted)

@@ -32,6 +32,10 @@ ALGO_MODULES = {
 CONTINUOUS_ACTIONS = frozenset({"a3c", "a2c", "ppo", "reinforce", "ddpg", "td3", "sac"})
 """Algorithms that can act in ``Box`` action spaces (the others need ``Discrete`` ones)."""
 
+MULTI_ACTIONS = frozenset({"a3c", "a2c", "ppo"})
+"""Algorithms that can act in ``MultiDiscrete`` and ``MultiBinary`` action spaces
+(independent categoricals / Bernoullis)."""
+
 CONTINUOUS_ONLY = frozenset({"ddpg", "td3", "sac"})
 """Algorithms that need a bounded ``Box`` action space (their policies act in ``[-1, 1]``)."""
 

@@ -28,7 +28,7 @@ import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
-from asyncrl.envs import game_score, start_worker_env
+from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.losses import actor_critic_loss
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy, build_actor_critic
@@ -124,7 +124,7 @@ class ActorLearner:
             obs, reward, terminated, truncated, info = env.step(dist.env_action(action))  # (clipped by the env)
             self.counters.add(self.worker_id, 1, updates=0)  # T <- T + 1
             rewards.append(float(reward) * cfg.reward_scale)
-            self.stats.step(game_score(reward, info), terminated or truncated)
+            self.stats.step(game_score(reward, info), game_over(terminated, truncated, info))
             if terminated or truncated:
                 break
         n = len(rewards)

@@ -30,7 +30,7 @@ from asyncrl.algos.a3c import greedy_action  # noqa: F401  (A2C and PPO act gree
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
-from asyncrl.envs import game_score, start_worker_env
+from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy_value, build_actor_critic
 from asyncrl.normalization import NormalizedEnv, Normalizer, merge_moments, rollout_moments, stats_size
 from asyncrl.returns import gae, vtrace
@@ -272,7 +272,7 @@ class Actor:
                 rewards[t, e] = reward
                 terminated_buf[t, e] = terminated
                 truncated_buf[t, e] = truncated
-                self.stats.step(game_score(reward, info), terminated or truncated, e)
+                self.stats.step(game_score(reward, info), game_over(terminated, truncated, info), e)
                 if terminated or truncated:
                     if truncated and not terminated:
                         r["final_obs"][t, e] = obs

@@ -17,7 +17,7 @@ import numpy as np
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
 from asyncrl.config import Config
-from asyncrl.envs import game_score, start_worker_env
+from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.networks import fast_forward
 from asyncrl.returns import n_step_returns, segment_end_flags
@@ -71,7 +71,7 @@ class ActorLearner:
             target.maybe_refresh(counters.global_step)
             actions.append(action)
             rewards.append(float(reward))
-            self.stats.step(game_score(reward, info), terminated or truncated)
+            self.stats.step(game_score(reward, info), game_over(terminated, truncated, info))
             if terminated or truncated:
                 break
         n = len(actions)

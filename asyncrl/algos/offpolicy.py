@@ -39,7 +39,7 @@ from asyncrl.algos.batched import LEARNER_STALL_S, SLOT_WAIT_S, LearnerStalled, 
     make_learner_optimizer, optimizer_state_pairs
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
-from asyncrl.envs import game_score, start_worker_env
+from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.networks import NetworkError, ObsSpec
 from asyncrl.replay import RateLimiter, ReplayMemoryError, SharedReplay, transition_fields
 from asyncrl.shared import GlobalCounters, clip_gradients, linear_lr, make_shared_optimizer, share_model
@@ -199,7 +199,7 @@ class Actor:
             next_obs, reward, terminated, truncated, info = self.env.step(env_action)
             for transition in self.nstep.push(self.obs, action, reward, next_obs, terminated, truncated):
                 replay.add(self.worker_id, transition)
-            self.stats.step(game_score(reward, info), terminated or truncated)
+            self.stats.step(game_score(reward, info), game_over(terminated, truncated, info))
             self.obs = self.env.reset()[0] if terminated or truncated else next_obs
             counters.add(self.worker_id, 1, updates=0)  # T <- T + 1
             steps += 1  # (--serial: the next wait returns at once when it is the learner's turn)

@@ -27,7 +27,7 @@ import numpy as np
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
 from asyncrl.config import Config
-from asyncrl.envs import game_score, start_worker_env
+from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.networks import fast_forward
 from asyncrl.returns import n_step_returns
@@ -90,7 +90,7 @@ class ActorLearner:
             rewards.append(float(reward))
             terminated.append(term)
             truncated.append(trunc)
-            self.stats.step(game_score(reward, info), term or trunc)
+            self.stats.step(game_score(reward, info), game_over(term, trunc, info))
             if self.sarsa:
                 next_action = 0 if term else self._act(next_obs)  # unused when s' is terminal
                 next_actions.append(next_action)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from asyncrl.algos.batched import Actor, build_model, greedy_action, learner_factory, make_shared
-from asyncrl.envs import game_score
+from asyncrl.envs import game_over, game_score
 from asyncrl.returns import episode_returns
 from asyncrl.shared import linear_lr
 
@@ -63,7 +63,7 @@ class ActorLearner(Actor):
                 r["rewards"][t, e] = reward
                 r["terminated"][t, e] = terminated
                 r["truncated"][t, e] = truncated or cut
-                self.stats.step(game_score(reward, info), terminated or truncated or cut, e)
+                self.stats.step(game_score(reward, info), game_over(terminated, truncated, info) or cut, e)
                 if terminated or truncated or cut:
                     obs, _ = self.envs[e].reset()  # the next rollout starts the next episode
                     active[e] = False
