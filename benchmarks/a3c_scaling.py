@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import asyncrl_run, cpu_ceiling, fmt, spread, write_results  # noqa: E402
+from common import asyncrl_run, cpu_ceiling, fmt, parse_args, spread, write_results  # noqa: E402
 
 from asyncrl.metrics import steady_steps_per_s  # noqa: E402
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--name", default=None)
     parser.add_argument("--run-args", default="", help="more asyncrl.run flags for every run, as one string "
                         "(e.g. \"--hidden-sizes 64 64\")")
-    args = parser.parse_args()
+    args = parse_args(parser, repeats=1, total_steps=60_000)
     cores = len(os.sched_getaffinity(0))
 
     runs = []

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, asyncrl_run, write_results  # noqa: E402
+from common import asyncrl_run, parse_args, results_dir, write_results  # noqa: E402
 
 FRAMES_PER_STEP = 4  # AtariPreprocessing's frame skip
 
@@ -67,7 +67,7 @@ def main() -> None:
     p.add_argument("--score", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more asyncrl.run flags")
-    args = p.parse_args()
+    args = parse_args(p, frames=8_000, max_hours=0.1)
 
     steps = args.frames // FRAMES_PER_STEP
     run_args = ["--algo", args.algo, "--env", "ALE/Pong-v5", "--workers", str(args.workers), "--seed", str(args.seed),
@@ -77,14 +77,13 @@ def main() -> None:
         run_dir = Path(tmp) / "run"
         summary = asyncrl_run(run_args, run_dir, timeout=args.max_hours * 3600 + 900)
         name = f"atari_pong_{args.algo}"
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(run_dir / "metrics.csv", RESULTS / f"{name}_metrics.csv")
+        shutil.copy(run_dir / "metrics.csv", results_dir() / f"{name}_metrics.csv")
         metrics = read_metrics(run_dir / "metrics.csv")
     crossing = first_crossing(metrics, args.score)
     cores = summary["cpu_count"]
     title = (f"{args.algo} on ALE/Pong-v5, {args.workers} {'actors' if summary['learner'] else 'workers'}, "
              f"{cores} cores, seed {args.seed}")
-    plot(metrics, args.score, title, RESULTS / f"{name}.png")
+    plot(metrics, args.score, title, results_dir() / f"{name}.png")
     best = max((m for m in metrics["mean_return"] if not math.isnan(m)), default=None)
     result = {
         "command": "python -m asyncrl.run " + " ".join(run_args), "cores": cores, "score": args.score,

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import asyncrl_run, fmt, run_json, spread, write_results  # noqa: E402
+from common import asyncrl_run, fmt, parse_args, run_json, spread, write_results  # noqa: E402
 
 ENV = "ALE/Pong-v5"
 FRAMES = 4
@@ -46,7 +46,8 @@ SB3 = {
     "SB3 PPO (16 envs, DummyVecEnv)": ("ppo", "dummy"),
     "SB3 PPO (16 envs, SubprocVecEnv)": ("ppo", "subproc"),
 }
-STEPS = {"a2c": 16_000, "ppo": 16 * 128 * 4}  # agent steps per measurement (PPO: 4 rollouts of 16 x 128)
+STEPS = {"a2c": 16_000, "ppo": 16 * 128 * 4}
+SKIP_S = 3.0  # start-up left out of a steady rate  # agent steps per measurement (PPO: 4 rollouts of 16 x 128)
 
 _CEILING = r"""
 import json, sys, time
@@ -60,7 +61,7 @@ env.reset(seed=0)
 rng = np.random.default_rng(0)
 n, start = 3000, time.perf_counter()
 for _ in range(n):
-    obs, r, term, trunc, _ = env.step(int(rng.integers(actions)))
+    obs, r, term, trunc, _ = env.step(int(rng.integers(actions.n)))
     if term or trunc:
         env.reset()
 env_steps = n / (time.perf_counter() - start)
@@ -124,7 +125,7 @@ def a3c(workers: int, steps_per_worker: int, tmp: Path, tag: str) -> float:
     run_dir = tmp / f"a3c-{workers}-{tag}"
     asyncrl_run(["--algo", "a3c", "--env", ENV, "--workers", str(workers), "--lr", "0",
                  "--total-steps", str(steps_per_worker * workers), "--log-interval", "1"], run_dir)
-    return steady_steps_per_s(run_dir / "metrics.csv", skip_s=3.0) * FRAMES / workers
+    return steady_steps_per_s(run_dir / "metrics.csv", skip_s=SKIP_S) * FRAMES / workers
 
 
 def ours(args: list[str], tmp: Path, tag: str) -> float:
@@ -135,7 +136,7 @@ def ours(args: list[str], tmp: Path, tag: str) -> float:
     algo = args[args.index("--algo") + 1]
     asyncrl_run([*args, "--env", ENV, "--workers", "2", "--total-steps", str(STEPS[algo]), "--log-interval", "1"],
                 run_dir)
-    return steady_steps_per_s(run_dir / "metrics.csv", skip_s=3.0) * FRAMES
+    return steady_steps_per_s(run_dir / "metrics.csv", skip_s=SKIP_S) * FRAMES
 
 
 def sb3(algo: str, vec: str) -> float:
@@ -150,7 +151,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--a3c-steps", type=int, default=15_000, help="agent steps per A3C worker per measurement")
     p.add_argument("--skip-sb3", action="store_true")
-    args = p.parse_args()
+    args = parse_args(p, repeats=1, a3c_steps=2_500)
+    if args.smoke:
+        global SKIP_S
+        STEPS.update(a2c=4_000, ppo=16 * 128 * 2)
+        SKIP_S = 0.0
 
     raw: dict[str, list[float]] = {}
     ceilings = []

@@ -27,8 +27,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import asyncrl_run, fmt, run_json, spread, write_results  # noqa: E402
+from common import asyncrl_run, fmt, parse_args, run_json, spread, write_results  # noqa: E402
 
+SB3_FLAGS: list[str] = []  # more sb3_baseline.py flags
 TOTAL_STEPS = {"ppo": 100_000, "a2c": 500_000}  # the zoo's n_timesteps (PPO's lr and clip anneal over them)
 
 OURS = {
@@ -88,7 +89,7 @@ def vs_sb3(seeds: list[int], tmp: Path) -> None:
             print(_line(runs[-1]), flush=True)
         for system, algo in BASELINES.items():
             summary, wall, err = run_json([sys.executable, str(Path(__file__).parent / "sb3_baseline.py"),
-                                           "--algo", algo, "--seed", str(seed)], timeout=900)
+                                           "--algo", algo, "--seed", str(seed), *SB3_FLAGS], timeout=900)
             if summary is None:
                 raise RuntimeError(f"SB3 {algo} failed: {err}")
             runs.append(_record(system, summary, wall))
@@ -148,7 +149,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--part", choices=["all", "vs-sb3", "sync-async"], default="all")
     parser.add_argument("--actors", type=int, nargs="+", default=[2, 4], help="actor counts of the sync-async part")
-    args = parser.parse_args()
+    args = parse_args(parser, seeds=[0], actors=[2])
+    if args.smoke:
+        TOTAL_STEPS.update(ppo=2_048, a2c=2_048)
+        SB3_FLAGS.append("--smoke")
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in ("all", "vs-sb3"):
             vs_sb3(args.seeds, Path(tmp))

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import asyncrl_run, fmt, run_json, spread, write_results  # noqa: E402
+from common import asyncrl_run, fmt, parse_args, run_json, spread, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--baselines", nargs="*", default=["ppo"], choices=["ppo", "a2c"])
     parser.add_argument("--total-steps", type=int, default=1_000_000, help="cap per asyncrl run")
     parser.add_argument("--name", default=None, help="results file stem (default: from the systems)")
-    args = parser.parse_args()
+    args = parse_args(parser, seeds=[0], total_steps=2_000)
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +47,7 @@ def main() -> None:
             for algo in args.baselines:
                 summary, wall, err = run_json(
                     [sys.executable, str(Path(__file__).parent / "sb3_baseline.py"), "--algo", algo,
-                     "--seed", str(seed)], timeout=900)
+                     "--seed", str(seed), *(["--total-steps", "2000"] if args.smoke else [])], timeout=900)
                 if summary is None:
                     raise RuntimeError(f"SB3 {algo} failed: {err}")
                 runs.append({"system": f"SB3 {algo.upper()} (zoo, {summary['n_envs']} envs)",

@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = Path(os.environ.get("ASYNCRL_BENCH_RESULTS") or REPO / "benchmarks" / "results")
+"""Where results go: ``benchmarks/results``, or ``$ASYNCRL_BENCH_RESULTS`` (a smoke run's folder)."""
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None, **smoke: Any) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` with a ``--smoke`` flag: tiny budgets and one repeat (the
+    ``smoke`` values replace the parsed ones), so that a test can run the script in seconds.
+    A smoke run writes its results into a temporary folder (or ``$ASYNCRL_BENCH_RESULTS``),
+    never over the committed ones."""
+    global RESULTS
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny budgets, one repeat: check that the script runs (results go to a temporary "
+                             "folder, or $ASYNCRL_BENCH_RESULTS)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        for name, value in smoke.items():
+            setattr(args, name, value)
+        if not os.environ.get("ASYNCRL_BENCH_RESULTS"):
+            os.environ["ASYNCRL_BENCH_RESULTS"] = tempfile.mkdtemp(prefix="asyncrl-bench-smoke-")
+        RESULTS = Path(os.environ["ASYNCRL_BENCH_RESULTS"])
+    return args
+
+
+def results_dir() -> Path:
+    """``RESULTS``, created (read at call time: ``--smoke`` redirects it)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    return RESULTS
 
 
 def child_env() -> dict[str, str]:
@@ -83,16 +111,16 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:
     """Write ``results/NAME.json`` and ``results/NAME.md``; return the JSON path."""
     from asyncrl.metrics import machine_info
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = results_dir()
     payload = {"machine": machine_info(), **payload}
-    path = RESULTS / f"{name}.json"
+    path = results / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     machine = payload["machine"]
     header = (f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores "
               f"({machine['physical_cores']} physical, {machine['logical_cores']} logical), "
               f"{machine['memory_gib']} GiB; Python {machine['python']}, torch {machine['torch']}, "
               f"gymnasium {machine['gymnasium']}.\n\n")
-    (RESULTS / f"{name}.md").write_text(header + markdown)
+    (results / f"{name}.md").write_text(header + markdown)
     return path
 
 

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, fmt, learning_run, run_json, spread, write_results  # noqa: E402
+from common import fmt, learning_run, parse_args, results_dir, run_json, spread, write_results  # noqa: E402
 
 TASKS = {  # name: (system, algo, env id, score, env-step cap)
     "pendulum": ("asyncrl PPO", "ppo", "Pendulum-v1", -250.0, 300_000),
@@ -117,7 +117,9 @@ def main() -> None:
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--no-sb3", action="store_true", help="skip SB3's PPO on HalfCheetah")
     p.add_argument("--note", default="", help="conditions of the measurement, written under the command")
-    args = p.parse_args()
+    args = parse_args(p, seeds=[0], tasks=["halfcheetah"])
+    if args.smoke:  # one PPO batch of ours and SB3's
+        TASKS.update({name: (*task[:4], 2_048) for name, task in TASKS.items()})
 
     results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -184,8 +186,7 @@ def main() -> None:
                              f"{r['final_mean_return']:.1f}")
     name = "continuous_" + "_".join(t.replace("-", "_") for t in args.tasks)
     lines.append(f"\n![curves]({name}.png)\n")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(results, RESULTS / f"{name}.png")
+    plot(results, results_dir() / f"{name}.png")
     write_results(name, {"args": vars(args), "results": results}, "\n".join(lines) + "\n")
 
 

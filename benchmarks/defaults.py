@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import asyncrl_run, fmt, spread, write_results  # noqa: E402
+from common import asyncrl_run, fmt, parse_args, spread, write_results  # noqa: E402
 
 ALGOS = ["a3c", "one-step-q", "one-step-sarsa", "n-step-q", "a2c", "ppo"]
 BUDGETS = {"Acrobot-v1": 500_000, "CartPole-v1": None}
@@ -36,15 +36,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--algos", nargs="+", default=ALGOS, choices=ALGOS)
     parser.add_argument("--envs", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
-    args = parser.parse_args()
+    args = parse_args(parser, seeds=[0], algos=["a3c"], envs=["Acrobot-v1"])
+    budgets = {env: 2_000 for env in BUDGETS} if args.smoke else BUDGETS
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for env in args.envs:
             for algo in args.algos:
                 for seed in args.seeds:
                     flags = ["--algo", algo, "--env", env, "--workers", str(args.workers), "--seed", str(seed)]
-                    if BUDGETS[env] is not None:
-                        flags += ["--total-steps", str(BUDGETS[env])]
+                    if budgets[env] is not None:
+                        flags += ["--total-steps", str(budgets[env])]
                     s = asyncrl_run(flags, Path(tmp) / f"{algo}-{env}-{seed}", timeout=1800)
                     runs.append({"algo": algo, "env": env, "seed": seed, "command": "python -m asyncrl.run " +
                                  " ".join(flags), "reached": s["reached_target"],

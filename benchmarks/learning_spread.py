@@ -40,7 +40,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, child_env, spread, write_results  # noqa: E402
+from common import REPO, child_env, parse_args, spread, write_results  # noqa: E402
 
 NPY_NO_AVX512 = "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
 
@@ -78,6 +78,10 @@ CASES: dict[str, tuple] = {
     "ddpg-pendulum": ("ddpg", "Pendulum-v1", 2, 50_000, -250.0, {"return_window": 10}, {}),
     "dqn-cartpole": ("dqn", "CartPole-v1", 2, 150_000, 475.0, {}, {}),
     "reinforce-cartpole": ("reinforce", "CartPole-v1", 2, 500_000, 475.0, {}, {}),
+    **{f"{algo}-{name}": (algo, f"tests.toy_envs:{env}", 2, 60_000, 8.0, {}, {})
+       for algo in ("a3c", "a2c", "ppo") for name, env in (("multidiscrete", "MatchTargets-v0"),
+                                                           ("multibinary", "MatchBits-v0"))},
+    "a3c-frozenlake": ("a3c", "FrozenLake-v1", 2, 150_000, 0.5, {}, {}),
     # seconds: a smoke run of the harness itself
     "smoke": ("a3c", "CartPole-v1", 1, 2_000, 30.0, {}, {}),
 }
@@ -120,13 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profiles", nargs="+", default=["native", "avx2"], choices=sorted(PROFILES))
     parser.add_argument("--name", default="", help="suffix of the results files")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
-    parser.add_argument("--smoke", action="store_true", help="one tiny case, one seed, one profile; no results")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        row = run_case("smoke", 0, "avx2", timeout=300)
-        print(json.dumps(row))
-        assert row["global_step"] >= CASES["smoke"][3], row
-        return
+    args = parse_args(parser, argv, cases=["smoke"], seeds=[0], profiles=["avx2"], name="smoke", timeout=300)
     rows = []
     for case in args.cases:
         for profile in args.profiles:

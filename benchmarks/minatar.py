@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, fmt, learning_run, run_json, spread, write_results  # noqa: E402
+from common import fmt, learning_run, parse_args, results_dir, run_json, spread, write_results  # noqa: E402
 
 ENV = "MinAtar/Breakout-v1"
 
@@ -127,7 +127,7 @@ def main() -> None:
     p.add_argument("--ppo-steps", type=int, default=5_000_000)
     p.add_argument("--sb3-steps", type=int, default=5_000_000)
     p.add_argument("--note", default="", help="conditions of the measurement, written under the command")
-    args = p.parse_args()
+    args = parse_args(p, seeds=[0], a3c_steps=2_000, ppo_steps=2_048, sb3_steps=1_024)
 
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -172,8 +172,7 @@ def main() -> None:
                   f"({r['steps_per_s']:,.0f} env steps/s); best mean return {r['best_mean_return']}"))
     name = "minatar_breakout_" + "_".join(args.systems)
     lines.append(f"\n![curves]({name}.png)\n")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(results, RESULTS / f"{name}.png")
+    plot(results, results_dir() / f"{name}.png")
     write_results(name, {"args": vars(args), "results": results}, "\n".join(lines) + "\n")
 
 

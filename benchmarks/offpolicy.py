@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, fmt, learning_run, run_json, spread, write_results  # noqa: E402
+from common import fmt, learning_run, parse_args, results_dir, run_json, spread, write_results  # noqa: E402
 
 TASKS = {  # name: (algo, env id, score, env-step cap, return window, SB3 hyperparameters or None)
     "sac": ("sac", "Pendulum-v1", -200.0, 20_000, 10,
@@ -146,7 +146,9 @@ def main() -> None:
     p.add_argument("--sb3-threads", type=int, default=0,
                    help="torch threads of the SB3 process (default 0: torch's default, one per core)")
     p.add_argument("--note", default="", help="conditions of the measurement, written under the command")
-    args = p.parse_args()
+    args = parse_args(p, seeds=[0], tasks=["sac"], sb3_threads=1)
+    if args.smoke:
+        TASKS.update({name: (*task[:3], 1_000, *task[4:]) for name, task in TASKS.items()})
 
     results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -200,8 +202,7 @@ def main() -> None:
                              f"after {r['wall_time_s']:.0f} s ({r['steps_per_s']:,.0f} env steps/s)")
     name = "offpolicy_" + "_".join(args.tasks) + (f"_sb3_{args.sb3_threads}_thread" if args.sb3_threads else "")
     lines.append(f"\n![curves]({name}.png)\n")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(results, RESULTS / f"{name}.png")
+    plot(results, results_dir() / f"{name}.png")
     write_results(name, {"args": vars(args), "results": results}, "\n".join(lines) + "\n")
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, asyncrl_run, child_env, fmt, spread, write_results  # noqa: E402
+from common import REPO, asyncrl_run, child_env, fmt, parse_args, spread, write_results  # noqa: E402
 
 WARMUP_S = 5.0
 """Seconds of training left out of the steady rate (workers starting, first episodes)."""
@@ -178,7 +178,8 @@ def main() -> None:
     parser.add_argument("--solve-steps", type=int, default=2_000_000)
     parser.add_argument("--remove-at", type=int, default=20_000)
     parser.add_argument("--name", default="ray_backend")
-    args = parser.parse_args()
+    args = parse_args(parser, studies=["overhead", "solve"], repeats=1, envs=["CartPole-v1"], seconds=9.0, seeds=[0],
+                      solve_steps=2_000)
     results: dict = {"args": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
         for study in args.studies:

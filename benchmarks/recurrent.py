@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, fmt, learning_run, spread, write_results  # noqa: E402
+from common import fmt, learning_run, parse_args, results_dir, spread, write_results  # noqa: E402
 
 ENV = "asyncrl/CartPoleNoVelocity-v1"
 
@@ -83,7 +83,8 @@ def main() -> None:
     p.add_argument("--throughput-steps", type=int, default=100_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--note", default="", help="conditions of the measurement, written under the command")
-    args = p.parse_args()
+    args = parse_args(p, seeds=[0], minatar_seeds=[0], minatar_steps=2_000, throughput_steps=1_000, repeats=1)
+    caps = {"a3c": 2_000, "ppo": 2_048} if args.smoke else {"a3c": 1_000_000, "ppo": 500_000}
 
     results: dict = {}
     lines = ["# Recurrent policies\n",
@@ -102,14 +103,14 @@ def main() -> None:
         if "a3c" in args.tasks:
             results["a3c"] = {"A3C --lstm": [], "A3C feed-forward": []}
             for seed in args.seeds:
-                results["a3c"]["A3C --lstm"].append({"seed": seed, **run("a3c", ENV, seed, 1_000_000, 475, True, tmp)})
+                results["a3c"]["A3C --lstm"].append({"seed": seed, **run("a3c", ENV, seed, caps["a3c"], 475, True, tmp)})
                 results["a3c"]["A3C feed-forward"].append(
-                    {"seed": seed, **run("a3c", ENV, seed, 1_000_000, 475, False, tmp)})
+                    {"seed": seed, **run("a3c", ENV, seed, caps["a3c"], 475, False, tmp)})
                 log()
         if "ppo" in args.tasks:
             results["ppo"] = {"PPO --lstm": []}
             for seed in args.seeds:
-                results["ppo"]["PPO --lstm"].append({"seed": seed, **run("ppo", ENV, seed, 500_000, 475, True, tmp)})
+                results["ppo"]["PPO --lstm"].append({"seed": seed, **run("ppo", ENV, seed, caps["ppo"], 475, True, tmp)})
                 log()
         if "minatar" in args.tasks:
             results["minatar"] = {"A3C --lstm": [], "A3C feed-forward": []}
@@ -129,7 +130,7 @@ def main() -> None:
                 results["throughput"][algo] = rates
                 log()
 
-    for task, label, cap in (("a3c", "A3C, 2 workers", 1_000_000), ("ppo", "PPO, 2 actors", 500_000)):
+    for task, label, cap in (("a3c", "A3C, 2 workers", caps["a3c"]), ("ppo", "PPO, 2 actors", caps["ppo"])):
         if task in results:
             lines += [f"\n## {ENV}: {label}, target 475 within {cap:,} env steps\n",
                       "| system | reached | env steps to 475 | wall time to 475 (s) | env steps/s | best mean return |",
@@ -162,8 +163,7 @@ def main() -> None:
                          f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |")
     name = "recurrent_" + "_".join(args.tasks)
     if any(t in results for t in ("a3c", "ppo", "minatar")):
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        plot(results, RESULTS / f"{name}.png")
+        plot(results, results_dir() / f"{name}.png")
         lines.append(f"\n![curves]({name}.png)\n")
     write_results(name, {"args": vars(args), "results": results}, "\n".join(lines) + "\n")
 

@@ -28,7 +28,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=float, default=475.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--total-steps", type=int, default=None, help="env steps at most (default: the zoo's)")
+    parser.add_argument("--smoke", action="store_true", help="2,000 env steps: check that the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.total_steps = 2_000
     torch.set_num_threads(args.threads)
 
     from stable_baselines3 import A2C, PPO
@@ -59,7 +63,7 @@ def main() -> None:
     cls = {"ppo": PPO, "a2c": A2C}[args.algo]
     model = cls("MlpPolicy", env, seed=args.seed, device="cpu", verbose=0, **kwargs)
     callback = StopAtTarget()
-    model.learn(total_timesteps=zoo["n_timesteps"], callback=callback)
+    model.learn(total_timesteps=args.total_steps or zoo["n_timesteps"], callback=callback)
     wall = time.perf_counter() - start
     buf = model.ep_info_buffer
     print(json.dumps({

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, child_env, write_results  # noqa: E402
+from common import REPO, child_env, parse_args, write_results  # noqa: E402
 
 from asyncrl.metrics import process_memory  # noqa: E402
 
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before the start sample")
     parser.add_argument("--tolerance", type=float, default=0.10)
-    args = parser.parse_args()
+    args = parse_args(parser, minutes=0.2, every=2.0, warmup=3.0, tolerance=10.0)
 
     seconds = args.minutes * 60
     samples = []

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import asyncrl_run, child_env, fmt, spread, write_results  # noqa: E402
+from common import asyncrl_run, child_env, fmt, parse_args, spread, write_results  # noqa: E402
 
 MARGIN_S = 1.5
 """Seconds allowed outside training beyond torch's own import."""
@@ -39,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    args = parse_args(parser, repeats=1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
