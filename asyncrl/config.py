@@ -195,8 +195,10 @@ class _LearnerFields:
     )
     network: str = field(
         default="auto",
-        metadata={"help": "torso: 'mlp' (flat observations), 'nature' (the paper's Atari CNN: conv 16 8x8/4, "
-                          "conv 32 4x4/2, fc 256), 'minatar' (Young & Tian 2019: conv 16 3x3/1, fc 128), or "
+        metadata={"help": "torso: 'mlp' (flat observations), 'nature' (the A3C paper's Atari CNN: conv 16 8x8/4, "
+                          "conv 32 4x4/2, fc 256), 'nature2015' (the DQN paper's: conv 32 8x8/4, conv 64 4x4/2, "
+                          "conv 64 3x3/1, fc 512; DQN's Atari default), 'minatar' (Young & Tian 2019: conv 16 3x3/1, "
+                          "fc 128), or "
                           "'auto' (mlp for vectors, minatar for images under 36x36, nature above)"},
     )
 
@@ -207,8 +209,8 @@ class _LearnerFields:
         _in_unit_interval(self, "gamma", "rms_alpha")
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"--optimizer must be rmsprop or adam, got {self.optimizer!r}")
-        if self.network not in ("auto", "mlp", "nature", "minatar"):
-            raise ValueError(f"--network must be auto, mlp, nature or minatar, got {self.network!r}")
+        if self.network not in ("auto", "mlp", "nature", "nature2015", "minatar"):
+            raise ValueError(f"--network must be auto, mlp, nature, nature2015 or minatar, got {self.network!r}")
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             raise ValueError(f"--hidden-sizes must be positive widths, got {list(self.hidden_sizes)}")
 
@@ -845,6 +847,8 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # 250 and double DQN reached 475 on seeds 0 and 1 (110k, 92k) but plateaued near 400 on
     # seed 2; 3-step returns brought seeds 0-3 to 475 in 61k-79k env steps (double DQN or
     # not: seed 2, 65k and 67k).
+    # DQN on Atari: the DQN paper's own network (conv 32-64-64, fc 512), not the A3C paper's.
+    ("dqn", "ALE/*"): {"network": "nature2015"},
     ("dqn", "CartPole-v1"): {"lr": 5e-4, "batch_size": 128, "replay_size": 100_000, "learning_starts": 1_000,
                              "replay_ratio": 0.5, "target_update": 250, "n_step": 3, "epsilon_steps": 8_000,
                              "final_epsilon": 0.04, "hidden_sizes": (256, 256), "optim_eps": 1e-8},

@@ -13,9 +13,10 @@ from torch import nn
 
 from asyncrl.distributions import ActionSpec, Distribution, make_distribution
 
-NETWORKS = ("auto", "mlp", "nature", "minatar")
+NETWORKS = ("auto", "mlp", "nature", "nature2015", "minatar")
 """Values of ``--network``: ``auto`` picks ``mlp`` for flat observations, ``minatar`` for
-images smaller than 36x36 and ``nature`` for larger ones."""
+images smaller than 36x36 and ``nature`` for larger ones; ``nature2015`` is the DQN
+paper's larger CNN."""
 
 
 class NetworkError(ValueError):
@@ -59,8 +60,8 @@ def resolve_network(network: str, obs: ObsSpec) -> str:
 
     Raises:
         NetworkError: if ``network`` is unknown, ``mlp`` is asked for images, a CNN for
-            vectors, or the images are too small for the CNN (``nature`` needs at least
-            36x36, ``minatar`` at least 3x3).
+            vectors, or the images are too small for the CNN (``nature`` and
+            ``nature2015`` need at least 36x36, ``minatar`` at least 3x3).
     """
     if network not in NETWORKS:
         raise NetworkError(f"--network must be one of {', '.join(NETWORKS)}, got {network!r}")
@@ -73,11 +74,11 @@ def resolve_network(network: str, obs: ObsSpec) -> str:
         return "nature" if min(obs.shape[1:]) >= 36 else "minatar"
     if network == "mlp" and obs.is_image:
         raise NetworkError(f"--network mlp needs flat observations, got {obs.describe()}; "
-                           "use --network auto, nature or minatar")
+                           "use --network auto, nature, nature2015 or minatar")
     if network != "mlp" and not obs.is_image:
         raise NetworkError(f"--network {network} needs image observations, got {obs.describe()}; "
                            "use --network auto or mlp")
-    smallest = 36 if network == "nature" else 3
+    smallest = 36 if network in ("nature", "nature2015") else 3
     if obs.is_image and min(obs.shape[1:]) < smallest:
         raise NetworkError(f"--network {network} needs images of at least {smallest}x{smallest}, got "
                            f"{obs.describe()}")
@@ -168,6 +169,13 @@ def nature_torso(obs: ObsSpec) -> ConvTorso:
     return ConvTorso(obs, [(16, 8, 4), (32, 4, 2)], 256)
 
 
+def nature2015_torso(obs: ObsSpec) -> ConvTorso:
+    """The DQN paper's network (Mnih et al. 2015, Methods): conv 32 8x8 stride 4, conv 64
+    4x4 stride 2, conv 64 3x3 stride 1, fully connected 512, ReLU; for ``4 x 84 x 84``
+    frame stacks (SB3's ``NatureCNN``)."""
+    return ConvTorso(obs, [(32, 8, 4), (64, 4, 2), (64, 3, 1)], 512)
+
+
 def minatar_torso(obs: ObsSpec) -> ConvTorso:
     """MinAtar's network (Young & Tian 2019): conv 16 3x3 stride 1, fully connected 128,
     ReLU; for ``C x 10 x 10`` inputs."""
@@ -186,7 +194,7 @@ def build_torso(obs: ObsSpec | int, network: str, hidden_sizes: Sequence[int], a
     kind = resolve_network(network, obs)
     if kind == "mlp":
         return MLPTorso(obs.shape[0], hidden_sizes, activation)
-    return nature_torso(obs) if kind == "nature" else minatar_torso(obs)
+    return {"nature": nature_torso, "nature2015": nature2015_torso, "minatar": minatar_torso}[kind](obs)
 
 
 def _head(in_dim: int, out_dim: int, gain: float) -> nn.Linear:

@@ -59,7 +59,7 @@ def prepare(config: Config) -> Setup:
         if run.algo in CONTINUOUS_ONLY and obs.is_image:
             raise envs.EnvError(f"{run.env}: --algo {run.algo} takes flat observations, got {obs.describe()}")
         if run.algo in OFF_POLICY:  # the replay's shared memory, before any of it is taken
-            check_replay_memory(config.algo.replay_size,
+            check_replay_memory(config.algo.replay_size, run.workers,
                                 transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype))
         if (getattr(config.algo, "normalize_obs", False) or getattr(config.algo, "normalize_reward", False)) \
                 and obs.is_image:

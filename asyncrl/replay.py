@@ -46,8 +46,9 @@ class ReplayMemoryError(ValueError):
     """A ``--replay-size`` whose transitions do not fit in this machine's memory."""
 
 
-def check_replay_memory(capacity: int, fields: dict[str, tuple[tuple[int, ...], np.dtype]]) -> int:
-    """The shared memory a replay of ``capacity`` transitions takes, in bytes.
+def check_replay_memory(capacity: int, actors: int, fields: dict[str, tuple[tuple[int, ...], np.dtype]]) -> int:
+    """The shared memory a replay of ``capacity`` transitions written by ``actors`` takes,
+    in bytes (``SharedReplay.layout``).
 
     Raises:
         ReplayMemoryError: if that is more than ``REPLAY_MEMORY_SHARE`` of the memory
@@ -55,7 +56,7 @@ def check_replay_memory(capacity: int, fields: dict[str, tuple[tuple[int, ...], 
     """
     import psutil
 
-    nbytes = capacity * SharedReplay.entry_bytes(fields)
+    nbytes = SharedReplay.layout(capacity, actors, fields)["nbytes"]
     available = psutil.virtual_memory().available
     if nbytes > REPLAY_MEMORY_SHARE * available:
         raise ReplayMemoryError(f"--replay-size {capacity:,} needs {nbytes / 2**30:.1f} GiB of shared memory, more "
@@ -82,13 +83,31 @@ def transition_fields(obs_shape: tuple[int, ...], obs_dtype: np.dtype, action_sh
     }
 
 
+FRAME_BYTES = 1024
+"""Image observations whose frames (one channel, ``H x W``) take at least this many bytes are
+stored frame by frame (``SharedReplay``)."""
+
+
 class SharedReplay:
     """A ring of ``capacity`` transitions in shared memory, one segment per actor.
 
     Actor ``w`` owns entries ``w * S .. (w + 1) * S - 1`` with ``S = capacity // actors``
     and overwrites its own oldest entry once its segment is full, so the replay holds
     each actor's latest ``S`` transitions. ``sample`` draws uniformly over all complete
-    entries. Memory: ``nbytes`` (both observations of every transition are stored).
+    entries. Memory: ``nbytes``.
+
+    **Frames stored once.** Stacked image observations (Atari's ``[4, 84, 84]``: frames
+    ``t-3 .. t``) share all but one frame with the next observation, and ``next_obs`` is a
+    later ``obs``. Where a frame takes at least ``FRAME_BYTES``, each actor also owns a ring
+    of ``F = S + S // 16 + 8 K`` single frames (``K``: frames per observation), and a
+    transition stores the frame numbers of its ``obs`` and ``next_obs`` (``[K]`` int64 each)
+    instead of the images: ``add`` writes a frame only if it is not one of the actor's
+    recent ones (compared by content, so any stacking and any episode boundary is right),
+    and ``sample`` assembles the images (the layout of the DQN reference code and of SB3's
+    ``optimize_memory_usage``). 1M Atari transitions: about 7.2 GiB instead of 52.6 GiB.
+    A frame is written before the transition that refers to it is published, and ``sample``
+    redraws an entry whose frames the actor's ring has overwritten since (only where
+    episodes average under ~16 steps can that happen to live entries).
 
     Args:
         capacity: transitions in all (``--replay-size``), at least one per actor.
@@ -101,32 +120,57 @@ class SharedReplay:
 
     def __init__(self, capacity: int, actors: int,
                  fields: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
-        if actors < 1 or capacity < actors:
-            raise ValueError(f"--replay-size must hold at least one transition per actor ({actors}), got {capacity}")
+        layout = self.layout(capacity, actors, fields)
         self.actors = int(actors)
-        self.segment = int(capacity) // self.actors
-        self.capacity = self.segment * self.actors
+        self.segment, self.capacity = layout["segment"], layout["capacity"]
         self.fields = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in fields.items()}
-        self.tensors = {name: _shared((self.capacity, *shape), dtype) for name, (shape, dtype) in self.fields.items()}
+        self.stack, self.frame_capacity = layout["stack"], layout["frame_capacity"]  # K, F (0, 0: no frame store)
+        self.stored = layout["stored"]  # the fields as kept: obs / next_obs as frame numbers with a frame store
+        self.tensors = {name: _shared((self.capacity, *shape), dtype) for name, (shape, dtype) in self.stored.items()}
         self.sequence_tensor = _shared((self.capacity,), np.int64)  # per entry: odd while written
         self.written_tensor = _shared((self.actors, _LINE), np.int64)  # per actor: transitions written (column 0)
+        if self.stack:
+            shape, dtype = self.fields["obs"]
+            self.frames_tensor = _shared((self.actors, self.frame_capacity, *shape[1:]), dtype)  # [A, F, H, W]
+            self.frames_written_tensor = _shared((self.actors, _LINE), np.int64)  # per actor: frames (column 0)
+        self.nbytes = layout["nbytes"]
+        """Shared memory taken by the transitions (and frames), in bytes."""
         self._bind()
 
     @staticmethod
-    def entry_bytes(fields: dict[str, tuple[tuple[int, ...], np.dtype]]) -> int:
-        """Bytes of one transition (with its sequence number)."""
-        return 8 + sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-                       for shape, dtype in fields.values())
+    def layout(capacity: int, actors: int, fields: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict:
+        """How ``capacity`` transitions of ``fields`` written by ``actors`` are kept:
+        ``segment``, ``capacity`` (a multiple of ``actors``), ``stack`` (``K``, or 0 without
+        a frame store), ``frame_capacity`` (``F`` per actor), ``stored`` (the fields as
+        kept) and ``nbytes`` (all of it, sequence numbers included).
 
-    @property
-    def nbytes(self) -> int:
-        """Shared memory taken by the transitions, in bytes."""
-        return self.capacity * self.entry_bytes(self.fields)
+        Raises:
+            ValueError: if ``capacity < actors`` or ``actors < 1``.
+        """
+        if actors < 1 or capacity < actors:
+            raise ValueError(f"--replay-size must hold at least one transition per actor ({actors}), got {capacity}")
+        segment = int(capacity) // int(actors)
+        shape, dtype = fields["obs"]
+        frame_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize if len(shape) == 3 else 0
+        stack = shape[0] if frame_bytes >= FRAME_BYTES else 0
+        stored = dict(fields)
+        frame_capacity = 0
+        if stack:
+            frame_capacity = segment + segment // 16 + 8 * stack
+            stored["obs"] = stored["next_obs"] = ((stack,), np.dtype(np.int64))  # frame numbers
+        entry = 8 + sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in stored.values())
+        nbytes = segment * actors * entry + actors * frame_capacity * frame_bytes
+        return {"segment": segment, "capacity": segment * actors, "stack": stack, "frame_capacity": frame_capacity,
+                "stored": stored, "nbytes": nbytes}
 
     def _bind(self) -> None:
         self._arrays = {name: tensor.numpy() for name, tensor in self.tensors.items()}
         self._seq = self.sequence_tensor.numpy()
         self._written = self.written_tensor.numpy()[:, 0]
+        if self.stack:
+            self._frames = self.frames_tensor.numpy()
+            self._frames_written = self.frames_written_tensor.numpy()[:, 0]
+            self._recent: dict[int, list[int]] = {}  # per actor, this process's newest frame numbers
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -143,6 +187,9 @@ class SharedReplay:
 
         Only actor ``actor`` may call this for its segment (one writer per segment).
         """
+        if self.stack:  # the images as frame numbers, writing the frames not already in the ring
+            transition = {**transition, "obs": self._frame_numbers(actor, transition["obs"]),
+                          "next_obs": self._frame_numbers(actor, transition["next_obs"])}
         index = actor * self.segment + int(self._written[actor]) % self.segment
         seq = int(self._seq[index])
         seq += 1 if seq % 2 == 0 else 2  # odd: being written (also over a torn entry a dead actor left)
@@ -152,6 +199,39 @@ class SharedReplay:
         self._seq[index] = seq + 1  # even: complete
         self._written[actor] += 1
         return index
+
+    def _frame_numbers(self, actor: int, stack: np.ndarray) -> np.ndarray:
+        """``[K]`` frame numbers of the images ``stack: [K, H, W]`` in actor ``actor``'s
+        ring: a frame equal to one of its ``2K + 8`` newest is that one, any other is
+        written (numbers count the actor's frames from 0; slot = number % F)."""
+        F, frames, written = self.frame_capacity, self._frames[actor], self._frames_written
+        recent = self._recent.setdefault(actor, [])
+        numbers = np.empty(self.stack, np.int64)
+        for k in range(self.stack):
+            frame = stack[k]
+            for number in reversed(recent):
+                if np.array_equal(frames[number % F], frame):
+                    break
+            else:
+                number = int(written[actor])
+                frames[number % F] = frame
+                written[actor] = number + 1  # after the frame: complete before any transition names it
+                recent.append(number)
+                del recent[: -2 * self.stack - 8]
+            numbers[k] = number
+        return numbers
+
+    def _assemble(self, copies: dict[str, np.ndarray], index: np.ndarray) -> np.ndarray:
+        """Replace the frame numbers of ``copies``' ``obs``/``next_obs`` by the images
+        (``[k, K, H, W]``); returns which of the ``k`` rows still had all their frames
+        (none overwritten by the ring during the copy or before)."""
+        actor = index // self.segment  # [k]
+        intact = np.ones(len(index), bool)
+        for name in ("obs", "next_obs"):
+            numbers = copies[name]  # [k, K]
+            copies[name] = self._frames[actor[:, None], numbers % self.frame_capacity]  # [k, K, H, W], a copy
+            intact &= numbers.min(axis=1) > self._frames_written[actor] - self.frame_capacity  # read after the copy
+        return intact
 
     # -- learner side -------------------------------------------------------
 
@@ -191,6 +271,8 @@ class SharedReplay:
             copies = {name: array[index] for name, array in self._arrays.items()}  # fancy indexing: copies
             after = self._seq[index]
             good = (before == after) & (before % 2 == 0) & (before > 0)
+            if self.stack:
+                good &= self._assemble(copies, index)
             if not out:
                 out = {name: np.empty((batch_size, *array.shape[1:]), array.dtype) for name, array in copies.items()}
             rows = todo[good]
@@ -275,5 +357,10 @@ class RateLimiter:
 
 
 def _shared(shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
+    """A zero tensor allocated in shared memory directly (``torch.zeros(...).share_memory_()``
+    would build it in private memory first and copy it: twice a 7 GiB replay at its peak).
+    The pages of a new shared-memory file read as zeros and take memory only once written."""
     torch_dtype = torch.from_numpy(np.zeros(0, dtype)).dtype
-    return torch.zeros(shape, dtype=torch_dtype).share_memory_()
+    numel = int(np.prod(shape, dtype=np.int64))
+    storage = torch.UntypedStorage._new_shared(numel * torch_dtype.itemsize)
+    return torch.empty(0, dtype=torch_dtype).set_(storage, 0, tuple(shape))

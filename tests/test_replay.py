@@ -69,12 +69,18 @@ def test_sampling_is_uniform_over_all_written_entries():
 
 
 def test_images_stay_uint8():
+    """Atari stacks: uint8 frames, each stored once (the two observations of _transition(7)
+    are two distinct frames, so the ring holds 2 frames for the 4 x 2 images)."""
     replay = SharedReplay(capacity=4, actors=1, fields=_fields((4, 84, 84), np.uint8))
-    assert replay.tensors["obs"].dtype.itemsize == 1
+    assert replay.frames_tensor.dtype.itemsize == 1 and replay.stack == 4
     replay.add(0, _transition(7, (4, 84, 84), np.uint8))
+    assert replay._frames_written[0] == 2
     sample = replay.sample(3, np.random.default_rng(0))
     assert sample["obs"].dtype == np.uint8 and sample["obs"].shape == (3, 4, 84, 84) and (sample["obs"] == 7).all()
-    assert replay.nbytes == 4 * (8 + 2 * 4 * 84 * 84 + 8 + 4 + 1 + 1 + 8)
+    assert (sample["next_obs"] == 8).all()
+    F = replay.frame_capacity
+    assert F == 4 + 0 + 8 * 4
+    assert replay.nbytes == 4 * (8 + 2 * 4 * 8 + 8 + 4 + 1 + 1 + 8) + F * 84 * 84
 
 
 def test_an_entry_being_written_is_never_sampled():
@@ -202,3 +208,126 @@ def test_n_step_transitions_match_a_slow_reference(n, last):
         episode_end = end == T
         assert tr["terminated"] == (episode_end and last == "terminated")
         assert tr["truncated"] == (episode_end and last == "truncated")
+
+
+# -- frames stored once (stacked image observations) -------------------------------------
+
+FRAME = (32, 32)  # 1,024 bytes: the smallest frame stored frame by frame
+
+
+def _stacked_stream(steps: int, n: int, seed: int, episode: int = 23):
+    """Transitions as the actors make them from a 4-frame stack (Gymnasium's
+    FrameStackObservation: a new episode starts with its first frame 4 times) with n-step
+    returns: obs = frames t-3..t, next_obs = frames t+n-3..t+n within the episode, or its
+    last observation where it ended. Frame contents are random, so any mix-up shows."""
+    rng = np.random.default_rng(seed)
+    out, stack, history = [], None, []
+    for t in range(steps):
+        if t % episode == 0:
+            first = rng.integers(0, 256, FRAME, dtype=np.uint8)
+            history = [np.stack([first] * 4)]
+        frame = rng.integers(0, 256, FRAME, dtype=np.uint8)
+        history.append(np.concatenate([history[-1][1:], frame[None]]))
+        end = (t + 1) % episode == 0
+        if end or len(history) > n:  # the n-step transition of the oldest pending step, or all of them at the end
+            for i in range(len(history) - 1 if end else 1):
+                j = min(i + n, len(history) - 1)
+                out.append({"obs": history[i], "actions": len(out), "rewards": float(t), "next_obs": history[j],
+                            "terminated": end, "truncated": False, "steps": j - i})
+            history = history[-n:] if not end else []
+    return out
+
+
+def test_frame_store_samples_what_a_replay_of_whole_observations_samples(monkeypatch):
+    """The same stream, with episode ends and 3-step returns, into a frame replay and a replay
+    of whole observations (FRAME_BYTES raised): the same entries, the same images."""
+    import asyncrl.replay as replay_module
+
+    stream = _stacked_stream(600, n=3, seed=0)
+    frames = SharedReplay(capacity=500, actors=1, fields=_fields((4, *FRAME), np.uint8))
+    monkeypatch.setattr(replay_module, "FRAME_BYTES", 10**9)
+    whole = SharedReplay(capacity=500, actors=1, fields=_fields((4, *FRAME), np.uint8))
+    assert frames.stack == 4 and whole.stack == 0
+    for t in stream:
+        frames.add(0, t)
+        whole.add(0, t)
+    # each step's new frame once, plus one per episode for its first: 26 whole episodes of 23
+    # steps (the 27th, 2 steps old, has emitted no transition yet)
+    assert int(frames._frames_written[0]) == 26 * (23 + 1)
+    a, b = frames.sample(4_000, np.random.default_rng(5)), whole.sample(4_000, np.random.default_rng(5))
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert frames.nbytes < whole.nbytes / 3
+
+
+def _frame_writer(replay: SharedReplay, actor: int, ready) -> None:
+    stream = _stacked_stream(64, n=1, seed=actor)
+    ready.set()
+    k = 0
+    while True:  # every pass writes new frames: the stream's images, each with a fresh code in its corner
+        t = stream[k % len(stream)]
+        code = np.uint8(k % 251)
+        obs, next_obs = t["obs"].copy(), t["next_obs"].copy()
+        obs[:, 0, 0], next_obs[:, 0, 0] = code, code
+        replay.add(actor, {**t, "obs": obs, "next_obs": next_obs, "actions": int(code)})
+        k += 1
+
+
+def test_killed_frame_writer_leaves_nothing_torn_to_sample():
+    """SIGKILL an actor writing frames and transitions at random moments: every sampled
+    transition's images are whole (each frame carries its transition's code)."""
+    ctx = mp.get_context("fork")
+    rng = np.random.default_rng(0)
+    for trial in range(6):
+        replay = SharedReplay(capacity=64, actors=2, fields=_fields((4, *FRAME), np.uint8))
+        replay.add(0, _coded(0))  # another actor's entry, so the replay is never empty
+        ready = ctx.Event()
+        proc = ctx.Process(target=_frame_writer, args=(replay, 1, ready), daemon=True)
+        proc.start()
+        assert ready.wait(10)
+        deadline = time.monotonic() + rng.uniform(0.02, 0.2)
+        while time.monotonic() < deadline:
+            _assert_coded(replay.sample(32, rng))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+        assert proc.exitcode == -signal.SIGKILL
+        _assert_coded(replay.sample(1_024, rng))
+
+
+def _coded(code: int) -> dict:
+    obs = np.full((4, *FRAME), code, np.uint8)
+    return {"obs": obs, "actions": code, "rewards": 0.0, "next_obs": obs, "terminated": False, "truncated": False,
+            "steps": 1}
+
+
+def _assert_coded(sample: dict) -> None:
+    codes = sample["actions"].astype(np.uint8)
+    for name in ("obs", "next_obs"):
+        assert (sample[name][:, :, 0, 0] == codes[:, None]).all(), name
+
+
+def test_entries_whose_frames_the_ring_overwrote_are_redrawn():
+    """Episodes of one step (every transition brings 8 new frames, more than the ring was
+    sized for): old entries lose their frames and are never sampled; the newest are whole."""
+    replay = SharedReplay(capacity=64, actors=1, fields=_fields((4, *FRAME), np.uint8))
+    F = replay.frame_capacity
+    assert F == 64 + 4 + 32
+    for k in range(64):
+        t = _coded(k)
+        t["next_obs"] = np.full((4, *FRAME), 200 + k % 50, np.uint8)  # distinct from the next obs
+        older = [np.full(FRAME, 150 + k % 40 + i, np.uint8) for i in range(3)]
+        replay.add(0, {**t, "obs": np.stack([np.full(FRAME, k, np.uint8), *older])})
+    assert replay._frames_written[0] > F
+    sample = replay.sample(2_000, np.random.default_rng(0))
+    assert (sample["obs"][:, 0, 0, 0] == sample["actions"]).all()  # whole
+    oldest_alive = int(sample["actions"].min())
+    assert oldest_alive > 0 and set(sample["actions"].tolist()) == set(range(oldest_alive, 64))
+
+
+def test_a_million_atari_transitions_fit_in_8_gib():
+    """The paper's replay (Mnih et al. 2015: 1M transitions of 4 x 84 x 84 frames) with two
+    actors: 7.2 GiB with frames stored once, where whole observations took 52.6 GiB."""
+    layout = SharedReplay.layout(1_000_000, 2, _fields((4, 84, 84), np.uint8))
+    assert layout["stack"] == 4 and layout["nbytes"] <= 8 * 2**30
+    assert layout["nbytes"] == pytest.approx(7.2 * 2**30, rel=0.02)
