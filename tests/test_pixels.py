@@ -46,7 +46,7 @@ def test_every_algorithm_trains_on_uint8_images_with_a_cnn(tmp_path, algo):
     (["--env", "toy_envs:PixelChain-v0", "--network", "mlp"], "--network mlp needs flat observations"),
     (["--env", "CartPole-v1", "--network", "nature"], "--network nature needs image observations"),
     (["--env", "toy_envs:PixelChain-v0", "--network", "nature"], "needs images of at least 36x36"),
-    (["--network", "resnet"], "--network must be auto, mlp, nature or minatar"),
+    (["--network", "resnet"], "--network must be auto, mlp, nature, nature2015 or minatar"),
     (["--repeat-action-probability", "1.5"], "--repeat-action-probability must be in [0, 1]"),
 ])
 def test_network_that_cannot_read_the_observations_is_one_line(tmp_path, args, fragment):
