@@ -75,8 +75,13 @@ SERVER_TIMEOUT_S = 30.0
 """Seconds the driver or an actor waits for one answer of the server before calling it lost."""
 
 WORKER_SILENT_S = 120.0
-"""Seconds an actor-learner may go without a report (not yet placed on a node, say, for want
-of a free CPU) before the driver counts it as failed."""
+"""Seconds a started actor-learner may go without a report, and (an actor of the batched
+learner) without calling the learner server, before the driver counts it as failed; waiting
+for a free slot calls the server every ``SLOT_WAIT_S``, so a slow learner is not silence."""
+
+PLACEMENT_S = 120.0
+"""Seconds an actor-learner may take to be placed on a node and start (for want of a free
+CPU, say) before the driver counts it as failed."""
 
 COUNTS_INTERVAL_S = 0.1
 """Seconds between two copies of the server's step counts into the driver's ``T``."""
@@ -386,16 +391,17 @@ class ParameterServer:
         self.target.maybe_refresh(due * self.target.interval)
         return self.target.refreshes, self.target_views
 
-    def counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """Env steps and updates per worker slot, this run."""
-        return self.counters.steps.copy(), self.counters.updates.copy()
+    def counts(self) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+        """Env steps and updates per worker slot, this run, and no waiting actors (an
+        actor-learner's every call here returns within ``SERVER_TIMEOUT_S``)."""
+        return self.counters.steps.copy(), self.counters.updates.copy(), {}
 
     def request_stop(self) -> None:
         self.counters.request_stop()
 
     def state(self) -> dict[str, Any]:
         """``state_payload`` of theta, the optimizer statistics and theta^-, with the step counts."""
-        steps, updates = self.counts()
+        steps, updates, _ = self.counts()
         return {**state_payload(self.shared, self.counters.policy_version), "steps": steps, "updates": updates}
 
     def pid(self) -> int:
@@ -429,6 +435,7 @@ class LearnerServer:
         self._tensors = list(self.shared.model.state_dict().values())
         self.error: str | None = None
         self.done = False
+        self._heard: dict[int, float] = {}  # worker id -> when it last called acquire or commit
         self._thread = threading.Thread(target=self._train, name="asyncrl-learner", daemon=True)
         self._thread.start()
 
@@ -445,15 +452,22 @@ class LearnerServer:
         return {"global_step": self.counters.global_step, "version": self.shared.policy.version,
                 "stop": self.counters.stop_requested}
 
-    def hello(self) -> dict[str, Any]:
-        """``T``, the policy version and the stop flag (an actor's first answer)."""
+    def hello(self, worker_id: int | None = None) -> dict[str, Any]:
+        """``T``, the policy version and the stop flag (an actor's first answer, once it has
+        started)."""
+        if worker_id is not None:
+            self._heard[worker_id] = time.monotonic()
         return self._reply()
 
     def acquire(self, worker_id: int, timeout: float) -> tuple[int | None, dict[str, Any]]:
-        return self.shared.slots.acquire(worker_id, timeout), self._reply()
+        self._heard[worker_id] = time.monotonic()  # waiting on the learner is a sign of life
+        index = self.shared.slots.acquire(worker_id, timeout)
+        self._heard[worker_id] = time.monotonic()
+        return index, self._reply()
 
     def commit(self, worker_id: int, index: int, rollout: dict[str, np.ndarray], policy_version: int,
                stats: np.ndarray | None, env_steps: int) -> dict[str, Any]:
+        self._heard[worker_id] = time.monotonic()
         self.shared.slots.commit(index, rollout, policy_version, stats)
         self.counters.add(worker_id, env_steps, updates=0)
         return self._reply()
@@ -479,8 +493,13 @@ class LearnerServer:
         stats = {**self.learner.drain_stats(), "rng": rng_state(self.learner)}
         return {"report": stats, "finished": self.done and self.error is None, "error": self.error}
 
-    def counts(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.counters.steps.copy(), self.counters.updates.copy()
+    def counts(self) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+        """Env steps and updates per worker slot, and the seconds since each actor last
+        called ``acquire`` or ``commit`` (an actor waiting for a free slot calls ``acquire``
+        every ``SLOT_WAIT_S``, however long the learner's update takes)."""
+        now = time.monotonic()
+        return (self.counters.steps.copy(), self.counters.updates.copy(),
+                {worker_id: now - heard for worker_id, heard in list(self._heard.items())})
 
     def request_stop(self) -> None:
         self.counters.request_stop()
@@ -512,7 +531,7 @@ def remote_actor_learner(worker_id: int, config: Config, obs, action, server: An
         state = SharedState(model=model, optimizer=None,
                             slots=RemoteSlots(server, counters, worker_id, config.algo.unroll_length),
                             policy=RemotePolicyStore(server, model))
-        counters.receive(_answer(server.hello.remote()))
+        counters.receive(_answer(server.hello.remote(worker_id)))
         return algo.ActorLearner(worker_id, config, state, counters), state, counters
     reply = _answer(server.pull.remote())
     target = RemoteTarget(copy.deepcopy(model), server, config.algo.target_update) \
@@ -715,6 +734,10 @@ class RaySupervisor:
         self.actors: dict[int, Any] = {}
         self.futures: dict[Any, int] = {}  # a running chunk's ObjectRef -> worker id
         self.last_seen: dict[int, float] = {}
+        self.launched: dict[int, float] = {}
+        self.started: set[int] = set()  # actors heard from since their launch
+        self._heard_ago: dict[int, float] = {}  # the learner server's seconds since each actor called it
+        self._counts_at = time.monotonic()  # when _heard_ago was read
         self.placement: dict[int, dict[str, Any]] = {}  # worker id -> where it runs now
         self.nodes_used: set[str] = set()
         self.done: set[int] = set()
@@ -770,7 +793,8 @@ class RaySupervisor:
         actor = self._actor_cls.options(num_cpus=1, max_restarts=0, scheduling_strategy=strategy).remote(
             worker_id, config, self.obs, self.action, self.server, restore_rng)
         self.actors[worker_id] = actor
-        self.last_seen[worker_id] = time.monotonic()
+        self.last_seen[worker_id] = self.launched[worker_id] = time.monotonic()
+        self.started.discard(worker_id)
         self.done.discard(worker_id)
         self._submit(worker_id)
 
@@ -817,6 +841,7 @@ class RaySupervisor:
                 failed.append((worker_id, exc))
                 continue
             self.last_seen[worker_id] = now
+            self.started.add(worker_id)
             self.placement[worker_id] = chunk["placement"]
             if chunk["error"] is not None:
                 failed.append((worker_id, chunk["error"]))
@@ -828,10 +853,12 @@ class RaySupervisor:
             else:
                 self._submit(worker_id)
         for ref, worker_id in list(self.futures.items()):
-            if now - self.last_seen[worker_id] > WORKER_SILENT_S:
+            silence, started = self._silence(worker_id, now)
+            if silence > (WORKER_SILENT_S if started else PLACEMENT_S):
                 del self.futures[ref]
                 failed.append((worker_id, TimeoutError(
-                    f"sent no report for {WORKER_SILENT_S:.0f} s (not placed on a node: no free CPU in the cluster?)")))
+                    f"sent nothing for {WORKER_SILENT_S:.0f} s while not waiting on the learner" if started else
+                    f"did not start within {PLACEMENT_S:.0f} s (not placed on a node: no free CPU in the cluster?)")))
         if failed and not self._server_alive():  # their pushes failed because the server is gone
             failed = []
         if self.learner_id is not None and not self.server_lost:
@@ -874,6 +901,19 @@ class RaySupervisor:
             self.server_lost = True
             return False
 
+    def _silence(self, worker_id: int, now: float) -> tuple[float, bool]:
+        """Seconds since the driver or the server last heard from an actor, and whether it
+        has started (sent a report, or called the learner server, since its launch). An
+        actor of the batched learner reports only between rollouts, so its calls to the
+        server count too: waiting on a slow learner is not silence."""
+        silence = now - self.last_seen[worker_id]
+        started = worker_id in self.started
+        if worker_id in self._heard_ago:
+            heard = self._heard_ago[worker_id] + now - self._counts_at  # seconds ago
+            silence = min(silence, heard)
+            started = started or heard < now - self.launched[worker_id]
+        return silence, started
+
     def _copy_counts(self, force: bool = False) -> bool:
         """Copy the server's per-worker step and update counts into the driver's ``T``."""
         now = time.monotonic()
@@ -883,10 +923,11 @@ class RaySupervisor:
             return True
         self._next_counts = now + COUNTS_INTERVAL_S
         try:
-            steps, updates = self.ray.get(self.server.counts.remote(), timeout=SERVER_TIMEOUT_S)
+            steps, updates, self._heard_ago = self.ray.get(self.server.counts.remote(), timeout=SERVER_TIMEOUT_S)
         except Exception:
             self.server_lost = True
             return False
+        self._counts_at = now
         self.counters.steps[:] = steps
         self.counters.updates[:] = updates
         return True

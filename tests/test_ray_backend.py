@@ -302,6 +302,26 @@ def test_batched_learner_on_ray_replaces_a_killed_actor(tmp_path):
     assert summary["global_step"] >= 60_000
 
 
+def test_actors_waiting_on_a_slow_learner_are_not_silent(tmp_path):
+    """A batched actor reports only between rollouts; while the learner's update runs (here
+    ~6-12 s: 3,000 epochs of PPO on one batch) it waits for a free slot. With the silence
+    limit scaled down to 3 s in the driver (an actor's start-up has its own limit,
+    PLACEMENT_S), that wait must not count as silence: before, every waiting actor was
+    failed at once and, with no restarts allowed, the run aborted blaming placement."""
+    run_dir = tmp_path / "slow-learner"
+    driver = ("import sys\nimport asyncrl.ray_backend\nasyncrl.ray_backend.WORKER_SILENT_S = 3.0\n"
+              "from asyncrl.run import main\nsys.exit(main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", driver, "--backend", "ray", "--algo", "ppo", "--sync", "--workers",
+                             "2", "--epochs", "3000", "--total-steps", "512", "--target-return", "inf",
+                             "--on-worker-failure", "abort", "--run-dir", str(run_dir), "--progress", "none"],
+                            capture_output=True, text=True, timeout=300, env=RAY_ENV, cwd=REPO)
+    code = result.returncode
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert code == 0 and summary["worker_failures"] == [], (summary["worker_failures"], result.stderr[-2000:])
+    assert summary["updates"] == 2 and summary["global_step"] >= 512
+    assert summary["wall_time_s"] > 2 * 3.0  # the updates outlasted the silence limit
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("--backend", "ray", "--algo", "dqn"), "--algo dqn runs on --backend shm"),
     (("--backend", "ray", "--algo", "ppo", "--learner-device", "cuda"), "--learner-device needs --backend shm"),
