@@ -71,6 +71,8 @@ CASES: dict[str, tuple] = {
     "a3c-minatar-breakout": ("a3c", "MinAtar/Breakout-v1", 2, 150_000, 4.0, {}, {}),
     "a3c-pendulum": ("a3c", "Pendulum-v1", 1, 400_000, -300.0, {}, {}),
     "ppo-pendulum": ("ppo", "Pendulum-v1", 2, 300_000, -250.0, {}, {}),
+    "a3c-pendulum-1m": ("a3c", "Pendulum-v1", 1, 1_000_000, -300.0, {}, {}),
+    "ppo-lstm-novel-1m": ("ppo", "asyncrl/CartPoleNoVelocity-v1", 2, 1_000_000, None, {}, {"lstm": True}),
     "a3c-lstm-novel": ("a3c", "asyncrl/CartPoleNoVelocity-v1", 2, 1_000_000, None, {}, {"lstm": True}),
     "ppo-lstm-novel": ("ppo", "asyncrl/CartPoleNoVelocity-v1", 2, 500_000, None, {}, {"lstm": True}),
     "sac-pendulum": ("sac", "Pendulum-v1", 2, 20_000, -200.0, {"return_window": 10}, {}),
