@@ -120,25 +120,31 @@ def _writer(replay: SharedReplay, actor: int, ready) -> None:
         k += 1
 
 
+def _kill_while_sampling(replay: SharedReplay, writer, whole, rng: np.random.Generator) -> None:
+    """Start ``writer`` as actor 1 in a forked process, check ``whole(sample)`` on samples
+    taken while it writes, then SIGKILL it at a random moment (20-200 ms in)."""
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    proc = ctx.Process(target=writer, args=(replay, 1, ready), daemon=True)
+    proc.start()
+    assert ready.wait(10)
+    deadline = time.monotonic() + rng.uniform(0.02, 0.2)
+    while time.monotonic() < deadline:  # sampling while the writer runs
+        assert whole(replay.sample(32, rng))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(10)
+    assert proc.exitcode == -signal.SIGKILL
+
+
 def test_killed_writer_leaves_no_torn_transition_to_sample():
     """SIGKILL an actor process writing as fast as it can, at random moments: whatever it
     was writing, every transition the learner samples afterwards (and during) is whole."""
-    ctx = mp.get_context("fork")
     rng = np.random.default_rng(0)
     torn_seen = 0
     for trial in range(8):
         replay = SharedReplay(capacity=64, actors=2, fields=_fields())
         replay.add(0, _transition(1_000))  # another actor's entry, so the replay is never empty
-        ready = ctx.Event()
-        proc = ctx.Process(target=_writer, args=(replay, 1, ready), daemon=True)
-        proc.start()
-        assert ready.wait(10)
-        deadline = time.monotonic() + rng.uniform(0.02, 0.2)
-        while time.monotonic() < deadline:  # sampling while the writer runs
-            assert _consistent(replay.sample(32, rng)).all()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(10)
-        assert proc.exitcode == -signal.SIGKILL
+        _kill_while_sampling(replay, _writer, lambda sample: _consistent(sample).all(), rng)
         states = [replay.state(i) for i in range(replay.capacity)]
         torn_seen += states.count("writing")
         sample = replay.sample(1_024, rng)
@@ -277,22 +283,12 @@ def _frame_writer(replay: SharedReplay, actor: int, ready) -> None:
 def test_killed_frame_writer_leaves_nothing_torn_to_sample():
     """SIGKILL an actor writing frames and transitions at random moments: every sampled
     transition's images are whole (each frame carries its transition's code)."""
-    ctx = mp.get_context("fork")
     rng = np.random.default_rng(0)
     for trial in range(6):
         replay = SharedReplay(capacity=64, actors=2, fields=_fields((4, *FRAME), np.uint8))
         replay.add(0, _coded(0))  # another actor's entry, so the replay is never empty
-        ready = ctx.Event()
-        proc = ctx.Process(target=_frame_writer, args=(replay, 1, ready), daemon=True)
-        proc.start()
-        assert ready.wait(10)
-        deadline = time.monotonic() + rng.uniform(0.02, 0.2)
-        while time.monotonic() < deadline:
-            _assert_coded(replay.sample(32, rng))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(10)
-        assert proc.exitcode == -signal.SIGKILL
-        _assert_coded(replay.sample(1_024, rng))
+        _kill_while_sampling(replay, _frame_writer, _coded_whole, rng)
+        assert _coded_whole(replay.sample(1_024, rng))
 
 
 def _coded(code: int) -> dict:
@@ -301,10 +297,10 @@ def _coded(code: int) -> dict:
             "steps": 1}
 
 
-def _assert_coded(sample: dict) -> None:
-    codes = sample["actions"].astype(np.uint8)
-    for name in ("obs", "next_obs"):
-        assert (sample[name][:, :, 0, 0] == codes[:, None]).all(), name
+def _coded_whole(sample: dict) -> bool:
+    """Every image of every sampled transition carries the transition's code."""
+    codes = sample["actions"].astype(np.uint8)[:, None]
+    return bool((sample["obs"][:, :, 0, 0] == codes).all() and (sample["next_obs"][:, :, 0, 0] == codes).all())
 
 
 def test_entries_whose_frames_the_ring_overwrote_are_redrawn():
