@@ -86,16 +86,20 @@ class SharedRMSprop(_SharedOptimizer):
 
     ``g <- alpha g + (1 - alpha) grad^2``, ``theta <- theta - lr grad / (sqrt(g) + eps)``:
     torch's ``RMSprop`` exactly (its multi-tensor path), so with one actor-learner it
-    matches ``torch.optim.RMSprop`` step for step. (The paper writes ``sqrt(g + eps)``;
-    torch puts ``eps`` outside the root. With eps = 1e-5 and ``g`` of the order of grad^2
-    the two differ only for near-zero gradients.)
+    matches ``torch.optim.RMSprop`` step for step. With ``eps_in_sqrt``,
+    ``theta <- theta - lr grad / sqrt(g + eps)``, as the paper writes it: with a large eps
+    (0.1, the Atari presets) a weight's step is proportional to its gradient until the
+    gradient is large, where torch's form moves every weight by about ``lr`` per update
+    however small its gradient (which kills the CNN torso's units on Atari:
+    ``benchmarks/results/torso_health.md``).
 
     Args:
         params: parameters of the shared model (already in shared memory).
         lr: learning rate eta.
         alpha: decay of the squared-gradient average (paper: 0.99).
-        eps: added to ``sqrt(g)`` for stability.
+        eps: added to ``sqrt(g)`` (or, with ``eps_in_sqrt``, to ``g``) for stability.
         foreach: accepted for ``torch.optim`` compatibility; the step is always multi-tensor.
+        eps_in_sqrt: divide by ``sqrt(g + eps)`` instead of ``sqrt(g) + eps``.
 
     Raises:
         ValueError: if ``params`` is empty.
