@@ -244,7 +244,7 @@ def make_env(env_id: str, seed: int | None = None, worker_id: int = 0, options: 
             env = _minatar(env_id, render_mode)
         else:
             if _extra_of(env_id) == "mujoco":
-                _mujoco_log_to_console_only()
+                mujoco_log_to_console_only()
             env = gym.make(env_id, **_render_kwargs(render_mode))
     except gym.error.DependencyNotInstalled as exc:
         extra = _extra_of(env_id)
@@ -325,7 +325,7 @@ def _observation_pipeline(env: gym.Env, env_id: str) -> gym.Env:
     return env
 
 
-def _mujoco_log_to_console_only() -> None:
+def mujoco_log_to_console_only() -> None:
     """Keep MuJoCo from writing ``MUJOCO_LOG.TXT`` into the working directory (it logs every
     warning there, e.g. the deprecation warnings of Gymnasium's model files); the warnings
     still reach stderr. MuJoCo releases without ``MjLogConfig`` (before 4) are left as they are."""

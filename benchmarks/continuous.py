@@ -41,6 +41,8 @@ _SB3 = r"""
 import json, sys, time
 import torch
 torch.set_num_threads(1)
+from asyncrl.envs import mujoco_log_to_console_only
+mujoco_log_to_console_only()  # (SB3 makes the env itself: no MUJOCO_LOG.TXT in the working directory)
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
