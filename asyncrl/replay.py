@@ -104,7 +104,7 @@ class SharedReplay:
     instead of the images: ``add`` writes a frame only if it is not one of the actor's
     recent ones (compared by content, so any stacking and any episode boundary is right),
     and ``sample`` assembles the images (the layout of the DQN reference code and of SB3's
-    ``optimize_memory_usage``). 1M Atari transitions: about 7.2 GiB instead of 52.6 GiB.
+    ``optimize_memory_usage``). 1M Atari transitions: 7.1 GiB instead of 52.6 GiB.
     A frame is written before the transition that refers to it is published, and ``sample``
     redraws an entry whose frames the actor's ring has overwritten since (only where
     episodes average under ~16 steps can that happen to live entries).
