@@ -1,4 +1,5 @@
-from asyncrl.run import main
 import sys
+
+from asyncrl.run import main
 
 sys.exit(main())

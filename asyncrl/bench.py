@@ -44,30 +44,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-METHODS: dict[str, list[str]] = {
-    "a3c": ["--algo", "a3c"],
-    "one-step-q": ["--algo", "one-step-q"],
-    "one-step-sarsa": ["--algo", "one-step-sarsa"],
-    "n-step-q": ["--algo", "n-step-q"],
-    "a2c-sync": ["--algo", "a2c", "--sync"],
-    "a2c-async": ["--algo", "a2c", "--async"],
-    "ppo-sync": ["--algo", "ppo", "--sync"],
-    "ppo-async": ["--algo", "ppo", "--async"],
-    "reinforce": ["--algo", "reinforce"],
-    "dqn": ["--algo", "dqn"],
-    "ddpg": ["--algo", "ddpg"],
-    "td3": ["--algo", "td3"],
-    "sac": ["--algo", "sac"],
-}
-"""Method name to its ``asyncrl.run`` flags."""
+from asyncrl import registry
 
-RAY_ALGOS = frozenset({"a3c", "one-step-q", "one-step-sarsa", "n-step-q", "a2c", "ppo", "reinforce"})
-"""``--algo`` values that ``--backend ray`` runs (``asyncrl.ray_backend.HOGWILD | BATCHED``, without importing
-it)."""
 
-LEARNER_METHODS = frozenset(m for m in METHODS if m.startswith(("a2c", "ppo", "reinforce", "dqn", "ddpg", "td3",
-                                                                 "sac")))
-"""Methods whose n actors feed one more process, the learner."""
+def methods() -> dict[str, list[str]]:
+    """Method name to its ``asyncrl.run`` flags: every registered algorithm's
+    ``AlgoSpec.methods`` (``a3c``; ``a2c-sync`` and ``a2c-async``; ...)."""
+    return {method: list(flags) for method, (_, flags) in registry.methods().items()}
+
+
+def ray_methods() -> list[str]:
+    """Methods whose algorithm runs on ``--backend ray``."""
+    return [m for m, (spec, _) in registry.methods().items() if "ray" in spec.backends]
+
+
+def has_learner(method: str) -> bool:
+    """Whether the method's n actors feed one more process, the learner."""
+    return registry.methods()[method][0].learner is not None
+
+
+def study_methods(quick: bool) -> list[str]:
+    """The study's default methods: those whose algorithm says ``study="quick"`` (and, for the
+    full study, ``"full"``)."""
+    levels = ("quick",) if quick else ("quick", "full")
+    return [m for m, (spec, _) in registry.methods().items() if spec.study in levels]
+
 
 PAPER_TABLE_2 = {
     "1-step Q": (1.0, 3.0, 6.3, 13.3, 24.1),
@@ -78,14 +79,11 @@ PAPER_TABLE_2 = {
 """Mnih et al. 2016, Table 2: training speedup with 1, 2, 4, 8, 16 threads (Atari, averaged over
 seven games), for reference beside this machine's figures."""
 
-QUICK = {"algos": ["a3c", "n-step-q", "a2c-sync", "a2c-async", "ppo-sync", "ppo-async"], "workers": [1, 2, 4],
-         "seeds": [0], "target_return": 200.0, "max_seconds": 30.0}
+QUICK = {"workers": [1, 2, 4], "seeds": [0], "target_return": 200.0, "max_seconds": 30.0}
 """``--quick``: what fits in under 5 minutes on 2 cores (a reference score of 200 instead of
 CartPole-v1's 475, one seed, a 30 s cap per run)."""
 
-FULL = {"algos": ["a3c", "one-step-q", "one-step-sarsa", "n-step-q", "a2c-sync", "a2c-async", "ppo-sync",
-                  "ppo-async"], "workers": [1, 2, 4, 8, 16], "seeds": [0, 1, 2], "target_return": None,
-        "max_seconds": 300.0}
+FULL = {"workers": [1, 2, 4, 8, 16], "seeds": [0, 1, 2], "target_return": None, "max_seconds": 300.0}
 """The full study's defaults."""
 
 
@@ -94,7 +92,7 @@ class StudyConfig:
     """What ``speedup`` measures.
 
     Attributes:
-        algos: method names (keys of ``METHODS``).
+        algos: method names (keys of ``methods()``).
         workers: worker (or actor) counts; the first is the baseline of every ratio.
         seeds: seeds, run for every (method, workers).
         env: Gymnasium environment id.
@@ -108,7 +106,7 @@ class StudyConfig:
         out: output folder.
     """
 
-    algos: list[str] = field(default_factory=lambda: list(FULL["algos"]))
+    algos: list[str] = field(default_factory=lambda: study_methods(quick=False))
     workers: list[int] = field(default_factory=lambda: list(FULL["workers"]))
     seeds: list[int] = field(default_factory=lambda: list(FULL["seeds"]))
     env: str = "CartPole-v1"
@@ -122,9 +120,10 @@ class StudyConfig:
     out: str = "bench/speedup"
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.algos if a not in METHODS]
+        known = methods()
+        unknown = [a for a in self.algos if a not in known]
         if unknown:
-            raise ValueError(f"--algos: unknown method {unknown[0]!r}; expected some of {', '.join(METHODS)}")
+            raise ValueError(f"--algos: unknown method {unknown[0]!r}; expected some of {', '.join(known)}")
         if not self.workers or min(self.workers) < 1:
             raise ValueError(f"--workers must be positive counts, got {self.workers}")
         if not self.seeds:
@@ -134,9 +133,12 @@ class StudyConfig:
         if not self.backends or set(self.backends) - {"shm", "ray"}:
             raise ValueError(f"--backend must be shm and/or ray, got {' '.join(self.backends)}")
         if "ray" in self.backends:
-            not_hogwild = [a for a in self.algos if METHODS[a][1] not in RAY_ALGOS]
-            if not_hogwild:
-                raise ValueError(f"--backend ray runs {', '.join(sorted(RAY_ALGOS))}; not {not_hogwild[0]}")
+            not_on_ray = [a for a in self.algos if a not in ray_methods()]
+            if not_on_ray:
+                raise ValueError(
+                    f"--backend ray runs {', '.join(registry.names(lambda s: 'ray' in s.backends))}; "
+                    f"not {not_on_ray[0]}"
+                )
         if self.address is not None and "ray" not in self.backends:
             raise ValueError("--address names a Ray cluster: it needs --backend ray")
 
@@ -151,7 +153,7 @@ class StudyConfig:
 
 def processes(method: str, workers: int) -> int:
     """Processes a run keeps busy: the workers, plus the learner for A2C and PPO."""
-    return workers + (method in LEARNER_METHODS)
+    return workers + has_learner(method)
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
@@ -233,10 +235,12 @@ def _cell(s: dict[str, Any]) -> str:
 
 def machine_line(machine: dict[str, Any], pinned: bool) -> str:
     """One line describing the machine, for every Markdown output."""
-    return (f"Machine: {machine['cpu_model']}, {machine['physical_cores']} physical / {machine['logical_cores']} "
-            f"logical cores ({machine['usable_cores']} usable), {machine['memory_gib']} GiB, {machine['os']}; "
-            f"Python {machine['python']}, torch {machine['torch']}, gymnasium {machine['gymnasium']}; "
-            f"workers {'pinned to cores' if pinned else 'not pinned'}.")
+    return (
+        f"Machine: {machine['cpu_model']}, {machine['physical_cores']} physical / {machine['logical_cores']} "
+        f"logical cores ({machine['usable_cores']} usable), {machine['memory_gib']} GiB, {machine['os']}; "
+        f"Python {machine['python']}, torch {machine['torch']}, gymnasium {machine['gymnasium']}; "
+        f"workers {'pinned to cores' if pinned else 'not pinned'}."
+    )
 
 
 def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyConfig) -> str:
@@ -247,12 +251,16 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
     methods = list(dict.fromkeys(r["method"] for r in runs))  # rows: methods (with their backend, if several)
     physical = machine["physical_cores"] or machine["logical_cores"]
     score = runs[0]["target_return"] if runs else config.target_return
-    lines = [machine_line(machine, config.pin_workers), "",
-             f"{config.env}, reference score {score} (mean return of the last {config.return_window} episodes), seeds "
-             f"{' '.join(map(str, config.seeds))}, at most {config.max_seconds:g} s a run. Cells: median (range) over "
-             "seeds; [k/n]: only k of n seeds reached the score at both worker counts. *oversubscribed*: more busy "
-             f"processes than the {physical} physical cores (the batched and off-policy learners count their learner): time sharing, not scaling.",
-             ""]
+    lines = [
+        machine_line(machine, config.pin_workers),
+        "",
+        f"{config.env}, reference score {score} (mean return of the last {config.return_window} episodes), seeds "
+        f"{' '.join(map(str, config.seeds))}, at most {config.max_seconds:g} s a run. Cells: median (range) over "
+        "seeds; [k/n]: only k of n seeds reached the score at both worker counts. *oversubscribed*: more busy "
+        f"processes than the {physical} physical cores (the batched and off-policy learners count their learner): "
+        "time sharing, not scaling.",
+        "",
+    ]
     header = "| method | " + " | ".join(f"{w} worker{'s' if w > 1 else ''}" for w in workers) + " |"
     rule = "|---|" + "---|" * len(workers)
 
@@ -272,9 +280,15 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
     block(f"Training speedup (time to the score with {workers[0]} worker ÷ with n)", "speedup")
     block(f"Data efficiency (env steps to the score with {workers[0]} worker ÷ with n)", "data_efficiency")
     block(f"Throughput (env steps/s with n workers ÷ with {workers[0]})", "throughput")
-    lines.extend(["**Runs** (medians over seeds)", "",
-                  "| method | backend | nodes | workers | reached | time to score (s) | env steps to score | env steps/s | "
-                  "CPU per core (%) |", "|---|---|---|---|---|---|---|---|---|"])
+    lines.extend(
+        [
+            "**Runs** (medians over seeds)",
+            "",
+            "| method | backend | nodes | workers | reached | time to score (s) | env steps to score | env steps/s | "
+            "CPU per core (%) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+    )
     for m in methods:
         for w in workers:
             group = [r for r in runs if r["method"] == m and r["workers"] == w]
@@ -286,17 +300,28 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
                 values = [r[key] for r in rows if r.get(key) is not None]
                 return f"{statistics.median(values):,.{digits}f}" if values else "—"
 
-            cpu = [statistics.median([r["cpu_percent_per_core"][i] for r in group])
-                   for i in range(len(group[0]["cpu_percent_per_core"]))]
+            cpu = [
+                statistics.median([r["cpu_percent_per_core"][i] for r in group])
+                for i in range(len(group[0]["cpu_percent_per_core"]))
+            ]
             nodes = statistics.median(r.get("nodes", 1) for r in group)
-            lines.append(f"| {m} | {group[0].get('backend', 'shm')} | {nodes:g} | "
-                         f"{w}{' *oversubscribed*' if _oversubscribed(group, physical) else ''} | "
-                         f"{reached['reached']}/{reached['seeds']} | {med('time_to_target_s')} | "
-                         f"{med('steps_to_target', 0)} | {med('steps_per_s', 0)} | "
-                         f"{' / '.join(f'{c:.0f}' for c in cpu)} |")
+            lines.append(
+                f"| {m} | {group[0].get('backend', 'shm')} | {nodes:g} | "
+                f"{w}{' *oversubscribed*' if _oversubscribed(group, physical) else ''} | "
+                f"{reached['reached']}/{reached['seeds']} | {med('time_to_target_s')} | "
+                f"{med('steps_to_target', 0)} | {med('steps_per_s', 0)} | "
+                f"{' / '.join(f'{c:.0f}' for c in cpu)} |"
+            )
     paper_workers = (1, 2, 4, 8, 16)
-    lines.extend(["", "For reference, the paper's Table 2 (Atari, 16 CPU threads, speedup):", "",
-                  "| method | " + " | ".join(f"{w}" for w in paper_workers) + " |", "|---|" + "---|" * 5])
+    lines.extend(
+        [
+            "",
+            "For reference, the paper's Table 2 (Atari, 16 CPU threads, speedup):",
+            "",
+            "| method | " + " | ".join(f"{w}" for w in paper_workers) + " |",
+            "|---|" + "---|" * 5,
+        ]
+    )
     for name, values in PAPER_TABLE_2.items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
@@ -306,8 +331,9 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
 # Running.
 
 
-def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir: Path,
-             backend: str = "shm") -> dict[str, Any]:
+def run_once(
+    method: str, workers: int, seed: int, config: StudyConfig, run_dir: Path, backend: str = "shm"
+) -> dict[str, Any]:
     """One ``python -m asyncrl.run`` child process (``--backend backend``); returns its summary plus
     ``cpu_percent_per_core`` (each core's utilisation over the run, psutil) and
     ``process_wall_s``. ``steps_per_s`` is the steady rate (``metrics.steady_steps_per_s``
@@ -321,10 +347,30 @@ def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir:
 
     from asyncrl.metrics import steady_steps_per_s
 
-    cmd = [sys.executable, "-m", "asyncrl.run", *METHODS[method], "--env", config.env, "--workers", str(workers),
-           "--seed", str(seed), "--max-seconds", str(config.max_seconds), "--total-steps", str(config.total_steps),
-           "--run-dir", str(run_dir), "--progress", "none", "--log-interval", "0.5",
-           "--return-window", str(config.return_window)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "asyncrl.run",
+        *methods()[method],
+        "--env",
+        config.env,
+        "--workers",
+        str(workers),
+        "--seed",
+        str(seed),
+        "--max-seconds",
+        str(config.max_seconds),
+        "--total-steps",
+        str(config.total_steps),
+        "--run-dir",
+        str(run_dir),
+        "--progress",
+        "none",
+        "--log-interval",
+        "0.5",
+        "--return-window",
+        str(config.return_window),
+    ]
     if config.target_return is not None:
         cmd += ["--target-return", str(config.target_return)]
     if config.pin_workers:
@@ -341,13 +387,18 @@ def run_once(method: str, workers: int, seed: int, config: StudyConfig, run_dir:
         raise RuntimeError(f"{' '.join(cmd[2:])} failed with exit code {proc.returncode}: {tail}")
     summary = json.loads((run_dir / "summary.json").read_text())
     steady = steady_steps_per_s(run_dir / "metrics.csv", skip_s=0.5)
-    return {**summary, "whole_run_steps_per_s": summary["steps_per_s"],
-            "steps_per_s": steady if steady is not None else summary["steps_per_s"],
-            "cpu_percent_per_core": per_core, "process_wall_s": wall}
+    return {
+        **summary,
+        "whole_run_steps_per_s": summary["steps_per_s"],
+        "steps_per_s": steady if steady is not None else summary["steps_per_s"],
+        "cpu_percent_per_core": per_core,
+        "process_wall_s": wall,
+    }
 
 
-def speedup_study(config: StudyConfig, runner: Callable[..., dict[str, Any]] = run_once,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+def speedup_study(
+    config: StudyConfig, runner: Callable[..., dict[str, Any]] = run_once, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Run the study and write its outputs into ``config.out``.
 
     Worker counts run back to back within each seed and method (1, 2, 4, ... then the
@@ -377,25 +428,43 @@ def speedup_study(config: StudyConfig, runner: Callable[..., dict[str, Any]] = r
                 ray_summary = summary.get("ray") or {}
                 on_cluster = backend == "ray" and config.address is not None
                 run = {
-                    "method": config.label(method, backend), "algo": method, "backend": backend,
-                    "nodes": ray_summary.get("nodes_used", 1), "workers": workers, "seed": seed,
+                    "method": config.label(method, backend),
+                    "algo": method,
+                    "backend": backend,
+                    "nodes": ray_summary.get("nodes_used", 1),
+                    "workers": workers,
+                    "seed": seed,
                     "processes": processes(method, workers),
                     # (a cluster gives each actor-learner one of the CPUs it declares)
-                    "oversubscribed": bool(summary.get("oversubscribed")) if on_cluster
+                    "oversubscribed": bool(summary.get("oversubscribed"))
+                    if on_cluster
                     else processes(method, workers) > (machine["physical_cores"] or 1),
                     "pinned": config.pin_workers,
-                    **{k: summary.get(k) for k in ("reached_target", "time_to_target_s", "steps_to_target",
-                                                   "global_step", "wall_time_s", "steps_per_s",
-                                                   "whole_run_steps_per_s", "target_return", "stop_reason",
-                                                   "process_wall_s")},
+                    **{
+                        k: summary.get(k)
+                        for k in (
+                            "reached_target",
+                            "time_to_target_s",
+                            "steps_to_target",
+                            "global_step",
+                            "wall_time_s",
+                            "steps_per_s",
+                            "whole_run_steps_per_s",
+                            "target_return",
+                            "stop_reason",
+                            "process_wall_s",
+                        )
+                    },
                     "cpu_percent_per_core": summary.get("cpu_percent_per_core", []),
                     "run_dir": str(run_dir),
                 }
                 runs.append(run)
                 t = run["time_to_target_s"]
-                log(f"{run['method']:<15} {workers:>3} workers seed {seed}: "
-                    f"{'%.1f s' % t if t is not None else 'not reached'} to {run['target_return']}, "
-                    f"{run['steps_per_s'] or 0:,.0f} steps/s{' (oversubscribed)' if run['oversubscribed'] else ''}")
+                log(
+                    f"{run['method']:<15} {workers:>3} workers seed {seed}: "
+                    f"{f'{t:.1f} s' if t is not None else 'not reached'} to {run['target_return']}, "
+                    f"{run['steps_per_s'] or 0:,.0f} steps/s{' (oversubscribed)' if run['oversubscribed'] else ''}"
+                )
     paths = write_outputs(runs, machine, config)
     return {"machine": machine, "config": asdict(config), "runs": runs, "paths": paths}
 
@@ -404,22 +473,38 @@ def write_outputs(runs: list[dict[str, Any]], machine: dict[str, Any], config: S
     """``runs.csv``, ``runs.json``, ``table.md``, ``speedup.png``, ``return_vs_time.png``;
     every one carries the machine description. Returns their paths."""
     out = Path(config.out)
-    paths = {name: str(out / name) for name in ("runs.csv", "runs.json", "table.md", "speedup.png",
-                                                "return_vs_time.png")}
+    paths = {
+        name: str(out / name) for name in ("runs.csv", "runs.json", "table.md", "speedup.png", "return_vs_time.png")
+    }
     tables = study_tables(runs)
-    (out / "runs.json").write_text(json.dumps({
-        "machine": machine, "config": asdict(config), "runs": runs,
-        "tables": {name: {f"{m}|{w}": v for (m, w), v in table.items()} for name, table in tables.items()},
-    }, indent=2))
+    (out / "runs.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "config": asdict(config),
+                "runs": runs,
+                "tables": {name: {f"{m}|{w}": v for (m, w), v in table.items()} for name, table in tables.items()},
+            },
+            indent=2,
+        )
+    )
     machine_columns = {f"machine_{k}": v for k, v in machine.items()}
     with open(out / "runs.csv", "w", newline="") as f:
-        columns = [k for k in runs[0] if k != "cpu_percent_per_core"] + ["cpu_percent_per_core"] + \
-            list(machine_columns) if runs else list(machine_columns)
+        columns = (
+            [k for k in runs[0] if k != "cpu_percent_per_core"] + ["cpu_percent_per_core"] + list(machine_columns)
+            if runs
+            else list(machine_columns)
+        )
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for run in runs:
-            writer.writerow({**run, "cpu_percent_per_core": " ".join(f"{c:.1f}" for c in run["cpu_percent_per_core"]),
-                             **machine_columns})
+            writer.writerow(
+                {
+                    **run,
+                    "cpu_percent_per_core": " ".join(f"{c:.1f}" for c in run["cpu_percent_per_core"]),
+                    **machine_columns,
+                }
+            )
     (out / "table.md").write_text(markdown(runs, machine, config))
     _plot_speedup(runs, tables, machine, config, out / "speedup.png")
     _plot_returns(runs, machine, config, out / "return_vs_time.png")
@@ -448,8 +533,13 @@ def _plot_speedup(runs, tables, machine, config, path: Path) -> None:
         if xs:
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=method)
     if max(workers) > physical:
-        ax.axvspan(physical + 0.5, max(workers) * 1.1, color="grey", alpha=0.15,
-                   label=f"oversubscribed (> {physical} physical cores)")
+        ax.axvspan(
+            physical + 0.5,
+            max(workers) * 1.1,
+            color="grey",
+            alpha=0.15,
+            label=f"oversubscribed (> {physical} physical cores)",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(workers, [str(w) for w in workers])
     ax.set_xlabel("workers (actor-learners, or actors)")
@@ -491,7 +581,7 @@ def _plot_returns(runs, machine, config, path: Path) -> None:
         ax.set_xlabel("wall time (s)")
         ax.set_ylabel(f"mean return (last {config.return_window})")
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(methods):]:
+    for ax in list(axes.flat)[len(methods) :]:
         ax.axis("off")
     fig.text(0.01, 0.005, machine_line(machine, config.pin_workers) + f" Seed {seed}.", fontsize=5, wrap=True)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
@@ -516,41 +606,67 @@ def _check_reference_score(env_id: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asyncrl.bench",
-                                     description="Benchmarks of asyncrl on this machine.")
+    parser = argparse.ArgumentParser(
+        prog="python -m asyncrl.bench", description="Benchmarks of asyncrl on this machine."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("speedup", help="training speedup and data efficiency against worker count (Table 2)",
-                       description=__doc__.split("\n\n")[1])
-    p.add_argument("--algos", nargs="+", choices=list(METHODS), help=f"methods (default: {' '.join(FULL['algos'])})")
+    p = sub.add_parser(
+        "speedup",
+        help="training speedup and data efficiency against worker count (Table 2)",
+        description=__doc__.split("\n\n")[1],
+    )
+    p.add_argument(
+        "--algos", nargs="+", choices=list(methods()), help=f"methods (default: {' '.join(study_methods(quick=False))})"
+    )
     p.add_argument("--workers", type=int, nargs="+", help="worker counts (default: 1 2 4 8 16)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: 0 1 2)")
     p.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id (default: %(default)s)")
-    p.add_argument("--target-return", type=float,
-                   help="reference score (default: the env's threshold; --quick: 200)")
+    p.add_argument("--target-return", type=float, help="reference score (default: the env's threshold; --quick: 200)")
     p.add_argument("--max-seconds", type=float, help="wall-time cap of one run (default: 300; --quick: 30)")
     p.add_argument("--total-steps", type=int, default=10_000_000, help="env-step cap of one run (default: %(default)s)")
-    p.add_argument("--return-window", type=int, default=100,
-                   help="episodes behind the mean return compared with the score (default: %(default)s)")
+    p.add_argument(
+        "--return-window",
+        type=int,
+        default=100,
+        help="episodes behind the mean return compared with the score (default: %(default)s)",
+    )
     p.add_argument("--pin-workers", action="store_true", help="pin each worker process to a core (psutil)")
-    p.add_argument("--backend", nargs="+", default=["shm"], choices=["shm", "ray"],
-                   help="where the shared state lives; several: each method on each, side by side in one table "
-                        "(ray: the Hogwild and batched-learner methods; pip install -e '.[ray]') (default: shm)")
-    p.add_argument("--address", help="--backend ray: the Ray cluster to run on (auto or HOST:PORT; default: a local "
-                                     "Ray instance per run)")
-    p.add_argument("--quick", action="store_true",
-                   help="a3c, n-step-q, a2c and ppo (sync and async) at 1 2 4 workers, seed 0, score 200, 30 s cap: "
-                        "under 5 minutes on 2 cores")
+    p.add_argument(
+        "--backend",
+        nargs="+",
+        default=["shm"],
+        choices=list(registry.BACKENDS),
+        help="where the shared state lives; several: each method on each, side by side in one table "
+        "(ray: the Hogwild and batched-learner methods; pip install -e '.[ray]') (default: shm)",
+    )
+    p.add_argument(
+        "--address",
+        help="--backend ray: the Ray cluster to run on (auto or HOST:PORT; default: a local Ray instance per run)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{' '.join(study_methods(quick=True))} at 1 2 4 workers, seed 0, score 200, 30 s cap: "
+        "under 5 minutes on 2 cores",
+    )
     p.add_argument("--out", default="bench/speedup", help="output folder (default: %(default)s)")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     try:
         config = StudyConfig(
-            algos=args.algos or list(defaults["algos"]), workers=args.workers or list(defaults["workers"]),
-            seeds=args.seeds if args.seeds is not None else list(defaults["seeds"]), env=args.env,
+            algos=args.algos or study_methods(args.quick),
+            workers=args.workers or list(defaults["workers"]),
+            seeds=args.seeds if args.seeds is not None else list(defaults["seeds"]),
+            env=args.env,
             target_return=args.target_return if args.target_return is not None else defaults["target_return"],
-            max_seconds=args.max_seconds or defaults["max_seconds"], total_steps=args.total_steps,
-            return_window=args.return_window, pin_workers=args.pin_workers, backends=args.backend,
-            address=args.address, out=args.out)
+            max_seconds=args.max_seconds or defaults["max_seconds"],
+            total_steps=args.total_steps,
+            return_window=args.return_window,
+            pin_workers=args.pin_workers,
+            backends=args.backend,
+            address=args.address,
+            out=args.out,
+        )
         if config.target_return is None:
             _check_reference_score(config.env)
     except ValueError as exc:

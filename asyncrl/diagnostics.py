@@ -55,8 +55,12 @@ def torso_health(torso: nn.Module, obs: torch.Tensor) -> TorsoHealth:
         raise ValueError(f"torso_health needs at least 2 observations, got {obs.shape[0]}")
     features = torso(obs).double()  # [N, units]
     std = features.std(dim=0)  # [units]
-    return TorsoHealth(units=features.shape[1], active_units=int((std > ACTIVE_STD).sum()),
-                       dead_units=int((features == 0).all(dim=0).sum()), feature_std=float(std.mean()))
+    return TorsoHealth(
+        units=features.shape[1],
+        active_units=int((std > ACTIVE_STD).sum()),
+        dead_units=int((features == 0).all(dim=0).sum()),
+        feature_std=float(std.mean()),
+    )
 
 
 def collect_observations(env, n: int, seed: int = 0) -> np.ndarray:
@@ -82,7 +86,7 @@ def checkpoint_health(run_dir: str | Path, observations: int = 300, seed: int = 
         EnvError: if its environment cannot be made.
         ValueError: if the model has no torso to measure.
     """
-    from asyncrl.algos import algo_module
+    from asyncrl import registry
     from asyncrl.checkpoint import CheckpointError, load_checkpoint
     from asyncrl.config import Config
     from asyncrl.envs import EnvOptions, check_spaces, make_env
@@ -94,7 +98,7 @@ def checkpoint_health(run_dir: str | Path, observations: int = 300, seed: int = 
         raise CheckpointError(f"checkpoint config: {exc}") from None
     env = make_env(config.run.env, seed, options=EnvOptions.from_run(config.run), train=False)
     obs_spec, action = check_spaces(env, config.run.algo)
-    model = algo_module(config.run.algo).build_model(config, obs_spec, action)
+    model = registry.get(config.run.algo).build_model(config, obs_spec, action)
     model.load_state_dict(data["model"])
     torso = getattr(model, "torso", None)
     if torso is None:
@@ -108,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     from asyncrl.checkpoint import CheckpointError
     from asyncrl.envs import EnvError
 
-    parser = argparse.ArgumentParser(prog="python -m asyncrl.diagnostics",
-                                     description="Measure a run's torso: active and dead units on its own env's frames.")
+    parser = argparse.ArgumentParser(
+        prog="python -m asyncrl.diagnostics",
+        description="Measure a run's torso: active and dead units on its own env's frames.",
+    )
     parser.add_argument("run_dir", help="run folder containing checkpoint.pt")
     parser.add_argument("--observations", type=int, default=300, help="frames played at random (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -119,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, EnvError, ValueError) as exc:
         print(f"asyncrl.diagnostics: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{health.active_units}/{health.units} units active, {health.dead_units} dead, "
-          f"mean feature std {health.feature_std:.4g} over {args.observations} frames")
+    print(
+        f"{health.active_units}/{health.units} units active, {health.dead_units} dead, "
+        f"mean feature std {health.feature_std:.4g} over {args.observations} frames"
+    )
     return 0
 
 

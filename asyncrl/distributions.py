@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import itertools
 import math
 
@@ -73,24 +74,24 @@ class ActionSpec:
     binary: bool = False
 
     @classmethod
-    def of(cls, action: "ActionSpec | int") -> "ActionSpec":
+    def of(cls, action: ActionSpec | int) -> ActionSpec:
         """``action`` itself, or a discrete spec for a number of actions."""
         return action if isinstance(action, ActionSpec) else cls(n=int(action))
 
     @classmethod
-    def box(cls, low, high) -> "ActionSpec":
+    def box(cls, low, high) -> ActionSpec:
         """A continuous spec with these per-dimension bounds."""
         low, high = np.asarray(low, np.float64).ravel(), np.asarray(high, np.float64).ravel()
         return cls(0, (len(low),), tuple(float(x) for x in low), tuple(float(x) for x in high))
 
     @classmethod
-    def multi_discrete(cls, nvec) -> "ActionSpec":
+    def multi_discrete(cls, nvec) -> ActionSpec:
         """A ``MultiDiscrete(nvec)`` spec (a 1-D ``nvec``)."""
         nvec = tuple(int(n) for n in np.asarray(nvec).ravel())
         return cls(0, (len(nvec),), nvec=nvec)
 
     @classmethod
-    def multi_binary(cls, k: int) -> "ActionSpec":
+    def multi_binary(cls, k: int) -> ActionSpec:
         """A ``MultiBinary(k)`` spec."""
         return cls(0, (int(k),), binary=True)
 
@@ -158,8 +159,7 @@ class Categorical:
     def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log_prob, entropy)`` with one softmax."""
         log_probs = F.log_softmax(params, dim=-1)
-        return (log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1),
-                -(log_probs.exp() * log_probs).sum(-1))
+        return (log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1), -(log_probs.exp() * log_probs).sum(-1))
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         """The greedy action ``argmax_a pi(a|s)``: ``[..., A] -> [...]`` int64."""
@@ -241,7 +241,7 @@ class DiagGaussian:
 
     def mean_log_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu [..., D], log sigma [..., D])`` from ``params [..., 2D]``."""
-        mean, scale = params[..., : self.dim], params[..., self.dim:]
+        mean, scale = params[..., : self.dim], params[..., self.dim :]
         if self.std == "softplus":
             return mean, 0.5 * torch.log(F.softplus(scale) + MIN_VARIANCE)
         return mean, scale
@@ -263,8 +263,10 @@ class DiagGaussian:
         mean, log_std = self.mean_log_std(params)
         z = (actions - mean) * torch.exp(-log_std)
         log_std_sum = log_std.sum(-1)
-        return (-0.5 * z.pow(2).sum(-1) - log_std_sum - 0.5 * _LOG_2PI * self.dim,
-                log_std_sum + 0.5 * (1.0 + _LOG_2PI) * self.dim)
+        return (
+            -0.5 * z.pow(2).sum(-1) - log_std_sum - 0.5 * _LOG_2PI * self.dim,
+            log_std_sum + 0.5 * (1.0 + _LOG_2PI) * self.dim,
+        )
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         """The greedy action, the mean ``mu``: ``[..., 2D] -> [..., D]``."""
@@ -273,7 +275,7 @@ class DiagGaussian:
     # -- NumPy, for acting ---------------------------------------------------------------
 
     def _np_mean_std(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        mean, scale = params[..., : self.dim], params[..., self.dim:]
+        mean, scale = params[..., : self.dim], params[..., self.dim :]
         if self.std == "softplus":
             variance = _softplus(scale) + MIN_VARIANCE
             return mean, np.sqrt(variance), 0.5 * np.log(variance)
@@ -313,7 +315,7 @@ class DiagGaussian:
     def np_log_prob(self, params: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(log pi(a|s) [N], d log pi(a|s) / d params [N, 2D])``: ``d/d mu = (a - mu) / sigma^2``,
         ``d/d log sigma = z^2 - 1`` with ``z = (a - mu) / sigma``, chained through the scale."""
-        mean, scale = params[:, : self.dim], params[:, self.dim:]
+        mean, scale = params[:, : self.dim], params[:, self.dim :]
         log_std, d_log_std = self._np_log_std_grad(scale)
         inv_std = np.exp(-log_std)
         z = (actions - mean) * inv_std
@@ -323,7 +325,7 @@ class DiagGaussian:
 
     def np_entropy(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(H [N], dH / d params [N, 2D])``: ``dH/d mu = 0``, ``dH/d log sigma = 1``."""
-        log_std, d_log_std = self._np_log_std_grad(params[:, self.dim:])
+        log_std, d_log_std = self._np_log_std_grad(params[:, self.dim :])
         entropy = log_std.sum(1) + 0.5 * (1.0 + _LOG_2PI) * self.dim
         return entropy, np.concatenate([np.zeros_like(d_log_std), d_log_std], axis=1)
 
@@ -358,12 +360,14 @@ class MultiCategorical:
 
     def entropy(self, params: torch.Tensor) -> torch.Tensor:
         """``sum_k H(softmax(z_k))``: ``[..., sum(nvec)] -> [...]`` (nats)."""
-        return sum(part.entropy(z) for part, z in zip(self.parts, self._split(params)))
+        return functools.reduce(torch.add, [part.entropy(z) for part, z in zip(self.parts, self._split(params))])
 
     def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = [part.log_prob_entropy(z, actions[..., k])
-                 for k, (part, z) in enumerate(zip(self.parts, self._split(params)))]
-        return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+        pairs = [
+            part.log_prob_entropy(z, actions[..., k])
+            for k, (part, z) in enumerate(zip(self.parts, self._split(params)))
+        ]
+        return functools.reduce(torch.add, [p[0] for p in pairs]), functools.reduce(torch.add, [p[1] for p in pairs])
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         """Each entry's ``argmax``: ``[..., sum(nvec)] -> [..., K]`` int64."""
@@ -464,8 +468,9 @@ class SquashedGaussian:
     """
 
     @staticmethod
-    def rsample(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def rsample(
+        mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised sample and its log-prob.
 
         Args:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
-from asyncrl.algos import CONTINUOUS_ACTIONS, CONTINUOUS_ONLY, MULTI_ACTIONS
+from asyncrl import registry
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ObsSpec
 
@@ -53,8 +53,12 @@ def cartpole_no_velocity(**kwargs: Any) -> gym.Env:
 
 
 if "asyncrl/CartPoleNoVelocity-v1" not in gym.registry:
-    gym.register("asyncrl/CartPoleNoVelocity-v1", entry_point="asyncrl.envs:cartpole_no_velocity",
-                 max_episode_steps=500, reward_threshold=475.0)
+    gym.register(
+        "asyncrl/CartPoleNoVelocity-v1",
+        entry_point="asyncrl.envs:cartpole_no_velocity",
+        max_episode_steps=500,
+        reward_threshold=475.0,
+    )
 
 
 class EnvError(ValueError):
@@ -75,7 +79,7 @@ class EnvOptions:
     terminal_on_life_loss: bool = False
 
     @classmethod
-    def from_run(cls, run: Any) -> "EnvOptions":
+    def from_run(cls, run: Any) -> EnvOptions:
         """The options of a ``RunConfig``."""
         return cls(run.repeat_action_probability, run.terminal_on_life_loss)
 
@@ -106,8 +110,9 @@ def _register_family(env_id: str, family: str) -> None:
             if env_id not in gym.registry:
                 minatar_gym.register_envs()
     except ImportError as exc:
-        raise EnvError(f"{env_id} needs the {family} extra ({exc.name} is not installed): "
-                       f"pip install -e \".[{family}]\"") from None
+        raise EnvError(
+            f'{env_id} needs the {family} extra ({exc.name} is not installed): pip install -e ".[{family}]"'
+        ) from None
 
 
 class ClipRewardKeepScore(gym.Wrapper):
@@ -161,7 +166,7 @@ def game_over(terminated: bool, truncated: bool, info: dict) -> bool:
     return (terminated or truncated) and not info.get("life_lost", False)
 
 
-def game_score(reward: float, info: dict) -> float:
+def game_score(reward: SupportsFloat, info: dict) -> float:
     """The reward to add to the episode's reported return: the unclipped game reward
     where rewards are clipped for training, else ``reward`` itself."""
     return info.get("score", reward)
@@ -179,10 +184,17 @@ def _atari(env_id: str, options: EnvOptions, train: bool, render_mode: str | Non
         kwargs["frameskip"] = 1
     env = gym.make(env_id, **kwargs, **_render_kwargs(render_mode))
     try:
-        env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True,
-                                 terminal_on_life_loss=False, scale_obs=False)
+        env = AtariPreprocessing(
+            env,
+            noop_max=30,
+            frame_skip=4,
+            screen_size=84,
+            grayscale_obs=True,
+            terminal_on_life_loss=False,
+            scale_obs=False,
+        )
     except gym.error.DependencyNotInstalled as exc:
-        raise EnvError(f"{env_id} needs the atari extra ({exc}): pip install -e \".[atari]\"") from None
+        raise EnvError(f'{env_id} needs the atari extra ({exc}): pip install -e ".[atari]"') from None
     if options.terminal_on_life_loss:
         env = EpisodicLife(env)
     env = FrameStackObservation(env, 4)  # [4, 84, 84] uint8
@@ -206,13 +218,20 @@ def _minatar(env_id: str, render_mode: str | None) -> gym.Env:
     env = gym.make(env_id, **_render_kwargs(render_mode))
     height, width, channels = env.observation_space.shape
     space = gym.spaces.Box(0, 1, (channels, height, width), np.uint8)
-    env = TransformObservation(env, lambda obs: np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.uint8),
-                               space)  # [C, 10, 10] uint8
+    env = TransformObservation(
+        env, lambda obs: np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.uint8), space
+    )  # [C, 10, 10] uint8
     return _Uint8Frames(env) if render_mode == "rgb_array" else env
 
 
-def make_env(env_id: str, seed: int | None = None, worker_id: int = 0, options: EnvOptions | None = None,
-             train: bool = True, render_mode: str | None = None) -> gym.Env:
+def make_env(
+    env_id: str,
+    seed: int | None = None,
+    worker_id: int = 0,
+    options: EnvOptions | None = None,
+    train: bool = True,
+    render_mode: str | None = None,
+) -> gym.Env:
     """Make one Gymnasium environment for actor-learner ``worker_id``.
 
     Args:
@@ -260,8 +279,13 @@ def make_env(env_id: str, seed: int | None = None, worker_id: int = 0, options: 
     return env
 
 
-FLATTENED_SPACES = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary, gym.spaces.Tuple,
-                    gym.spaces.Dict)
+FLATTENED_SPACES = (
+    gym.spaces.Discrete,
+    gym.spaces.MultiDiscrete,
+    gym.spaces.MultiBinary,
+    gym.spaces.Tuple,
+    gym.spaces.Dict,
+)
 """Observation spaces the pipeline flattens into float32 vectors (``Discrete``: one-hot)."""
 
 
@@ -306,18 +330,23 @@ def _observation_pipeline(env: gym.Env, env_id: str) -> gym.Env:
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
         layout = image_layout(space.shape)
         if layout == "unknown":
-            raise EnvError(f"{env_id}: cannot tell the channel axis of images {space.shape} (neither the first nor "
-                           "the last axis is the smallest); wrap the env to give (C, H, W) or (H, W, C) images")
+            raise EnvError(
+                f"{env_id}: cannot tell the channel axis of images {space.shape} (neither the first nor "
+                "the last axis is the smallest); wrap the env to give (C, H, W) or (H, W, C) images"
+            )
         if layout == "hwc":
-            chw = gym.spaces.Box(np.transpose(space.low, (2, 0, 1)), np.transpose(space.high, (2, 0, 1)),
-                                 dtype=space.dtype)
+            chw = gym.spaces.Box(
+                np.transpose(space.low, (2, 0, 1)), np.transpose(space.high, (2, 0, 1)), dtype=space.dtype
+            )
             env = TransformObservation(env, lambda obs: np.ascontiguousarray(np.transpose(obs, (2, 0, 1))), chw)
         return env
     if isinstance(space, FLATTENED_SPACES):
         if _holds_image(space):
-            raise EnvError(f"{env_id} has a {type(space).__name__} observation space holding an image ({space}); "
-                           "supported: flat vectors, (C, H, W) or (H, W, C) images, and Discrete, MultiDiscrete, "
-                           "MultiBinary, Tuple or Dict spaces of vectors (flattened)")
+            raise EnvError(
+                f"{env_id} has a {type(space).__name__} observation space holding an image ({space}); "
+                "supported: flat vectors, (C, H, W) or (H, W, C) images, and Discrete, MultiDiscrete, "
+                "MultiBinary, Tuple or Dict spaces of vectors (flattened)"
+            )
         env = FlattenObservation(env)
         flat = env.observation_space
         space = gym.spaces.Box(flat.low.astype(np.float32), flat.high.astype(np.float32), dtype=np.float32)
@@ -378,35 +407,30 @@ def obs_spec(space: gym.Space) -> ObsSpec | None:
 
 
 def check_spaces(env: gym.Env, algo: str) -> tuple[ObsSpec, ActionSpec]:
-    """Check that ``algo`` can act in ``env``.
+    """Check that algorithm ``algo`` can act in ``env`` and read its observations
+    (``AlgoSpec.actions``, ``bounded_actions`` and ``observations``).
 
     Returns:
-        ``(obs, action)``: the observation spec and the action spec (``Discrete(n)``; a
-        1-D ``Box`` for the algorithms in ``algos.CONTINUOUS_ACTIONS``; ``MultiDiscrete``
-        or ``MultiBinary`` for those in ``algos.MULTI_ACTIONS``).
+        ``(obs, action)``: the observation spec and the action spec (``Discrete(n)``, a
+        1-D ``Box``, ``MultiDiscrete`` or ``MultiBinary``).
 
     Raises:
-        EnvError: if the action space is neither ``Discrete`` nor a 1-D ``Box``, a
-            ``Box`` for an algorithm that needs discrete actions, or the observation space
-            is neither a 1-D ``Box`` nor a 3-D (channels-first image) one.
+        EnvError: if the algorithm cannot act in the action space (the message names those
+            that can) or read the observations, which must be a 1-D ``Box`` or a 3-D
+            (channels-first image) one after ``make_env``'s pipeline.
+        ValueError: if ``algo`` is not registered.
     """
+    spec = registry.get(algo)
     env_id = env.spec.id if env.spec is not None else type(env).__name__
     space = bounded_action_space(env)
     if isinstance(space, gym.spaces.Discrete):
-        if algo in CONTINUOUS_ONLY:
-            raise EnvError(f"--algo {algo} needs a continuous (Box) action space, but {env_id} has {space}; "
-                           f"use --algo dqn for discrete actions")
+        kind = "discrete"
         action = ActionSpec(n=int(space.n))
     elif isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
-        if algo not in CONTINUOUS_ACTIONS:
-            raise EnvError(f"--algo {algo} needs a discrete action space, but {env_id} has continuous actions "
-                           f"{space}; use --algo {', '.join(sorted(CONTINUOUS_ACTIONS))}")
+        kind = "box"
         action = ActionSpec.box(space.low, space.high)
-        if algo in CONTINUOUS_ONLY and not action.bounded:
-            raise EnvError(f"--algo {algo} acts in [-1, 1] mapped to the action bounds, but {env_id} has "
-                           f"unbounded actions {space}")
-    elif isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and len(space.shape) == 1 \
-            and algo in MULTI_ACTIONS:
+    elif isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and len(space.shape) == 1:
+        kind = "multi"
         if isinstance(space, gym.spaces.MultiBinary):
             action = ActionSpec.multi_binary(space.shape[0])
         elif np.any(np.asarray(space.start) != 0):
@@ -414,21 +438,53 @@ def check_spaces(env: gym.Env, algo: str) -> tuple[ObsSpec, ActionSpec]:
         else:
             action = ActionSpec.multi_discrete(space.nvec)
     else:
-        kinds = "a discrete or a 1-D Box" if algo in CONTINUOUS_ACTIONS else "a discrete"
-        if algo in MULTI_ACTIONS:
-            kinds = "a Discrete, 1-D Box, MultiDiscrete or MultiBinary"
-        raise EnvError(f"--algo {algo} needs {kinds} action space, but {env_id} has {type(space).__name__} {space}"
-                       + (f"; --algo {', '.join(sorted(MULTI_ACTIONS))} take MultiDiscrete and MultiBinary actions"
-                          if isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) else ""))
-    spec = obs_spec(env.observation_space)
-    if spec is None:
-        raise EnvError(f"--algo {algo} needs a flat Box or a (C, H, W) image Box observation space, but "
-                       f"{env_id} has {env.observation_space}")
-    return spec, action
+        raise EnvError(
+            f"--algo {algo} needs {_action_kinds(spec.actions)} action space, but {env_id} has "
+            f"{type(space).__name__} {space}"
+        )
+    if kind not in spec.actions:
+        others = registry.names(lambda s: kind in s.actions)
+        raise EnvError(
+            f"--algo {algo} needs {_action_kinds(spec.actions)} action space, but {env_id} has "
+            f"{_KIND_WORDS[kind]} actions {space}; use --algo {', '.join(others)}"
+        )
+    if kind == "box" and spec.bounded_actions and not action.bounded:
+        raise EnvError(
+            f"--algo {algo} acts in [-1, 1] mapped to the action bounds, but {env_id} has unbounded actions {space}"
+        )
+    obs = obs_spec(env.observation_space)
+    if obs is None:
+        raise EnvError(
+            f"--algo {algo} needs a flat Box or a (C, H, W) image Box observation space, but "
+            f"{env_id} has {env.observation_space}"
+        )
+    if ("image" if obs.is_image else "vector") not in spec.observations:
+        raise EnvError(f"{env_id}: --algo {algo} takes flat observations, got {obs.describe()}")
+    return obs, action
 
 
-def start_worker_env(run: Any, worker_id: int, wrap: Callable[[gym.Env], gym.Env] | None = None
-                     ) -> tuple[gym.Env, np.ndarray, ObsSpec]:
+_KIND_WORDS = {"discrete": "discrete", "box": "continuous", "multi": "MultiDiscrete/MultiBinary"}
+
+
+def _action_kinds(kinds: frozenset[str]) -> str:
+    """The action spaces of ``registry.ACTION_KINDS`` ``kinds``, in words: ``a discrete``."""
+    if kinds == {"discrete"}:
+        return "a discrete"
+    if kinds == {"box"}:
+        return "a continuous (Box)"
+    if kinds == {"discrete", "box"}:
+        return "a discrete or a 1-D Box"
+    words = [
+        w
+        for k, w in (("discrete", "Discrete"), ("box", "1-D Box"), ("multi", "MultiDiscrete or MultiBinary"))
+        if k in kinds
+    ]
+    return "a " + ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def start_worker_env(
+    run: Any, worker_id: int, wrap: Callable[[gym.Env], gym.Env] | None = None
+) -> tuple[gym.Env, np.ndarray, ObsSpec]:
     """Make, check and reset actor-learner ``worker_id``'s environment for the run
     ``run`` (a ``RunConfig``).
 

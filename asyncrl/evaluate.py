@@ -7,9 +7,10 @@ policy's mean, clipped to the action bounds by the environment; observations nor
 with the run's statistics where it normalised them). Prints
 ``mean ± std`` of the episode returns: on Atari the unclipped game score of whole games
 (the training env's ``--repeat-action-probability`` applies; a run trained with
-``--terminal-on-life-loss`` is still evaluated on whole games). ``--video`` records the first episode with Gymnasium's ``RecordVideo``
-(``pip install -e ".[video]"``). Exit code 2 (one line on stderr) if the run folder or
-checkpoint is missing or corrupt, or the video cannot be written.
+``--terminal-on-life-loss`` is still evaluated on whole games). ``--video`` records the
+first episode with Gymnasium's ``RecordVideo`` (``pip install -e ".[video]"``). Exit code 2
+(one line on stderr) if the run folder or checkpoint is missing or corrupt, or the video
+cannot be written.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asyncrl.algos import algo_module
+from asyncrl import registry
 from asyncrl.checkpoint import CheckpointError, load_checkpoint
-from asyncrl.config import CliError, Config, _Parser
+from asyncrl.config import CliError, Config, Parser
 from asyncrl.envs import EnvError, EnvOptions, check_spaces, make_env
 from asyncrl.normalization import NormalizedEnv
 
@@ -48,8 +49,9 @@ def _record_first_episode(env, video: Path):
         raise EnvError('--video needs the video extra (moviepy is not installed): pip install -e ".[video]"') from None
     folder = Path(tempfile.mkdtemp(prefix="asyncrl-video-")) / "clips"  # RecordVideo creates it
     try:
-        return RecordVideo(env, folder, episode_trigger=lambda episode: episode == 0, name_prefix="episode",
-                           disable_logger=True), folder
+        return RecordVideo(
+            env, str(folder), episode_trigger=lambda episode: episode == 0, name_prefix="episode", disable_logger=True
+        ), folder
     except DependencyNotInstalled as exc:
         raise EnvError(f"--video: {exc}") from None
 
@@ -84,7 +86,7 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str 
     options = dataclasses.replace(EnvOptions.from_run(config.run), terminal_on_life_loss=False)  # whole games
     env = make_env(config.run.env, seed, options=options, train=False, render_mode=render_mode)
     obs_spec, action = check_spaces(env, config.run.algo)
-    algo = algo_module(config.run.algo)
+    algo = registry.get(config.run.algo)
     model = algo.build_model(config, obs_spec, action)
     try:
         model.load_state_dict(data["model"])
@@ -118,27 +120,37 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 10_000, video: str 
         if folder is None:
             raise
         shutil.rmtree(folder.parent, ignore_errors=True)
-        raise EnvError(f"--video: cannot render {config.run.env}: {type(exc).__name__}: {str(exc).splitlines()[0]} "
-                       "(MuJoCo: set MUJOCO_GL=egl or osmesa; classic control: pip install pygame)") from None
+        raise EnvError(
+            f"--video: cannot render {config.run.env}: {type(exc).__name__}: {str(exc).splitlines()[0]} "
+            "(MuJoCo: set MUJOCO_GL=egl or osmesa; classic control: pip install pygame)"
+        ) from None
     if folder is not None:
         clips = sorted(folder.glob("*.mp4"))
         if not clips:
             raise EnvError(f"--video: no video was written for {config.run.env}")
-        Path(video).parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(clips[0], video)
+        target = Path(str(video))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(clips[0], target)
         shutil.rmtree(folder.parent, ignore_errors=True)
     return returns
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m asyncrl.evaluate",
-                     description="Evaluate the greedy policy of a run's checkpoint.")
+    parser = Parser(prog="python -m asyncrl.evaluate", description="Evaluate the greedy policy of a run's checkpoint.")
     parser.add_argument("run_dir", help="run folder containing checkpoint.pt")
     parser.add_argument("--episodes", type=int, default=10, help="episodes to play (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=10_000,
-                        help="seed of the first episode; episode i uses seed + i (default: %(default)s)")
-    parser.add_argument("--video", metavar="PATH.mp4", default=None,
-                        help='record the first episode to this file (pip install -e ".[video]")')
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=10_000,
+        help="seed of the first episode; episode i uses seed + i (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--video",
+        metavar="PATH.mp4",
+        default=None,
+        help='record the first episode to this file (pip install -e ".[video]")',
+    )
     try:
         args = parser.parse_args(argv)
         if args.episodes < 1:
@@ -148,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, CheckpointError, EnvError) as exc:
         print(f"asyncrl.evaluate: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{returns.mean():.2f} ± {returns.std():.2f} over {args.episodes} episodes "
-          f"(min {returns.min():.1f}, max {returns.max():.1f})"
-          + (f"; first episode recorded to {args.video}" if args.video else ""))
+    print(
+        f"{returns.mean():.2f} ± {returns.std():.2f} over {args.episodes} episodes "
+        f"(min {returns.min():.1f}, max {returns.max():.1f})"
+        + (f"; first episode recorded to {args.video}" if args.video else "")
+    )
     return 0
 
 

@@ -70,8 +70,9 @@ def _reopen_csv(path: Path, keep_rows: int | None) -> tuple[Any, list[str]]:
     """Open ``path`` for writing from scratch, returning the file and, when resuming
     (``keep_rows`` given), the first ``keep_rows`` data rows it held, to write back after
     the header: rows written after the checkpoint are dropped, never duplicated."""
-    kept = path.read_text().splitlines(keepends=True)[1 : 1 + keep_rows] \
-        if keep_rows is not None and path.exists() else []
+    kept = (
+        path.read_text().splitlines(keepends=True)[1 : 1 + keep_rows] if keep_rows is not None and path.exists() else []
+    )
     return open(path, "w", newline=""), kept
 
 
@@ -184,8 +185,9 @@ class MetricsWriter:
             ``metrics.csv`` (those written up to the checkpoint) and append after them.
     """
 
-    def __init__(self, run_dir: Path, loss_names: tuple[str, ...], tensorboard: bool = True,
-                 keep_rows: int | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, loss_names: tuple[str, ...], tensorboard: bool = True, keep_rows: int | None = None
+    ) -> None:
         self.columns = (*BASE_COLUMNS, *loss_names)
         self._file, kept = _reopen_csv(Path(run_dir) / "metrics.csv", keep_rows)
         self.rows = len(kept)
@@ -248,7 +250,8 @@ class Progress:
         self._last_plain = -math.inf
         self._progress = None
         if mode == "rich":
-            from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
 
             self._progress = RichProgress(
                 TextColumn("[bold]T[/bold] {task.completed:>9,.0f}"),
@@ -271,15 +274,20 @@ class Progress:
         eta = _hms(remaining)
         if self._progress is not None:
             self._progress.update(
-                self._task, completed=global_step, sps=sps, episodes=episodes,
-                mean_return=mean_return, eta=eta,
+                self._task,
+                completed=global_step,
+                sps=sps,
+                episodes=episodes,
+                mean_return=mean_return,
+                eta=eta,
             )
         elif self.mode == "plain" and time.monotonic() - self._last_plain >= self.plain_every:
             self._last_plain = time.monotonic()
             print(
                 f"T={global_step:,} steps/s={sps:,.0f} episodes={episodes} "
                 f"mean_return={mean_return:.1f} elapsed={_hms(elapsed_s)} eta={eta}",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
 
     def close(self) -> None:
@@ -314,9 +322,19 @@ class RunMetrics:
         return_window: episodes in the window (``--return-window``).
     """
 
-    def __init__(self, run_dir: Path, loss_names: tuple[str, ...], counters: Any, t_start: float,
-                 target_return: float, total_steps: int, workers_alive: Any, progress: str,
-                 resumed: dict[str, Any] | None = None, return_window: int = 100) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        loss_names: tuple[str, ...],
+        counters: Any,
+        t_start: float,
+        target_return: float,
+        total_steps: int,
+        workers_alive: Any,
+        progress: str,
+        resumed: dict[str, Any] | None = None,
+        return_window: int = 100,
+    ) -> None:
         self.loss_names = loss_names
         self.counters, self.t_start, self.target_return = counters, t_start, target_return
         self.workers_alive = workers_alive
@@ -383,8 +401,9 @@ class RunMetrics:
 
     def show(self, now: float) -> None:
         """Refresh the live display."""
-        self.progress.update(self.counters.global_step, now - self.t_start, self.episodes.count,
-                             self.episodes.mean_return)
+        self.progress.update(
+            self.counters.global_step, now - self.t_start, self.episodes.count, self.episodes.mean_return
+        )
 
     def final_row(self, now: float) -> None:
         """The last display update and the last row."""
@@ -432,9 +451,13 @@ def steady_steps_per_s(path: str | os.PathLike, skip_s: float = 1.0) -> float | 
     return (s1 - s0) / (t1 - t0)
 
 
-def plot_learning_curve(metrics_csv: str | os.PathLike, png_path: str | os.PathLike,
-                        target_return: float | None = None, title: str | None = None,
-                        return_window: int = 100) -> None:
+def plot_learning_curve(
+    metrics_csv: str | os.PathLike,
+    png_path: str | os.PathLike,
+    target_return: float | None = None,
+    title: str | None = None,
+    return_window: int = 100,
+) -> None:
     """Plot the mean return of the last ``return_window`` episodes against env steps and
     wall time.
 

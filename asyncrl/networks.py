@@ -37,7 +37,7 @@ class ObsSpec:
     high: float = 1.0
 
     @classmethod
-    def of(cls, obs: "ObsSpec | int | Sequence[int]") -> "ObsSpec":
+    def of(cls, obs: ObsSpec | int | Sequence[int]) -> ObsSpec:
         """``obs`` itself, or a flat float32 spec for a size or shape."""
         if isinstance(obs, ObsSpec):
             return obs
@@ -66,22 +66,25 @@ def resolve_network(network: str, obs: ObsSpec) -> str:
     if network not in NETWORKS:
         raise NetworkError(f"--network must be one of {', '.join(NETWORKS)}, got {network!r}")
     if len(obs.shape) not in (1, 3):
-        raise NetworkError(f"no network reads observations of shape {list(obs.shape)}: "
-                           "need flat vectors or (C, H, W) images")
+        raise NetworkError(
+            f"no network reads observations of shape {list(obs.shape)}: need flat vectors or (C, H, W) images"
+        )
     if network == "auto":
         if not obs.is_image:
             return "mlp"
         return "nature" if min(obs.shape[1:]) >= 36 else "minatar"
     if network == "mlp" and obs.is_image:
-        raise NetworkError(f"--network mlp needs flat observations, got {obs.describe()}; "
-                           "use --network auto, nature, nature2015 or minatar")
+        raise NetworkError(
+            f"--network mlp needs flat observations, got {obs.describe()}; "
+            "use --network auto, nature, nature2015 or minatar"
+        )
     if network != "mlp" and not obs.is_image:
-        raise NetworkError(f"--network {network} needs image observations, got {obs.describe()}; "
-                           "use --network auto or mlp")
+        raise NetworkError(
+            f"--network {network} needs image observations, got {obs.describe()}; use --network auto or mlp"
+        )
     smallest = 36 if network in ("nature", "nature2015") else 3
     if obs.is_image and min(obs.shape[1:]) < smallest:
-        raise NetworkError(f"--network {network} needs images of at least {smallest}x{smallest}, got "
-                           f"{obs.describe()}")
+        raise NetworkError(f"--network {network} needs images of at least {smallest}x{smallest}, got {obs.describe()}")
     return network
 
 
@@ -182,8 +185,7 @@ def minatar_torso(obs: ObsSpec) -> ConvTorso:
     return ConvTorso(obs, [(16, 3, 1)], 128)
 
 
-def build_torso(obs: ObsSpec | int, network: str, hidden_sizes: Sequence[int], activation: str = "tanh"
-                ) -> nn.Module:
+def build_torso(obs: ObsSpec | int, network: str, hidden_sizes: Sequence[int], activation: str = "tanh") -> nn.Module:
     """The torso ``--network network`` gives for observations ``obs`` (``hidden_sizes``
     and ``activation``: the MLP's; the CNNs have their papers' own).
 
@@ -258,8 +260,23 @@ class ActorCritic(nn.Module):
         ValueError: if ``lstm_size`` is combined with a ``value_torso``.
     """
 
-    def __init__(self, torso: nn.Module, action: ActionSpec | int, value_torso: nn.Module | None = None,
-                 gaussian_std: str = "parameter", normalizer: nn.Module | None = None, lstm_size: int = 0) -> None:
+    dist: Distribution
+    torso: nn.Module
+    value_torso: nn.Module | None
+    core: nn.LSTMCell | None
+    policy: PolicyHead
+    value: nn.Linear
+    normalizer: nn.Module | None
+
+    def __init__(
+        self,
+        torso: nn.Module,
+        action: ActionSpec | int,
+        value_torso: nn.Module | None = None,
+        gaussian_std: str = "parameter",
+        normalizer: nn.Module | None = None,
+        lstm_size: int = 0,
+    ) -> None:
         super().__init__()
         if lstm_size and value_torso is not None:
             raise ValueError("an LSTM core feeds both heads: it needs one shared torso")
@@ -293,9 +310,13 @@ class ActorCritic(nn.Module):
         zeros = torch.zeros(batch, self.core.hidden_size, device=device)
         return zeros, zeros.clone()
 
-    def sequence(self, obs: torch.Tensor, state: RecurrentState | None = None,
-                 resets: torch.Tensor | None = None, states: bool = True
-                 ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState | None]:
+    def sequence(
+        self,
+        obs: torch.Tensor,
+        state: RecurrentState | None = None,
+        resets: torch.Tensor | None = None,
+        states: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState | None]:
         """Run ``T`` steps of ``B`` environments: ``obs: [T, B, *obs_shape]``.
 
         The torso runs once on all ``T * B`` observations; the LSTM core then steps through
@@ -336,8 +357,9 @@ class ActorCritic(nn.Module):
         h_all, c_all = torch.stack(hs), torch.stack(cs)  # [T, B, H]
         return self.policy(h_all), self.value(h_all).squeeze(-1), (h_all, c_all)
 
-    def _spans(self, features: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
-               resets: torch.Tensor | None) -> torch.Tensor:
+    def _spans(
+        self, features: torch.Tensor, h: torch.Tensor, c: torch.Tensor, resets: torch.Tensor | None
+    ) -> torch.Tensor:
         """``h`` after every step (``[T, B, H]``), the core run by ``torch.lstm`` over each
         span of steps between two reset times, the state masked at the span's start."""
         T = features.shape[0]
@@ -348,14 +370,24 @@ class ActorCritic(nn.Module):
             if resets is not None:
                 keep = (~resets[start]).to(h.dtype).unsqueeze(-1)  # [B, 1]
                 h, c = h * keep, c * keep
-            out, h_n, c_n = torch.lstm(features[start:end], (h.unsqueeze(0), c.unsqueeze(0)), weights, True, 1, 0.0,
-                                       self.training, False, False)
+            out, h_n, c_n = torch.lstm(
+                features[start:end],
+                (h.unsqueeze(0), c.unsqueeze(0)),
+                weights,
+                True,
+                1,
+                0.0,
+                self.training,
+                False,
+                False,
+            )
             h, c = h_n[0], c_n[0]
             outputs.append(out)
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
-    def step(self, obs: torch.Tensor, state: RecurrentState | None
-             ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState | None]:
+    def step(
+        self, obs: torch.Tensor, state: RecurrentState | None
+    ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState | None]:
         """One step of ``B`` environments, ``obs: [B, *obs_shape]`` -> ``(params [B, P],
         values [B], new state)``."""
         params, values, states = self.sequence(obs.unsqueeze(0), state)
@@ -375,8 +407,13 @@ class QNetwork(nn.Module):
         return self.head(self.torso(obs))
 
 
-def build_q_network(obs: ObsSpec | int, action: ActionSpec | int, hidden_sizes: Sequence[int],
-                    network: str = "auto", activation: str = "tanh") -> QNetwork:
+def build_q_network(
+    obs: ObsSpec | int,
+    action: ActionSpec | int,
+    hidden_sizes: Sequence[int],
+    network: str = "auto",
+    activation: str = "tanh",
+) -> QNetwork:
     """The Q-network for observations ``obs`` and a ``Discrete`` action space (or its size).
 
     Raises:
@@ -453,7 +490,7 @@ class Critics(nn.Module):
         self.biases = nn.ParameterList()
         in_dim = obs_dim + action_dim
         for width in (*hidden_sizes, 1):
-            bound = 1.0 / in_dim ** 0.5
+            bound = 1.0 / in_dim**0.5
             self.weights.append(nn.Parameter(torch.empty(n, in_dim, width).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(n, 1, width).uniform_(-bound, bound)))
             in_dim = width
@@ -475,9 +512,16 @@ class Critics(nn.Module):
         return h.squeeze(-1)  # [k, N]
 
 
-def build_actor_critic(obs: ObsSpec | int, action: ActionSpec | int, hidden_sizes: Sequence[int],
-                       shared_torso: bool | None = True, network: str = "auto", gaussian_std: str = "parameter",
-                       normalizer: nn.Module | None = None, lstm_size: int = 0) -> ActorCritic:
+def build_actor_critic(
+    obs: ObsSpec | int,
+    action: ActionSpec | int,
+    hidden_sizes: Sequence[int],
+    shared_torso: bool | None = True,
+    network: str = "auto",
+    gaussian_std: str = "parameter",
+    normalizer: nn.Module | None = None,
+    lstm_size: int = 0,
+) -> ActorCritic:
     """The actor-critic for observations ``obs`` and the action space ``action`` (or a
     number of discrete actions).
 
@@ -647,15 +691,16 @@ class NumpyLSTM:
             x = np.tanh(x @ weight.T + bias)  # [N, width]
         gates = x @ self.w_ih.T + h @ self.w_hh.T + (self.b_ih + self.b_hh)  # [N, 4H]
         H = self.size
-        i, f = self._sigmoid(gates[:, :H]), self._sigmoid(gates[:, H:2 * H])
-        g, o = np.tanh(gates[:, 2 * H:3 * H]), self._sigmoid(gates[:, 3 * H:])
+        i, f = self._sigmoid(gates[:, :H]), self._sigmoid(gates[:, H : 2 * H])
+        g, o = np.tanh(gates[:, 2 * H : 3 * H]), self._sigmoid(gates[:, 3 * H :])
         c = f * c + i * g
         h = o * np.tanh(c)
         weight, bias = self.torso.head
         params = h @ weight.T + bias
         if self.torso.log_std is not None:
-            params = np.concatenate([params, np.broadcast_to(self.torso.log_std, (len(h), len(self.torso.log_std)))],
-                                    axis=1)
+            params = np.concatenate(
+                [params, np.broadcast_to(self.torso.log_std, (len(h), len(self.torso.log_std)))], axis=1
+            )
         weight, bias = self.value
         return params, (h @ weight.T + bias)[:, 0], h, c
 

@@ -35,6 +35,7 @@ import torch
 from gymnasium.wrappers.utils import RunningMeanStd
 from torch import nn
 
+
 class Normalizer(nn.Module):
     """The running statistics of the observations and discounted returns, as buffers of
     the actor-critic (see the module docstring); its ``forward`` is never called.
@@ -61,10 +62,16 @@ class Normalizer(nn.Module):
         """Gymnasium ``RunningMeanStd`` objects (observations, returns) holding copies of the
         buffers' values."""
         obs, ret = RunningMeanStd(shape=tuple(self.obs_mean.shape)), RunningMeanStd(shape=())
-        obs.mean, obs.var, obs.count = (self.obs_mean.cpu().numpy().copy(), self.obs_var.cpu().numpy().copy(),
-                                        float(self.obs_count))
-        ret.mean, ret.var, ret.count = (self.return_mean.cpu().numpy().copy(), self.return_var.cpu().numpy().copy(),
-                                        float(self.return_count))
+        obs.mean, obs.var, obs.count = (
+            self.obs_mean.cpu().numpy().copy(),
+            self.obs_var.cpu().numpy().copy(),
+            float(self.obs_count),
+        )
+        ret.mean, ret.var, ret.count = (
+            self.return_mean.cpu().numpy().copy(),
+            self.return_var.cpu().numpy().copy(),
+            float(self.return_count),
+        )
         return obs, ret
 
     @torch.no_grad()
@@ -96,15 +103,16 @@ def rollout_moments(raw_obs: np.ndarray, returns: np.ndarray) -> np.ndarray:
     """
     raw_obs = np.asarray(raw_obs, np.float64)
     returns = np.asarray(returns, np.float64)
-    return np.concatenate([[len(raw_obs)], raw_obs.mean(0), raw_obs.var(0),
-                           [len(returns), returns.mean(), returns.var()]])
+    return np.concatenate(
+        [[len(raw_obs)], raw_obs.mean(0), raw_obs.var(0), [len(returns), returns.mean(), returns.var()]]
+    )
 
 
 def merge_moments(obs: RunningMeanStd, ret: RunningMeanStd, moments: np.ndarray) -> None:
     """Merge one rollout's ``rollout_moments`` into the running statistics, in place."""
     dim = (len(moments) - 4) // 2
     if moments[0] > 0:
-        obs.update_from_moments(moments[1:1 + dim], moments[1 + dim:1 + 2 * dim], moments[0])
+        obs.update_from_moments(moments[1 : 1 + dim], moments[1 + dim : 1 + 2 * dim], moments[0])
     if moments[1 + 2 * dim] > 0:
         ret.update_from_moments(moments[2 + 2 * dim], moments[3 + 2 * dim], moments[1 + 2 * dim])
 
@@ -145,8 +153,15 @@ class NormalizedEnv:
         env: the outermost wrapper, to step.
     """
 
-    def __init__(self, env: gym.Env, observations: bool, rewards: bool, gamma: float = 0.99,
-                 obs_clip: float = 10.0, reward_clip: float = 10.0) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        observations: bool,
+        rewards: bool,
+        gamma: float = 0.99,
+        obs_clip: float = 10.0,
+        reward_clip: float = 10.0,
+    ) -> None:
         from gymnasium.wrappers import NormalizeObservation, NormalizeReward, TransformObservation, TransformReward
 
         self._raw = _RawObservation(_KeepScore(env))

@@ -8,8 +8,7 @@ import math
 import os
 import time
 
-from asyncrl import envs
-from asyncrl.algos import CONTINUOUS_ONLY, OFF_POLICY
+from asyncrl import envs, registry
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import NetworkError, ObsSpec, resolve_network
@@ -56,15 +55,18 @@ def prepare(config: Config) -> Setup:
             resolve_network(config.algo.network, obs)
         except NetworkError as exc:
             raise envs.EnvError(f"{run.env}: {exc}") from None
-        if run.algo in CONTINUOUS_ONLY and obs.is_image:
-            raise envs.EnvError(f"{run.env}: --algo {run.algo} takes flat observations, got {obs.describe()}")
-        if run.algo in OFF_POLICY:  # the replay's shared memory, before any of it is taken
-            check_replay_memory(config.algo.replay_size, run.workers,
-                                transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype))
-        if (getattr(config.algo, "normalize_obs", False) or getattr(config.algo, "normalize_reward", False)) \
-                and obs.is_image:
-            raise envs.EnvError(f"{run.env}: --normalize-obs and --normalize-reward need flat observations, "
-                                f"got {obs.describe()}")
+        if registry.get(run.algo).family == registry.REPLAY:  # the replay's shared memory, before any is taken
+            check_replay_memory(
+                config.algo.replay_size,
+                run.workers,
+                transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype),
+            )
+        if (
+            getattr(config.algo, "normalize_obs", False) or getattr(config.algo, "normalize_reward", False)
+        ) and obs.is_image:
+            raise envs.EnvError(
+                f"{run.env}: --normalize-obs and --normalize-reward need flat observations, got {obs.describe()}"
+            )
         threshold = env.spec.reward_threshold if env.spec is not None else None
     finally:
         env.close()

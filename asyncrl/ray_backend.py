@@ -11,7 +11,7 @@ becomes the replica that the actor-learner's next segment starts from (``theta' 
 theta``). Gradients and parameters travel as NumPy arrays (inline in Ray's RPCs up to 8 MiB
 on a local instance, else through its object store).
 
-The actor-learners are the algorithm files' own ``ActorLearner`` classes: they see a
+The actor-learners are the algorithm files' own (``AlgoSpec.actor``): they see a
 ``RemoteState`` (``pull``/``push``/``model``/``target``) and ``RemoteCounters`` (``T``, the
 stop flag), the same interface as ``algos.base.SharedState`` and ``shared.GlobalCounters``.
 Differences from shared memory, all bounded by one segment:
@@ -28,7 +28,7 @@ Differences from shared memory, all bounded by one segment:
 
 The batched learner (A2C, PPO, REINFORCE) runs as one Ray actor, the ``LearnerServer``: the
 rollout slots and the published policy live in its process (``storage.RolloutSlots`` and
-``PolicyStore``, as on shared memory), the algorithm's ``Learner`` trains in a thread, and the
+``PolicyStore``, as on shared memory), the algorithm's learner trains in a thread, and the
 algorithm's ``Actor`` on any node sees ``RemoteSlots`` and ``RemotePolicyStore`` (the slots'
 actor side: acquire, commit a rollout, abandon; the policy's reader side). ``--sync`` keeps
 its lockstep: an actor waits for a free slot inside the learner's process.
@@ -52,24 +52,18 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from asyncrl.algos import algo_module
+from asyncrl import registry
 from asyncrl.algos.base import SharedState, rng_state, set_rng_state
 from asyncrl.checkpoint import restore_shared
 from asyncrl.config import Config
 from asyncrl.shared import GlobalCounters, clip_gradients
 from asyncrl.supervisor import JOIN_TIMEOUT_S, PARAMETER_SERVER, REPORT_INTERVAL_S
-
-HOGWILD = frozenset({"a3c", "one-step-q", "one-step-sarsa", "n-step-q"})
-"""Algorithms whose actor-learners share a parameter server on Ray."""
-
-BATCHED = frozenset({"a2c", "ppo", "reinforce"})
-"""Algorithms whose actors feed one learner on Ray (``LearnerServer``)."""
 
 SERVER_TIMEOUT_S = 30.0
 """Seconds the driver or an actor waits for one answer of the server before calling it lost."""
@@ -109,9 +103,11 @@ def check_backend(config: Config) -> None:
     """
     if config.run.backend != "ray":
         return
-    if config.run.algo not in HOGWILD | BATCHED:
-        raise RayBackendError(f"--backend ray runs {', '.join(sorted(HOGWILD | BATCHED))}; "
-                              f"--algo {config.run.algo} runs on --backend shm")
+    if "ray" not in registry.get(config.run.algo).backends:
+        raise RayBackendError(
+            f"--backend ray runs {', '.join(registry.names(lambda s: 'ray' in s.backends))}; "
+            f"--algo {config.run.algo} runs on --backend shm"
+        )
     if getattr(config.algo, "learner_device", "cpu") != "cpu":
         raise RayBackendError("--backend ray runs the learner on a CPU; --learner-device needs --backend shm")
     import_ray()
@@ -200,8 +196,14 @@ class RemoteState(SharedState):
         target: a ``RemoteTarget`` for the value-based methods, else None.
     """
 
-    def __init__(self, model: torch.nn.Module, server: Any, counters: RemoteCounters, worker_id: int,
-                 target: RemoteTarget | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        server: Any,
+        counters: RemoteCounters,
+        worker_id: int,
+        target: RemoteTarget | None = None,
+    ) -> None:
         super().__init__(model=model, optimizer=None, target=target)
         self.server, self.counters, self.worker_id = server, counters, worker_id
         self._views = [p.detach().numpy() for p in self.shared_params]
@@ -214,27 +216,33 @@ class RemoteState(SharedState):
         if self.target is not None:
             self.target.receive(reply["target_refreshes"], reply["target"])
 
-    def pull(self, local_params: list[torch.Tensor]) -> None:
+    def pull(self, local_params: Sequence[torch.Tensor]) -> None:
         """``theta' <- theta``: the replica, as the server sent it with its last answer."""
         with torch.no_grad():
             torch._foreach_copy_(local_params, self.shared_params)
 
-    def push(self, params: list[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
+    def push(self, params: Sequence[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
         """Clip ``params[i].grad`` to ``max_grad_norm``, send it with the env steps taken since
         the last push, and take the server's answer (theta after this update). Blocks for
         one round trip to the server."""
         clip_gradients(params, max_grad_norm)
         grads = [p.grad.numpy() for p in params]
-        reply, lag = _answer(self.server.push.remote(
-            self.worker_id, grads, self.counters.version, self.counters.pending_steps, lr, self._known_refreshes()))
+        reply, lag = _answer(
+            self.server.push.remote(
+                self.worker_id, grads, self.counters.version, self.counters.pending_steps, lr, self._known_refreshes()
+            )
+        )
         self.lag_sum += lag
         self.receive(reply)
 
     def flush(self) -> None:
         """Send the env steps taken since the last push (at the end of a chunk)."""
         if self.counters.pending_steps:
-            self.receive(_answer(self.server.add_steps.remote(self.worker_id, self.counters.pending_steps,
-                                                              self._known_refreshes())))
+            self.receive(
+                _answer(
+                    self.server.add_steps.remote(self.worker_id, self.counters.pending_steps, self._known_refreshes())
+                )
+            )
 
     def _known_refreshes(self) -> int:
         return self.target.refreshes if self.target is not None else 0
@@ -261,11 +269,13 @@ class RemoteSlots:
         self.counters.receive(reply)
         return index
 
-    def commit(self, index: int, rollout: dict[str, np.ndarray], policy_version: int,
-               stats: np.ndarray | None = None) -> None:
+    def commit(
+        self, index: int, rollout: dict[str, np.ndarray], policy_version: int, stats: np.ndarray | None = None
+    ) -> None:
         steps = self.counters.pending_steps
-        self.counters.receive(_answer(self.server.commit.remote(
-            self.worker_id, index, rollout, policy_version, stats, steps)), steps)
+        self.counters.receive(
+            _answer(self.server.commit.remote(self.worker_id, index, rollout, policy_version, stats, steps)), steps
+        )
 
     def abandon(self, index: int) -> None:
         _answer(self.server.abandon.remote(index))
@@ -313,13 +323,15 @@ def state_payload(shared: SharedState, policy_version: int) -> dict[str, Any]:
     """A ``SharedState``'s model, optimizer statistics and target network, as a checkpoint
     holds them (``checkpoint.restore_shared`` reads it back), copied."""
     target = shared.target
-    return copy.deepcopy({
-        "model": shared.model.state_dict(),
-        "optimizer": shared.optimizer.state_dict(),
-        "target_model": target.model.state_dict() if target is not None else None,
-        "target_refreshes": target.refreshes if target is not None else None,
-        "policy_version": int(policy_version),
-    })
+    return copy.deepcopy(
+        {
+            "model": shared.model.state_dict(),
+            "optimizer": shared.optimizer.state_dict(),
+            "target_model": target.model.state_dict() if target is not None else None,
+            "target_refreshes": target.refreshes if target is not None else None,
+            "policy_version": int(policy_version),
+        }
+    )
 
 
 class ParameterServer:
@@ -340,7 +352,7 @@ class ParameterServer:
     def __init__(self, config: Config, obs, action, state: dict[str, Any], initial_step: int, slots: int) -> None:
         torch.set_num_threads(1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-        self.shared = algo_module(config.run.algo).make_shared(config, obs, action)
+        self.shared = registry.get(config.run.algo).make_shared(config, obs, action)
         restore_shared(self.shared, state, "the driver's state")
         self.params = self.shared.shared_params
         self.views = [p.detach().numpy() for p in self.params]
@@ -349,8 +361,9 @@ class ParameterServer:
             p.grad = g  # the optimizer reads .grad; each push copies its gradient in
         self.grad_views = [g.numpy() for g in grads]
         self.target = self.shared.target
-        self.target_views = [p.detach().numpy() for p in self.target.model.parameters()] \
-            if self.target is not None else None
+        self.target_views = (
+            [p.detach().numpy() for p in self.target.model.parameters()] if self.target is not None else None
+        )
         # T, the version (updates applied to theta) and the stop flag, as on shared memory
         self.counters = GlobalCounters(slots, initial_step=initial_step, initial_updates=state["policy_version"])
         self.lr = self.shared.optimizer.param_groups[0]["lr"]
@@ -358,18 +371,28 @@ class ParameterServer:
     def _reply(self, known_refreshes: int) -> dict[str, Any]:
         target_refreshes = self.target.refreshes if self.target is not None else 0
         counters = self.counters
-        return {"params": self.views, "version": counters.policy_version, "stop": counters.stop_requested,
-                "global_step": counters.global_step,
-                "target_refreshes": target_refreshes,
-                "target": self.target_views if self.target is not None and target_refreshes != known_refreshes
-                else None}
+        return {
+            "params": self.views,
+            "version": counters.policy_version,
+            "stop": counters.stop_requested,
+            "global_step": counters.global_step,
+            "target_refreshes": target_refreshes,
+            "target": self.target_views if self.target is not None and target_refreshes != known_refreshes else None,
+        }
 
     def pull(self) -> dict[str, Any]:
         """theta, theta^-, ``T``, the version and the stop flag (an actor-learner's first answer)."""
         return self._reply(-1)
 
-    def push(self, worker_id: int, grads: list[np.ndarray], version: int, env_steps: int, lr: float | None,
-             known_refreshes: int) -> tuple[dict[str, Any], int]:
+    def push(
+        self,
+        worker_id: int,
+        grads: list[np.ndarray],
+        version: int,
+        env_steps: int,
+        lr: float | None,
+        known_refreshes: int,
+    ) -> tuple[dict[str, Any], int]:
         """Apply one actor-learner's clipped gradient ``grads`` (computed from theta of
         ``version``) and add its ``env_steps``; returns ``(answer, policy lag)``."""
         for view, grad in zip(self.grad_views, grads):
@@ -410,7 +433,7 @@ class ParameterServer:
 
 class LearnerServer:
     """The batched learner (A2C, PPO, REINFORCE) as one Ray actor: the rollout slots and the
-    published policy in its own shared memory, the algorithm's own ``Learner`` in a thread,
+    published policy in its own shared memory, the algorithm's own learner in a thread,
     and the actors' side of both served to actors on any node (a threaded actor: calls are
     answered while the learner trains, and an actor waiting for a free slot waits here).
 
@@ -427,11 +450,11 @@ class LearnerServer:
 
         torch.set_num_threads(1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-        algo = algo_module(config.run.algo)
+        algo = registry.get(config.run.algo)
         self.shared = algo.make_shared(config, obs, action)
         restore_shared(self.shared, state, "the driver's state")
         self.counters = GlobalCounters(slots, initial_step=initial_step, initial_updates=state["policy_version"])
-        self.learner = algo.Learner(config.run.workers, config, self.shared, self.counters)
+        self.learner = algo.learner(config.run.workers, config, self.shared, self.counters)
         self._tensors = list(self.shared.model.state_dict().values())
         self.error: str | None = None
         self.done = False
@@ -449,8 +472,11 @@ class LearnerServer:
             self.done = True
 
     def _reply(self) -> dict[str, Any]:
-        return {"global_step": self.counters.global_step, "version": self.shared.policy.version,
-                "stop": self.counters.stop_requested}
+        return {
+            "global_step": self.counters.global_step,
+            "version": self.shared.policy.version,
+            "stop": self.counters.stop_requested,
+        }
 
     def hello(self, worker_id: int | None = None) -> dict[str, Any]:
         """``T``, the policy version and the stop flag (an actor's first answer, once it has
@@ -465,8 +491,15 @@ class LearnerServer:
         self._heard[worker_id] = time.monotonic()
         return index, self._reply()
 
-    def commit(self, worker_id: int, index: int, rollout: dict[str, np.ndarray], policy_version: int,
-               stats: np.ndarray | None, env_steps: int) -> dict[str, Any]:
+    def commit(
+        self,
+        worker_id: int,
+        index: int,
+        rollout: dict[str, np.ndarray],
+        policy_version: int,
+        stats: np.ndarray | None,
+        env_steps: int,
+    ) -> dict[str, Any]:
         self._heard[worker_id] = time.monotonic()
         self.shared.slots.commit(index, rollout, policy_version, stats)
         self.counters.add(worker_id, env_steps, updates=0)
@@ -485,7 +518,9 @@ class LearnerServer:
     def policy(self) -> tuple[int, list[np.ndarray]]:
         """The newest complete publication: ``(version, state_dict values as arrays)``."""
         out: list[np.ndarray] = []
-        version = self.shared.policy.read(lambda: out.__setitem__(slice(None), [t.numpy().copy() for t in self._tensors]))
+        version = self.shared.policy.read(
+            lambda: out.__setitem__(slice(None), [t.numpy().copy() for t in self._tensors])
+        )
         return version, out
 
     def report(self) -> dict[str, Any]:
@@ -498,8 +533,11 @@ class LearnerServer:
         called ``acquire`` or ``commit`` (an actor waiting for a free slot calls ``acquire``
         every ``SLOT_WAIT_S``, however long the learner's update takes)."""
         now = time.monotonic()
-        return (self.counters.steps.copy(), self.counters.updates.copy(),
-                {worker_id: now - heard for worker_id, heard in list(self._heard.items())})
+        return (
+            self.counters.steps.copy(),
+            self.counters.updates.copy(),
+            {worker_id: now - heard for worker_id, heard in list(self._heard.items())},
+        )
 
     def request_stop(self) -> None:
         self.counters.request_stop()
@@ -509,40 +547,50 @@ class LearnerServer:
         from asyncrl.checkpoint import snapshot_shared
 
         model, optimizer = snapshot_shared(self.shared, lambda: True)
-        return {"model": model, "optimizer": optimizer, "target_model": None, "target_refreshes": None,
-                "policy_version": self.shared.policy.version, "steps": self.counters.steps.copy(),
-                "updates": self.counters.updates.copy()}
+        return {
+            "model": model,
+            "optimizer": optimizer,
+            "target_model": None,
+            "target_refreshes": None,
+            "policy_version": self.shared.policy.version,
+            "steps": self.counters.steps.copy(),
+            "updates": self.counters.updates.copy(),
+        }
 
     def pid(self) -> int:
         return os.getpid()
 
 
 def remote_actor_learner(worker_id: int, config: Config, obs, action, server: Any):
-    """The algorithm's own ``ActorLearner`` on a ``RemoteState`` of ``server`` (a parameter
+    """The algorithm's own actor-learner (or actor) on a ``RemoteState`` of ``server`` (a parameter
     server's handle): its replica of theta (and theta^-) as the server has them now.
 
     Returns:
         ``(actor_learner, remote_state, remote_counters)``.
     """
-    algo = algo_module(config.run.algo)
+    algo = registry.get(config.run.algo)
     model = algo.build_model(config, obs, action)
     counters = RemoteCounters()
-    if hasattr(algo, "Learner"):  # an actor of the batched learner: slots and policy served by it
-        state = SharedState(model=model, optimizer=None,
-                            slots=RemoteSlots(server, counters, worker_id, config.algo.unroll_length),
-                            policy=RemotePolicyStore(server, model))
+    if algo.learner is not None:  # an actor of the batched learner: slots and policy served by it
+        state = SharedState(
+            model=model,
+            optimizer=None,
+            slots=RemoteSlots(server, counters, worker_id, config.algo.unroll_length),
+            policy=RemotePolicyStore(server, model),
+        )
         counters.receive(_answer(server.hello.remote(worker_id)))
-        return algo.ActorLearner(worker_id, config, state, counters), state, counters
+        return algo.actor(worker_id, config, state, counters), state, counters
     reply = _answer(server.pull.remote())
-    target = RemoteTarget(copy.deepcopy(model), server, config.algo.target_update) \
-        if reply["target"] is not None else None
+    target = (
+        RemoteTarget(copy.deepcopy(model), server, config.algo.target_update) if reply["target"] is not None else None
+    )
     state = RemoteState(model, server, counters, worker_id, target)
     state.receive(reply)
-    return algo.ActorLearner(worker_id, config, state, counters), state, counters
+    return algo.actor(worker_id, config, state, counters), state, counters
 
 
 class ActorLearnerActor:
-    """One actor-learner as a Ray actor: the algorithm's ``ActorLearner`` on a ``RemoteState``.
+    """One actor-learner (or actor) as a Ray actor: the algorithm's own on a ``RemoteState``.
 
     Args:
         worker_id: its slot (seeds ``seed + worker_id``, as on shared memory).
@@ -554,14 +602,18 @@ class ActorLearnerActor:
         EnvError: if its environment cannot be made here (the driver sees the actor die).
     """
 
-    def __init__(self, worker_id: int, config: Config, obs, action, server: Any,
-                 restore_rng: dict[str, Any] | None) -> None:
+    def __init__(
+        self, worker_id: int, config: Config, obs, action, server: Any, restore_rng: dict[str, Any] | None
+    ) -> None:
         import ray
 
         torch.set_num_threads(1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-        self.placement = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-                          "pid": os.getpid()}
+        self.placement = {
+            "node": ray.get_runtime_context().get_node_id(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
         self.learner = None
         self.error: str | None = None
         try:
@@ -608,7 +660,6 @@ class ActorLearnerActor:
         return {"report": stats, "finished": finished, "placement": self.placement, "error": None}
 
 
-
 # -- the driver's side ----------------------------------------------------------------
 
 
@@ -634,10 +685,13 @@ def connect(address: str | None, workers: int) -> tuple[bool, float]:
                 # Arguments and answers up to 8 MiB (theta and d theta of the paper's CNN) travel
                 # inline in Ray's RPCs instead of through the object store: measured 20% less
                 # time per push for the MinAtar CNN (0.5 MB) here.
-                ray.init(address="local",  # a new instance, even where `ray start` runs one
-                         num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False,
-                         _system_config={"max_direct_call_object_size": 8 << 20,
-                                         "task_rpc_inlined_bytes_limit": 64 << 20}, **options)
+                ray.init(
+                    address="local",  # a new instance, even where `ray start` runs one
+                    num_cpus=max(os.cpu_count() or 1, workers),
+                    include_dashboard=False,
+                    _system_config={"max_direct_call_object_size": 8 << 20, "task_rpc_inlined_bytes_limit": 64 << 20},
+                    **options,
+                )
             else:
                 ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -646,14 +700,17 @@ def connect(address: str | None, workers: int) -> tuple[bool, float]:
             raise RayBackendError(
                 f"--address {address}: cannot join the Ray cluster: {_first_line(exc)} (this shell's RAY_AUTH_MODE is "
                 f"{os.environ.get('RAY_AUTH_MODE', 'unset')}: it must match the cluster's, e.g. RAY_AUTH_MODE=token "
-                "where `ray start` enabled token authentication)") from None
+                "where `ray start` enabled token authentication)"
+            ) from None
         started = address is None
     cpus = float(ray.cluster_resources().get("CPU", 0))
     if cpus < workers:
         if started:
             ray.shutdown()
-        raise RayBackendError(f"--workers {workers} needs {workers} CPUs of the Ray cluster (one per actor-learner); "
-                              f"it has {cpus:g} (`ray status` lists them)")
+        raise RayBackendError(
+            f"--workers {workers} needs {workers} CPUs of the Ray cluster (one per actor-learner); "
+            f"it has {cpus:g} (`ray status` lists them)"
+        )
     return started, cpus
 
 
@@ -672,8 +729,9 @@ def reachable_address(address: str) -> str:
         host, port = resolved.rsplit(":", 1)
         socket.create_connection((host, int(port)), timeout=SERVER_TIMEOUT_S).close()
     except (ConnectionError, OSError, ValueError) as exc:
-        raise RayBackendError(f"--address {address}: no Ray cluster answers there ({_first_line(exc)}); "
-                              "start one with `ray start --head`") from None
+        raise RayBackendError(
+            f"--address {address}: no Ray cluster answers there ({_first_line(exc)}); start one with `ray start --head`"
+        ) from None
     return resolved
 
 
@@ -718,8 +776,9 @@ class RaySupervisor:
         RayBackendError: as ``connect``.
     """
 
-    def __init__(self, config: Config, shared: SharedState, counters: GlobalCounters, obs, action,
-                 learner_id: int | None = None) -> None:
+    def __init__(
+        self, config: Config, shared: SharedState, counters: GlobalCounters, obs, action, learner_id: int | None = None
+    ) -> None:
         self.ray = import_ray()
         self.config, self.shared, self.counters, self.obs, self.action = config, shared, counters, obs, action
         self.learner_id = learner_id
@@ -727,8 +786,15 @@ class RaySupervisor:
         self.started_ray, self.cluster_cpus = connect(config.run.address, config.run.workers + (learner_id is not None))
         # a local instance's processes are ended by ray.shutdown(); if this process is killed
         # outright, by asyncrl.reaper (its own session: a terminal's Ctrl-C does not reach it)
-        self._reaper = subprocess.Popen([sys.executable, "-m", "asyncrl.reaper", str(os.getpid())],
-                                        stdin=subprocess.PIPE, start_new_session=True) if self.started_ray else None
+        self._reaper = (
+            subprocess.Popen(
+                [sys.executable, "-m", "asyncrl.reaper", str(os.getpid())],
+                stdin=subprocess.PIPE,
+                start_new_session=True,
+            )
+            if self.started_ray
+            else None
+        )
         self.nodes_in_cluster = sum(1 for node in self.ray.nodes() if node.get("Alive"))
         self.server = None
         self.actors: dict[int, Any] = {}
@@ -766,10 +832,17 @@ class RaySupervisor:
         here = ray.get_runtime_context().get_node_id()
         learner = self.learner_id is not None
         self.server = self._server_cls.options(
-            num_cpus=1 if learner else 0, max_restarts=0,
+            num_cpus=1 if learner else 0,
+            max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-        ).remote(self.config, self.obs, self.action, state_payload(self.shared, self.counters.policy_version),
-                 self.counters.initial_step, len(self.counters.steps))
+        ).remote(
+            self.config,
+            self.obs,
+            self.action,
+            state_payload(self.shared, self.counters.policy_version),
+            self.counters.initial_step,
+            len(self.counters.steps),
+        )
         try:
             server_pid = ray.get(self.server.pid.remote(), timeout=SERVER_TIMEOUT_S)
         except Exception as exc:  # GetTimeoutError, RayActorError
@@ -784,14 +857,16 @@ class RaySupervisor:
             self._launch(worker_id, make_config(), restore_rng.get(worker_id), nodes[worker_id])
         return [server_pid]
 
-    def _launch(self, worker_id: int, config: Config, restore_rng: dict[str, Any] | None = None,
-                node: str | None = None) -> None:
+    def _launch(
+        self, worker_id: int, config: Config, restore_rng: dict[str, Any] | None = None, node: str | None = None
+    ) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         # a replacement (node None) goes wherever Ray finds a free CPU
         strategy = NodeAffinitySchedulingStrategy(node, soft=True) if node is not None else "SPREAD"
         actor = self._actor_cls.options(num_cpus=1, max_restarts=0, scheduling_strategy=strategy).remote(
-            worker_id, config, self.obs, self.action, self.server, restore_rng)
+            worker_id, config, self.obs, self.action, self.server, restore_rng
+        )
         self.actors[worker_id] = actor
         self.last_seen[worker_id] = self.launched[worker_id] = time.monotonic()
         self.started.discard(worker_id)
@@ -817,8 +892,12 @@ class RaySupervisor:
                 self.server_lost = True
         self._launch(worker_id, config)
 
-    def poll(self, timeout: float, on_stats: Callable[[int, dict[str, Any]], None],
-             on_failure: Callable[[Any, str, str | None], None]) -> None:
+    def poll(
+        self,
+        timeout: float,
+        on_stats: Callable[[int, dict[str, Any]], None],
+        on_failure: Callable[[Any, str, str | None], None],
+    ) -> None:
         """Handle the chunks that finished (waiting up to ``timeout`` s for the first): their
         reports go to ``on_stats``, their failures to ``on_failure`` (a lost parameter server
         as worker ``PARAMETER_SERVER``); copy the server's counts into ``T``."""
@@ -856,9 +935,17 @@ class RaySupervisor:
             silence, started = self._silence(worker_id, now)
             if silence > (WORKER_SILENT_S if started else PLACEMENT_S):
                 del self.futures[ref]
-                failed.append((worker_id, TimeoutError(
-                    f"sent nothing for {WORKER_SILENT_S:.0f} s while not waiting on the learner" if started else
-                    f"did not start within {PLACEMENT_S:.0f} s (not placed on a node: no free CPU in the cluster?)")))
+                failed.append(
+                    (
+                        worker_id,
+                        TimeoutError(
+                            f"sent nothing for {WORKER_SILENT_S:.0f} s while not waiting on the learner"
+                            if started
+                            else f"did not start within {PLACEMENT_S:.0f} s "
+                            "(not placed on a node: no free CPU in the cluster?)"
+                        ),
+                    )
+                )
         if failed and not self._server_alive():  # their pushes failed because the server is gone
             failed = []
         if self.learner_id is not None and not self.server_lost:
@@ -866,8 +953,11 @@ class RaySupervisor:
         if self.server_lost or not self._copy_counts():
             if not self._server_reported:
                 self._server_reported = True
-                on_failure(PARAMETER_SERVER if self.learner_id is None else self.learner_id,
-                           "was lost (its process or its node died)", None)
+                on_failure(
+                    PARAMETER_SERVER if self.learner_id is None else self.learner_id,
+                    "was lost (its process or its node died)",
+                    None,
+                )
             return
         for worker_id, exc in failed:
             self.done.add(worker_id)
@@ -989,8 +1079,11 @@ class RaySupervisor:
                     self.server_lost = True
                 deadline = time.monotonic() + JOIN_TIMEOUT_S
                 while self.futures and time.monotonic() < deadline:
-                    ready, _ = ray.wait(list(self.futures), num_returns=len(self.futures),
-                                        timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+                    ready, _ = ray.wait(
+                        list(self.futures),
+                        num_returns=len(self.futures),
+                        timeout=max(0.0, min(0.2, deadline - time.monotonic())),
+                    )
                     for ref in ready:
                         worker_id = self.futures.pop(ref)
                         try:
@@ -1038,9 +1131,13 @@ class RaySupervisor:
 
     def summary(self) -> dict[str, Any]:
         """What ``summary.json`` says of the backend."""
-        return {"address": self.config.run.address, "nodes_in_cluster": self.nodes_in_cluster,
-                "nodes_used": len(self.nodes_used), "cluster_cpus": self.cluster_cpus,
-                "hosts": sorted({p["host"] for p in self.placement.values()})}
+        return {
+            "address": self.config.run.address,
+            "nodes_in_cluster": self.nodes_in_cluster,
+            "nodes_used": len(self.nodes_used),
+            "cluster_cpus": self.cluster_cpus,
+            "hosts": sorted({p["host"] for p in self.placement.values()}),
+        }
 
 
 def _first_line(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 _LINE = 8  # int64s per padded counter: one 64-byte cache line
@@ -59,13 +60,16 @@ def check_replay_memory(capacity: int, actors: int, fields: dict[str, tuple[tupl
     nbytes = SharedReplay.layout(capacity, actors, fields)["nbytes"]
     available = psutil.virtual_memory().available
     if nbytes > REPLAY_MEMORY_SHARE * available:
-        raise ReplayMemoryError(f"--replay-size {capacity:,} needs {nbytes / 2**30:.1f} GiB of shared memory, more "
-                                f"than {REPLAY_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available")
+        raise ReplayMemoryError(
+            f"--replay-size {capacity:,} needs {nbytes / 2**30:.1f} GiB of shared memory, more "
+            f"than {REPLAY_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available"
+        )
     return nbytes
 
 
-def transition_fields(obs_shape: tuple[int, ...], obs_dtype: np.dtype, action_shape: tuple[int, ...],
-                      action_dtype: np.dtype) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+def transition_fields(
+    obs_shape: tuple[int, ...], obs_dtype: np.dtype, action_shape: tuple[int, ...], action_dtype: np.dtype
+) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """The fields of one transition, ``name -> (shape, dtype)``: ``obs`` and ``next_obs``
     (the observation's dtype: uint8 images stay uint8), ``actions``, ``rewards`` (float32,
     the n-step discounted sum), ``terminated``/``truncated`` (bool: whether the episode
@@ -118,8 +122,7 @@ class SharedReplay:
         ValueError: if ``capacity < actors`` or ``actors < 1``.
     """
 
-    def __init__(self, capacity: int, actors: int,
-                 fields: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    def __init__(self, capacity: int, actors: int, fields: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
         layout = self.layout(capacity, actors, fields)
         self.actors = int(actors)
         self.segment, self.capacity = layout["segment"], layout["capacity"]
@@ -160,8 +163,14 @@ class SharedReplay:
             stored["obs"] = stored["next_obs"] = ((stack,), np.dtype(np.int64))  # frame numbers
         entry = 8 + sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in stored.values())
         nbytes = segment * actors * entry + actors * frame_capacity * frame_bytes
-        return {"segment": segment, "capacity": segment * actors, "stack": stack, "frame_capacity": frame_capacity,
-                "stored": stored, "nbytes": nbytes}
+        return {
+            "segment": segment,
+            "capacity": segment * actors,
+            "stack": stack,
+            "frame_capacity": frame_capacity,
+            "stored": stored,
+            "nbytes": nbytes,
+        }
 
     def _bind(self) -> None:
         self._arrays = {name: tensor.numpy() for name, tensor in self.tensors.items()}
@@ -188,8 +197,11 @@ class SharedReplay:
         Only actor ``actor`` may call this for its segment (one writer per segment).
         """
         if self.stack:  # the images as frame numbers, writing the frames not already in the ring
-            transition = {**transition, "obs": self._frame_numbers(actor, transition["obs"]),
-                          "next_obs": self._frame_numbers(actor, transition["next_obs"])}
+            transition = {
+                **transition,
+                "obs": self._frame_numbers(actor, transition["obs"]),
+                "next_obs": self._frame_numbers(actor, transition["next_obs"]),
+            }
         index = actor * self.segment + int(self._written[actor]) % self.segment
         seq = int(self._seq[index])
         seq += 1 if seq % 2 == 0 else 2  # odd: being written (also over a torn entry a dead actor left)
@@ -308,8 +320,10 @@ class RateLimiter:
 
     def __init__(self, replay_ratio: float, learning_starts: int, tolerance: int) -> None:
         if not replay_ratio > 0 or learning_starts < 0 or tolerance < 0:
-            raise ValueError(f"need replay_ratio > 0, learning_starts >= 0, tolerance >= 0, got {replay_ratio}, "
-                             f"{learning_starts}, {tolerance}")
+            raise ValueError(
+                f"need replay_ratio > 0, learning_starts >= 0, tolerance >= 0, got {replay_ratio}, "
+                f"{learning_starts}, {tolerance}"
+            )
         self.replay_ratio = float(replay_ratio)
         self.learning_starts = int(learning_starts)
         self.tolerance = int(tolerance)
@@ -356,11 +370,11 @@ class RateLimiter:
         return self.due(inserted) - self.updates <= self.tolerance
 
 
-def _shared(shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
+def _shared(shape: tuple[int, ...], dtype: npt.DTypeLike) -> torch.Tensor:
     """A zero tensor allocated in shared memory directly (``torch.zeros(...).share_memory_()``
     would build it in private memory first and copy it: twice a 7 GiB replay at its peak).
     The pages of a new shared-memory file read as zeros and take memory only once written."""
     torch_dtype = torch.from_numpy(np.zeros(0, dtype)).dtype
     numel = int(np.prod(shape, dtype=np.int64))
     storage = torch.UntypedStorage._new_shared(numel * torch_dtype.itemsize)
-    return torch.empty(0, dtype=torch_dtype).set_(storage, 0, tuple(shape))
+    return torch.empty(0, dtype=torch_dtype).set_(storage, 0, tuple(shape))  # type: ignore[call-overload]

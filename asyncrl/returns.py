@@ -121,8 +121,7 @@ def gae(
     Raises:
         ValueError: if the shapes differ or ``T`` is zero.
     """
-    _check_shapes(rewards=rewards, values=values, next_values=next_values, terminated=terminated,
-                  truncated=truncated)
+    _check_shapes(rewards=rewards, values=values, next_values=next_values, terminated=terminated, truncated=truncated)
     terminated = terminated.astype(bool)
     not_done = ~(terminated | truncated.astype(bool))
     deltas = rewards + gamma * ~terminated * next_values - values  # [T, B]
@@ -173,9 +172,15 @@ def vtrace(
     Raises:
         ValueError: if the shapes differ or ``T`` is zero.
     """
-    _check_shapes(behaviour_log_probs=behaviour_log_probs, target_log_probs=target_log_probs,
-                  rewards=rewards, values=values, next_values=next_values, terminated=terminated,
-                  truncated=truncated)
+    _check_shapes(
+        behaviour_log_probs=behaviour_log_probs,
+        target_log_probs=target_log_probs,
+        rewards=rewards,
+        values=values,
+        next_values=next_values,
+        terminated=terminated,
+        truncated=truncated,
+    )
     ratios = np.exp(target_log_probs - behaviour_log_probs)  # [T, B]
     rhos = np.minimum(rho_bar, ratios)
     cs = np.minimum(c_bar, ratios)
@@ -214,5 +219,4 @@ def episode_returns(rewards: np.ndarray, lengths: np.ndarray, gamma: float) -> n
     if len(lengths) and (lengths.min() < 1 or lengths.max() > T):
         raise ValueError(f"episode lengths must be in 1..{T}, got {lengths.min()}..{lengths.max()}")
     valid = np.arange(T)[:, None] < lengths[None, :]  # [T, B]
-    return _backward_scan(np.where(valid, rewards, 0.0).astype(np.float32),
-                          np.full(rewards.shape, gamma, np.float32))
+    return _backward_scan(np.where(valid, rewards, 0.0).astype(np.float32), np.full(rewards.shape, gamma, np.float32))

@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     last = f"last {summary['return_window']}"
     mean = summary["mean_return"] if summary["mean_return"] is not None else float("nan")
     if summary["reached_target"]:  # the window at the crossing (episodes drained after it can lower the last one)
-        result = (f"mean return ({last}) {summary['mean_return_at_target']:.1f} at T={summary['steps_to_target']:,}, "
-                  f"target {summary['target_return']} reached")
+        result = (
+            f"mean return ({last}) {summary['mean_return_at_target']:.1f} at T={summary['steps_to_target']:,}, "
+            f"target {summary['target_return']} reached"
+        )
     elif summary["target_return"] is None:
         result = f"mean return ({last}) {mean:.1f}, no target"
     else:
@@ -55,13 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{summary['stop_reason']}: T={summary['global_step']:,} env steps in {summary['wall_time_s']:.1f} s "
         f"({summary['steps_per_s']:,.0f} steps/s, {summary['workers']} "
-        f"{('actor' if summary['workers'] == 1 else 'actors') + ' + 1 learner' if summary['learner'] else ('worker' if summary['workers'] == 1 else 'workers')} "
+        f"{_workers_word(summary['workers'], summary['learner'])} "
         f"on {summary['cpu_count']} cores"
         f"{_ray_placement(summary['ray']) if summary['ray'] else ''}"
         f"{', oversubscribed' if summary['oversubscribed'] else ''}); "
         f"{result}; run dir {trainer.run_dir}"
     )
     return 0
+
+
+def _workers_word(workers: int, learner: bool) -> str:
+    """``workers`` (with ``learner``: ``actors + 1 learner``), singular for one."""
+    if learner:
+        return ("actor" if workers == 1 else "actors") + " + 1 learner"
+    return "worker" if workers == 1 else "workers"
 
 
 def _ray_placement(ray_summary: dict) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import psutil
@@ -36,16 +37,26 @@ class _SharedOptimizer:
     BUFFERS: tuple[str, ...] = ()
     TORCH_DEFAULTS: dict = {}
 
+    def step(self) -> None:
+        """Apply the gradients in the parameters' ``.grad`` (each optimizer's own rule)."""
+        raise NotImplementedError
+
     def __init__(self, params, **defaults) -> None:
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
         self.defaults = {**self.TORCH_DEFAULTS, **defaults}
         self.param_groups = [{"params": params, **self.defaults}]
-        self.state = {p: {"step": torch.zeros((), dtype=torch.float32).share_memory_(),
-                          **{name: torch.zeros_like(p, memory_format=torch.preserve_format).share_memory_()
-                             for name in self.BUFFERS}}
-                      for p in params}
+        self.state = {
+            p: {
+                "step": torch.zeros((), dtype=torch.float32).share_memory_(),
+                **{
+                    name: torch.zeros_like(p, memory_format=torch.preserve_format).share_memory_()
+                    for name in self.BUFFERS
+                },
+            }
+            for p in params
+        }
         self._bind()
 
     def _bind(self) -> None:
@@ -67,8 +78,10 @@ class _SharedOptimizer:
         statistics are the live shared tensors (copy them to keep a snapshot)."""
         params = self._params
         group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
-        return {"state": {i: dict(self.state[p]) for i, p in enumerate(params)},
-                "param_groups": [{**group, "params": list(range(len(params)))}]}
+        return {
+            "state": {i: dict(self.state[p]) for i, p in enumerate(params)},
+            "param_groups": [{**group, "params": list(range(len(params)))}],
+        }
 
     def zero_grad(self) -> None:
         for p in self._params:
@@ -106,11 +119,25 @@ class SharedRMSprop(_SharedOptimizer):
     """
 
     BUFFERS = ("square_avg",)
-    TORCH_DEFAULTS = {"weight_decay": 0, "momentum": 0, "centered": False, "capturable": False, "foreach": True,
-                      "maximize": False, "differentiable": False}
+    TORCH_DEFAULTS = {
+        "weight_decay": 0,
+        "momentum": 0,
+        "centered": False,
+        "capturable": False,
+        "foreach": True,
+        "maximize": False,
+        "differentiable": False,
+    }
 
-    def __init__(self, params, lr: float = 7e-4, alpha: float = 0.99, eps: float = 1e-5,
-                 foreach: bool | None = None, eps_in_sqrt: bool = False) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 7e-4,
+        alpha: float = 0.99,
+        eps: float = 1e-5,
+        foreach: bool | None = None,
+        eps_in_sqrt: bool = False,
+    ) -> None:
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, eps_in_sqrt=eps_in_sqrt)
 
     def _bind(self) -> None:
@@ -139,8 +166,9 @@ class SharedRMSprop(_SharedOptimizer):
         torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
         if self._denominators is None:
             self._denominators = [torch.empty_like(p) for p in square_avgs]  # same strides
-            self._numpy_roots = [(g.numpy(), root.numpy()) for g, root in zip(square_avgs, self._denominators)
-                                 if g.device.type == "cpu"]
+            self._numpy_roots = [
+                (g.numpy(), root.numpy()) for g, root in zip(square_avgs, self._denominators) if g.device.type == "cpu"
+            ]
         avg, in_sqrt = self._denominators, group.get("eps_in_sqrt", False)
         if len(self._numpy_roots) == len(avg):
             for square_avg, root in self._numpy_roots:
@@ -179,15 +207,28 @@ class SharedAdam(_SharedOptimizer):
     """
 
     BUFFERS = ("exp_avg", "exp_avg_sq")
-    TORCH_DEFAULTS = {"weight_decay": 0, "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
-                      "differentiable": False, "fused": None, "decoupled_weight_decay": False}
+    TORCH_DEFAULTS = {
+        "weight_decay": 0,
+        "amsgrad": False,
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
+        "fused": None,
+        "decoupled_weight_decay": False,
+    }
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 foreach: bool | None = None) -> None:
+    def __init__(
+        self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, foreach: bool | None = None
+    ) -> None:
         params = list(params)
         devices = {p.device.type for p in params}
-        fused = foreach is None and all(p.dtype == torch.float32 for p in params) and len(devices) == 1 \
+        fused = (
+            foreach is None
+            and all(p.dtype == torch.float32 for p in params)
+            and len(devices) == 1
             and devices <= {"cpu", "cuda"}
+        )
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None, foreach=not fused)
 
     def _bind(self) -> None:
@@ -206,9 +247,23 @@ class SharedAdam(_SharedOptimizer):
         grads, exp_avgs, exp_avg_sqs = self._grads(), self._buffers["exp_avg"], self._buffers["exp_avg_sq"]
         if self._fused:
             torch._foreach_add_(self._steps, 1)
-            torch._fused_adam_(self._params, grads, exp_avgs, exp_avg_sqs, [], self._steps, amsgrad=False, lr=lr,
-                               beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, maximize=False,
-                               grad_scale=None, found_inf=None)
+            torch._fused_adam_(
+                self._params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                [],
+                self._steps,
+                amsgrad=False,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=eps,
+                maximize=False,
+                grad_scale=None,
+                found_inf=None,
+            )
             return
         torch._foreach_add_(self._steps, self._one, alpha=1.0)
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
@@ -245,14 +300,15 @@ def load_optimizer_state_in_place(optimizer: torch.optim.Optimizer, state_dict: 
             live[name].copy_(torch.as_tensor(value))
 
 
-def linear_lr(base_lr: float, global_step: int, total_steps: int) -> float:
+def linear_lr(base_lr: float, global_step: float, total_steps: float) -> float:
     """``base_lr`` annealed linearly to 0 at ``T = total_steps`` (Mnih et al. 2016,
     Supplementary Section 8: learning rates annealed to 0 over training)."""
     return base_lr * max(0.0, 1.0 - global_step / total_steps)
 
 
-def make_shared_optimizer(name: str, params, lr: float, eps: float, rms_alpha: float = 0.99,
-                          rms_eps_inside: bool = False):
+def make_shared_optimizer(
+    name: str, params, lr: float, eps: float, rms_alpha: float = 0.99, rms_eps_inside: bool = False
+):
     """``SharedRMSprop`` (``rms_eps_inside``: ``sqrt(g + eps)``) or ``SharedAdam`` by name.
 
     Raises:
@@ -271,7 +327,7 @@ def share_model(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def sync_local(local_params: list[torch.Tensor], shared_params: list[torch.Tensor]) -> None:
+def sync_local(local_params: Sequence[torch.Tensor], shared_params: Sequence[torch.Tensor]) -> None:
     """``theta' <- theta``: copy the shared parameters into an actor-learner's local ones.
 
     Args:
@@ -279,10 +335,10 @@ def sync_local(local_params: list[torch.Tensor], shared_params: list[torch.Tenso
             ``Module.parameters()`` costs microseconds per call on the hot path).
         shared_params: ``list(shared_model.parameters())``, in the same order.
     """
-    torch._foreach_copy_(local_params, shared_params)
+    torch._foreach_copy_(list(local_params), list(shared_params))
 
 
-def hand_off_gradients(local_params: list[torch.Tensor], shared_params: list[torch.Tensor]) -> None:
+def hand_off_gradients(local_params: Sequence[torch.Tensor], shared_params: Sequence[torch.Tensor]) -> None:
     """Give the shared model exactly this update's gradient.
 
     Each shared parameter's ``.grad`` (a per-process attribute, not shared memory) is
@@ -306,7 +362,7 @@ def hand_off_gradients(local_params: list[torch.Tensor], shared_params: list[tor
 
 
 @torch.no_grad()
-def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
+def clip_gradients(params: Sequence[torch.Tensor], max_norm: float) -> float:
     """``torch.nn.utils.clip_grad_norm_`` on CPU gradients, without its multiply by 1.0
     when the norm is within ``max_norm`` (one pass over every gradient saved on most
     updates: the results are the same).
@@ -323,8 +379,8 @@ def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
 
 
 def apply_gradients(
-    params: list[torch.Tensor],
-    shared_params: list[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    shared_params: Sequence[torch.Tensor],
     optimizer: _SharedOptimizer | torch.optim.Optimizer,
     max_grad_norm: float,
     lr: float | None = None,
@@ -460,8 +516,9 @@ class GlobalCounters:
             if now >= self._next_parent_check:
                 self._next_parent_check = now + PARENT_CHECK_S
                 try:
-                    self._trainer_dead = self._trainer.status() == psutil.STATUS_ZOMBIE \
-                        or not self._trainer.is_running()
+                    self._trainer_dead = (
+                        self._trainer.status() == psutil.STATUS_ZOMBIE or not self._trainer.is_running()
+                    )
                 except psutil.NoSuchProcess:
                     self._trainer_dead = True
         return self._trainer_dead
@@ -525,6 +582,6 @@ class TargetNetwork:
             if due <= self._refreshes[0]:
                 return False
             with torch.no_grad():
-                torch._foreach_copy_(self._target_params, self._online_params)
+                torch._foreach_copy_(list(self._target_params), list(self._online_params))
             self._refreshes[0] = due
         return True

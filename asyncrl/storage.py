@@ -59,6 +59,9 @@ def _wait(poll: float) -> float:
     return min(2 * poll, POLL_MAX_S)
 
 
+_FLOAT32, _INT64 = np.dtype(np.float32), np.dtype(np.int64)
+
+
 class RolloutSlots:
     """``num_slots`` preallocated slots, each one actor's rollouts of ``unroll_length``
     steps in each of its ``envs_per_slot`` environments.
@@ -108,16 +111,36 @@ class RolloutSlots:
         ValueError: if a count is below 1.
     """
 
-    FIELDS = ("obs", "actions", "rewards", "terminated", "truncated", "log_probs", "values", "final_obs",
-              "final_values")
+    FIELDS = (
+        "obs",
+        "actions",
+        "rewards",
+        "terminated",
+        "truncated",
+        "log_probs",
+        "values",
+        "final_obs",
+        "final_values",
+    )
 
-    def __init__(self, actors: int, slots_per_actor: int, unroll_length: int, envs_per_slot: int,
-                 obs_shape: tuple[int, ...], obs_dtype: np.dtype = np.dtype(np.float32),
-                 action_shape: tuple[int, ...] = (), action_dtype: np.dtype = np.dtype(np.int64),
-                 stats_size: int = 0, lstm_size: int = 0) -> None:
+    def __init__(
+        self,
+        actors: int,
+        slots_per_actor: int,
+        unroll_length: int,
+        envs_per_slot: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype = _FLOAT32,
+        action_shape: tuple[int, ...] = (),
+        action_dtype: np.dtype = _INT64,
+        stats_size: int = 0,
+        lstm_size: int = 0,
+    ) -> None:
         if min(actors, slots_per_actor, unroll_length, envs_per_slot) < 1:
-            raise ValueError(f"need actors, slots_per_actor, unroll_length and envs_per_slot >= 1, got {actors}, "
-                             f"{slots_per_actor}, {unroll_length}, {envs_per_slot}")
+            raise ValueError(
+                f"need actors, slots_per_actor, unroll_length and envs_per_slot >= 1, got {actors}, "
+                f"{slots_per_actor}, {unroll_length}, {envs_per_slot}"
+            )
         S, T, E = actors * slots_per_actor, unroll_length, envs_per_slot
         self.num_slots, self.slots_per_actor, self.unroll_length, self.envs_per_slot = S, slots_per_actor, T, E
 
@@ -168,8 +191,7 @@ class RolloutSlots:
 
     def _require(self, index: int, expected: int) -> None:
         if self._state[index] != expected:
-            raise SlotError(f"slot {index} is {STATE_NAMES[self._state[index]]}, expected "
-                            f"{STATE_NAMES[expected]}")
+            raise SlotError(f"slot {index} is {STATE_NAMES[self._state[index]]}, expected {STATE_NAMES[expected]}")
 
     def _move(self, index: int, expected: int, new: int) -> None:
         self._require(index, expected)
@@ -192,8 +214,9 @@ class RolloutSlots:
                 return None
             poll = _wait(poll)
 
-    def commit(self, index: int, rollout: dict[str, np.ndarray], policy_version: int,
-               stats: np.ndarray | None = None) -> None:
+    def commit(
+        self, index: int, rollout: dict[str, np.ndarray], policy_version: int, stats: np.ndarray | None = None
+    ) -> None:
         """Write one rollout (arrays shaped as one slot's fields, and ``stats`` if the slots
         have them) and hand it to the learner.
 
@@ -326,8 +349,13 @@ class PolicyStore:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         return int(self._seq[0]) // 2
 
-    def read(self, copy_fn: Callable[[], None], should_stop: Callable[[], bool] = lambda: False,
-             timeout_s: float = PUBLICATION_TIMEOUT_S, poll_s: float = 1e-4) -> int | None:
+    def read(
+        self,
+        copy_fn: Callable[[], None],
+        should_stop: Callable[[], bool] = lambda: False,
+        timeout_s: float = PUBLICATION_TIMEOUT_S,
+        poll_s: float = 1e-4,
+    ) -> int | None:
         """Run ``copy_fn()`` (which copies from ``self.model``) until it ran on one complete
         publication.
 
@@ -353,7 +381,8 @@ class PolicyStore:
                 elif now >= deadline:
                     raise PublicationStalled(
                         f"publication {before // 2 + 1} of the policy stood half-written for {timeout_s:g} s: "
-                        "its writer died or froze in the middle of it")
+                        "its writer died or froze in the middle of it"
+                    )
                 time.sleep(poll_s)
                 continue
             copy_fn()

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import torch
 
-from asyncrl.algos import algo_module
+from asyncrl import registry
 from asyncrl.algos.base import SharedState, rng_state, set_rng_state
 from asyncrl.config import Config
 from asyncrl.shared import GlobalCounters
@@ -44,9 +44,16 @@ class WorkerFailure(RuntimeError):
     """An actor-learner, actor or the learner raised or died; the run was stopped."""
 
 
-def worker_main(worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters,
-                reports: Any, parent_pid: int, restore_rng: dict[str, Any] | None = None,
-                role: str = "actor") -> None:
+def worker_main(
+    worker_id: int,
+    config: Config,
+    shared: SharedState,
+    counters: GlobalCounters,
+    reports: Any,
+    parent_pid: int,
+    restore_rng: dict[str, Any] | None = None,
+    role: str = "actor",
+) -> None:
     """Entry point of an actor-learner, actor or learner process: update until told to
     stop, until the trainer ``parent_pid`` dies, or until ``T`` reaches ``total_steps``
     (the learner: until it has trained on ``total_steps`` env steps).
@@ -63,29 +70,30 @@ def worker_main(worker_id: int, config: Config, shared: SharedState, counters: G
         pin_to_core(worker_id)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the trainer's handler
-    learner = None
+    worker: Any = None
     try:
-        algo = algo_module(config.run.algo)
+        algo = registry.get(config.run.algo)
         if role == "learner":
-            learner = algo.Learner(worker_id, config, shared, counters)
-            finished = learner.finished
+            assert algo.learner is not None  # (a learner process exists only where the family has one)
+            worker = algo.learner(worker_id, config, shared, counters)
+            finished = worker.finished
         else:
-            learner = algo.ActorLearner(worker_id, config, shared, counters)
+            worker = algo.actor(worker_id, config, shared, counters)
             total = config.run.total_steps
             finished = lambda: counters.global_step >= total  # noqa: E731
         if restore_rng is not None:
-            set_rng_state(learner, restore_rng)
+            set_rng_state(worker, restore_rng)
         next_report = time.monotonic() + REPORT_INTERVAL_S
         while not counters.stop_requested and not finished():
-            learner.update()
+            worker.update()
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + REPORT_INTERVAL_S
-                reports.put(("stats", worker_id, report(learner)))
+                reports.put(("stats", worker_id, report(worker)))
         if counters.orphaned:  # the trainer is gone: nobody reads the reports, exit at once
             reports.cancel_join_thread()
             return
-        reports.put(("stats", worker_id, report(learner)))
+        reports.put(("stats", worker_id, report(worker)))
         reports.put(("done", worker_id, None))
     except Exception:
         reports.put(("error", worker_id, traceback.format_exc()))
@@ -93,13 +101,13 @@ def worker_main(worker_id: int, config: Config, shared: SharedState, counters: G
         reports.join_thread()
         os._exit(1)
     finally:
-        if learner is not None:
-            learner.close()
+        if worker is not None:
+            worker.close()
 
 
-def report(learner: Any) -> dict[str, Any]:
+def report(worker: Any) -> dict[str, Any]:
     """What a worker reports: its statistics since the last report and its random state."""
-    return {**learner.drain_stats(), "rng": rng_state(learner)}
+    return {**worker.drain_stats(), "rng": rng_state(worker)}
 
 
 def pin_to_core(index: int) -> int:
@@ -136,13 +144,12 @@ class Supervisor:
         learner_id: the learner's id, or None where there is none.
     """
 
-    def __init__(self, config: Config, shared: SharedState, counters: GlobalCounters,
-                 learner_id: int | None) -> None:
+    def __init__(self, config: Config, shared: SharedState, counters: GlobalCounters, learner_id: int | None) -> None:
         self.config, self.shared, self.counters, self.learner_id = config, shared, counters, learner_id
         run = config.run
         self._ctx = torch.multiprocessing.get_context(run.start_method)
         if run.start_method == "forkserver":
-            self._ctx.set_forkserver_preload(["asyncrl.supervisor", algo_module(run.algo).__name__])
+            self._ctx.set_forkserver_preload(["asyncrl.supervisor", "asyncrl.algos"])
         self._learner_ctx = self._ctx
         if learner_id is not None:
             from asyncrl.algos.batched import learner_start_method
@@ -160,15 +167,16 @@ class Supervisor:
         for worker_id in range(self.config.run.workers):
             self.procs.append(self._spawn(worker_id, make_config(), restore_rng.get(worker_id)))
         if self.learner_id is not None:  # one learner process, fed by the actors through shared-memory slots
-            self.procs.append(self._spawn(self.learner_id, make_config(), restore_rng.get(self.learner_id),
-                                          role="learner"))
+            self.procs.append(
+                self._spawn(self.learner_id, make_config(), restore_rng.get(self.learner_id), role="learner")
+            )
         return [p.pid for p in self.procs]
 
-    def _spawn(self, worker_id: int, config: Config, restore_rng: dict[str, Any] | None = None,
-               role: str = "actor"):
+    def _spawn(self, worker_id: int, config: Config, restore_rng: dict[str, Any] | None = None, role: str = "actor"):
         # A restart forks while TensorBoard's writer thread runs; the child runs worker
         # code only, which takes none of that thread's locks.
-        proc = (self._learner_ctx if role == "learner" else self._ctx).Process(
+        ctx: Any = self._learner_ctx if role == "learner" else self._ctx
+        proc = ctx.Process(
             target=worker_main,
             name="asyncrl-learner" if role == "learner" else f"asyncrl-worker-{worker_id}",
             args=(worker_id, config, self.shared, self.counters, self.reports, os.getpid(), restore_rng, role),
@@ -189,8 +197,12 @@ class Supervisor:
         self.procs[worker_id] = self._spawn(worker_id, config)
         return self.procs[worker_id].pid
 
-    def poll(self, timeout: float, on_stats: Callable[[int, dict[str, Any]], None],
-             on_failure: Callable[[int, str, str | None], None]) -> None:
+    def poll(
+        self,
+        timeout: float,
+        on_stats: Callable[[int, dict[str, Any]], None],
+        on_failure: Callable[[int, str, str | None], None],
+    ) -> None:
         """Handle the queued reports (waiting up to ``timeout`` s for the first), then look
         for processes that exited without saying they were done.
 
@@ -207,8 +219,7 @@ class Supervisor:
 
     def _drain(self, timeout: float, on_stats, on_failure) -> None:
         try:
-            kind, worker_id, payload = self.reports.get(timeout=timeout) if timeout > 0 \
-                else self.reports.get_nowait()
+            kind, worker_id, payload = self.reports.get(timeout=timeout) if timeout > 0 else self.reports.get_nowait()
         except (queue_mod.Empty, EOFError, OSError):
             return
         while True:
@@ -248,7 +259,7 @@ class Supervisor:
 
     def workers_alive(self) -> int:
         """Actor-learner or actor processes running now."""
-        return sum(p.is_alive() for p in self.procs[:self.config.run.workers])
+        return sum(p.is_alive() for p in self.procs[: self.config.run.workers])
 
     def stop(self, on_stats: Callable[[int, dict[str, Any]], None]) -> None:
         """Ask every process to stop and take their last reports for up to
@@ -264,7 +275,7 @@ class Supervisor:
             self._drain(0.05, on_stats, ignore_failures)  # a worker blocked on a full pipe cannot exit
         self._end_all()
         self._drain(0.0, on_stats, ignore_failures)
-        reports, self.reports = self.reports, None
+        reports, self.reports = self.reports, None  # type: ignore[assignment]
         reports.close()
         reports.join_thread()
 
@@ -304,8 +315,14 @@ class FailurePolicy:
         """Record the failure of ``worker_id``; returns None to restart it, or the run's
         failure message to stop the run."""
         is_learner = worker_id == self.learner_id
-        self.failures.append({"worker": "learner" if is_learner else worker_id, "message": message,
-                              "time": time.time(), "global_step": global_step})
+        self.failures.append(
+            {
+                "worker": "learner" if is_learner else worker_id,
+                "message": message,
+                "time": time.time(),
+                "global_step": global_step,
+            }
+        )
         if traceback_text and not self._traceback_shown:
             self._traceback_shown = True
             print(traceback_text.rstrip(), file=sys.stderr, flush=True)
@@ -314,8 +331,12 @@ class FailurePolicy:
         if worker_id == PARAMETER_SERVER:  # theta and its statistics since the last checkpoint are gone
             return f"the parameter server {message}"
         if self.run.on_worker_failure == "restart" and len(self.failures) <= self.run.max_restarts:
-            print(f"asyncrl.run: worker {worker_id} {message}; restarting it with a fresh environment "
-                  f"(restart {len(self.failures)} of at most {self.run.max_restarts})", file=sys.stderr, flush=True)
+            print(
+                f"asyncrl.run: worker {worker_id} {message}; restarting it with a fresh environment "
+                f"(restart {len(self.failures)} of at most {self.run.max_restarts})",
+                file=sys.stderr,
+                flush=True,
+            )
             return None
         limit = " (restart limit reached)" if self.run.on_worker_failure == "restart" else ""
         return f"worker {worker_id} {message}{limit}"

@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import torch
 
-from asyncrl.algos import algo_module
+from asyncrl import registry
 from asyncrl.algos.base import set_rng_state
 from asyncrl.checkpoint import load_latest_good, restore_shared, save_checkpoint, snapshot_shared
 from asyncrl.config import Config
@@ -61,8 +61,8 @@ class Trainer:
         setup = prepare(config)
         self.config = setup.config
         self.obs, self.action = setup.obs, setup.action
-        self.algo = algo_module(self.config.run.algo)
-        self.has_learner = hasattr(self.algo, "Learner")  # A2C, PPO: actors feed one learner process
+        self.algo = registry.get(self.config.run.algo)
+        self.has_learner = self.algo.learner is not None  # A2C, PPO, DQN, ...: actors feed one learner process
         self.learner_id = self.config.run.workers if self.has_learner else None  # after the actors' ids
         self.quiet = quiet
         self.run_dir = Path(self.config.run.run_dir)
@@ -99,14 +99,20 @@ class Trainer:
         torch.set_num_threads(1)
         self.shared = self.algo.make_shared(self.config, self.obs, self.action)
         resumed = self._load_resume_checkpoint() if run.resume else None
-        self.counters = GlobalCounters(run.workers + self.has_learner,
-                                       initial_step=resumed["global_step"] if resumed else 0,
-                                       initial_updates=resumed["policy_version"] if resumed else 0)
+        self.counters = GlobalCounters(
+            run.workers + self.has_learner,
+            initial_step=resumed["global_step"] if resumed else 0,
+            initial_updates=resumed["policy_version"] if resumed else 0,
+        )
         self.resumed_from_step = resumed["global_step"] if resumed else None
         if resumed and self.shared.replay is not None:
-            print(f"asyncrl.run: resumed at T={resumed['global_step']:,} with an empty replay (a checkpoint holds no "
-                  f"transitions): the learner waits for {self.config.algo.learning_starts:,} new ones "
-                  "(--learning-starts) before it updates again", file=sys.stderr, flush=True)
+            print(
+                f"asyncrl.run: resumed at T={resumed['global_step']:,} with an empty replay (a checkpoint holds no "
+                f"transitions): the learner waits for {self.config.algo.learning_starts:,} new ones "
+                "(--learning-starts) before it updates again",
+                file=sys.stderr,
+                flush=True,
+            )
         self.failure_policy = FailurePolicy(self.config, self.learner_id)
         old_handlers = self._install_signal_handlers()
         try:
@@ -121,13 +127,21 @@ class Trainer:
             self.startup_s = time.time() - psutil.Process().create_time()  # process start to training start
             self._next_row = time.monotonic() + run.log_interval
             self._next_checkpoint = time.monotonic() + run.checkpoint_interval
-            loss_names = self.algo.LOSS_NAMES
+            loss_names = self.algo.loss_names
             if run.backend == "ray" and "policy_lag" not in loss_names:
                 loss_names = (*loss_names, "policy_lag")  # measured by the parameter server
             self.metrics = RunMetrics(
-                self.run_dir, loss_names, self.counters, self.t_start, run.target_return,
-                run.total_steps, workers_alive=self._workers_alive,
-                progress="none" if self.quiet else run.progress, resumed=resumed, return_window=run.return_window)
+                self.run_dir,
+                loss_names,
+                self.counters,
+                self.t_start,
+                run.target_return,
+                run.total_steps,
+                workers_alive=self._workers_alive,
+                progress="none" if self.quiet else run.progress,
+                resumed=resumed,
+                return_window=run.return_window,
+            )
             self.metrics.monitor.watch(pids)
             try:
                 if run.serial:
@@ -154,24 +168,26 @@ class Trainer:
     # -- the two execution modes ------------------------------------------
 
     def _train_serial(self) -> None:
-        learners = [self.algo.ActorLearner(i, self._worker_config(), self.shared, self.counters)
-                    for i in range(self.config.run.workers)]
+        workers = [
+            self.algo.actor(i, self._worker_config(), self.shared, self.counters)
+            for i in range(self.config.run.workers)
+        ]
         if self.has_learner:  # after the actors: each round it trains on their rollouts
-            learners.append(self.algo.Learner(self.learner_id, self._worker_config(), self.shared, self.counters))
-        for worker_id, learner in enumerate(learners):
+            workers.append(self.algo.learner(self.learner_id, self._worker_config(), self.shared, self.counters))
+        for worker_id, worker in enumerate(workers):
             if worker_id in self._restore_rng:
-                set_rng_state(learner, self._restore_rng[worker_id])
+                set_rng_state(worker, self._restore_rng[worker_id])
         try:
             while self.stop_reason is None:
-                for worker_id, learner in enumerate(learners):
-                    learner.update()
-                    self._on_stats(worker_id, report(learner))
-                if self.has_learner and learners[-1].finished():
+                for worker_id, worker in enumerate(workers):
+                    worker.update()
+                    self._on_stats(worker_id, report(worker))
+                if self.has_learner and workers[-1].finished():
                     self.stop_reason = "total_steps"
                 self._tick()
         finally:
-            for learner in learners:
-                learner.close()
+            for worker in workers:
+                worker.close()
 
     def _train_processes(self) -> None:
         supervisor = self.supervisor
@@ -214,8 +230,9 @@ class Trainer:
         worker_id``, where the generation counts restarts, so that no two workers of a
         run share a seed. (Resumed workers then take their saved random state.)"""
         run = self.config.run
-        return Config(run=dataclasses.replace(run, seed=run.seed + self.generation * run.workers),
-                      algo=self.config.algo)
+        return Config(
+            run=dataclasses.replace(run, seed=run.seed + self.generation * run.workers), algo=self.config.algo
+        )
 
     def _workers_alive(self) -> int:
         return self.supervisor.workers_alive() if self.supervisor is not None else self.config.run.workers
@@ -283,9 +300,12 @@ class Trainer:
         publication in shared memory, keep the last checkpoint and say so."""
         target = self.shared.target
         if self.supervisor is not None and not self.supervisor.sync_state():
-            print(f"asyncrl.run: warning: no checkpoint at T={self.counters.global_step:,}: the parameter server "
-                  f"was lost; {self.run_dir / 'checkpoint.pt'} is the last consistent state", file=sys.stderr,
-                  flush=True)
+            print(
+                f"asyncrl.run: warning: no checkpoint at T={self.counters.global_step:,}: the parameter server "
+                f"was lost; {self.run_dir / 'checkpoint.pt'} is the last consistent state",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         self.metrics.episode_log.flush()  # the checkpoint counts these rows as written
         learner_alive = (lambda: self.supervisor.alive(self.learner_id)) if self.has_learner else (lambda: True)
@@ -296,25 +316,32 @@ class Trainer:
         else:
             reason = "the learner died in the middle of publishing its weights"
         if snapshot is None:
-            print(f"asyncrl.run: warning: no checkpoint at T={self.counters.global_step:,}: {reason}; "
-                  f"{self.run_dir / 'checkpoint.pt'} is the last consistent state", file=sys.stderr, flush=True)
+            print(
+                f"asyncrl.run: warning: no checkpoint at T={self.counters.global_step:,}: {reason}; "
+                f"{self.run_dir / 'checkpoint.pt'} is the last consistent state",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         model, optimizer = snapshot
-        save_checkpoint(self.run_dir / "checkpoint.pt", {
-            "config": self.config.to_dict(),
-            "model": model,
-            "target_model": target.model.state_dict() if target is not None else None,
-            "optimizer": optimizer,
-            "target_refreshes": target.refreshes if target is not None else None,
-            "global_step": self.counters.global_step,
-            "policy_version": self.counters.policy_version,
-            "episodes": self.metrics.episodes.count,
-            "episodes_window": self.metrics.episodes.state_dict(),
-            "generation": self.generation,
-            "worker_rng": {str(k): v for k, v in self._rng_states.items()},
-            "metrics_rows": self.metrics.writer.rows,
-            "wall_time_s": now - self.t_start,
-        })
+        save_checkpoint(
+            self.run_dir / "checkpoint.pt",
+            {
+                "config": self.config.to_dict(),
+                "model": model,
+                "target_model": target.model.state_dict() if target is not None else None,
+                "optimizer": optimizer,
+                "target_refreshes": target.refreshes if target is not None else None,
+                "global_step": self.counters.global_step,
+                "policy_version": self.counters.policy_version,
+                "episodes": self.metrics.episodes.count,
+                "episodes_window": self.metrics.episodes.state_dict(),
+                "generation": self.generation,
+                "worker_rng": {str(k): v for k, v in self._rng_states.items()},
+                "metrics_rows": self.metrics.writer.rows,
+                "wall_time_s": now - self.t_start,
+            },
+        )
 
     def _finish(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -361,9 +388,13 @@ class Trainer:
         with open(self.run_dir / "summary.json", "w") as f:
             json.dump(summary, f, indent=2)
         try:
-            plot_learning_curve(self.run_dir / "metrics.csv", self.run_dir / "learning_curve.png",
-                                run.target_return, title=f"{run.algo} on {run.env}, {run.workers} workers",
-                                return_window=run.return_window)
+            plot_learning_curve(
+                self.run_dir / "metrics.csv",
+                self.run_dir / "learning_curve.png",
+                run.target_return,
+                title=f"{run.algo} on {run.env}, {run.workers} workers",
+                return_window=run.return_window,
+            )
         except ValueError:
             pass
         return summary
@@ -374,12 +405,20 @@ class Trainer:
 
     def _learner_summary(self) -> dict[str, Any]:
         a = self.config.algo
-        out = {"sync": a.sync, "correction": getattr(a, "correction", None),
-               "device": getattr(a, "learner_device", "cpu"), "mean_policy_lag": self.metrics.mean_policy_lag}
+        out = {
+            "sync": a.sync,
+            "correction": getattr(a, "correction", None),
+            "device": getattr(a, "learner_device", "cpu"),
+            "mean_policy_lag": self.metrics.mean_policy_lag,
+        }
         if self.shared.replay is not None:
-            out.update(replay_size=self.shared.replay.capacity, replay_bytes=self.shared.replay.nbytes,
-                       replay_ratio=a.replay_ratio, replay_inserted=self.shared.replay.inserted,
-                       learner_updates=self.shared.rate.updates)
+            out.update(
+                replay_size=self.shared.replay.capacity,
+                replay_bytes=self.shared.replay.nbytes,
+                replay_ratio=a.replay_ratio,
+                replay_inserted=self.shared.replay.inserted,
+                learner_updates=self.shared.rate.updates,
+            )
         return out
 
     # -- signals ------------------------------------------------------------

@@ -14,6 +14,7 @@ other and against ``losses.py`` under autograd.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,10 +57,17 @@ class TorchUpdater:
         (``params``: the policy distribution's, ``self.model.dist``)."""
         return self.model(obs)
 
-    def step(self, obs: torch.Tensor, loss: str, lr: float | None, state=None, resets: torch.Tensor | None = None,
-             **inputs: Any) -> dict[str, float]:
+    def step(
+        self,
+        obs: torch.Tensor,
+        loss: str,
+        lr: float | None,
+        state=None,
+        resets: torch.Tensor | None = None,
+        **inputs: Any,
+    ) -> dict[str, float]:
         """One optimizer step on ``loss`` (``"actor_critic"``: ``losses.actor_critic_loss``
-        with mean reduction; ``"ppo"``: ``losses.ppo_loss``) over ``obs: [N, *obs_shape]``,
+        with mean reduction; ``"clipped_surrogate"``: ``losses.ppo_loss``) over ``obs: [N, *obs_shape]``,
         or for a recurrent model over whole sequences ``obs: [T, b, *obs_shape]`` unrolled
         from ``state`` with ``resets`` (``[T, b]``; ``N = T * b``, time-major);
         ``inputs`` are the loss's other arguments, ``[N, ...]``. Returns the loss's metrics."""
@@ -68,7 +76,7 @@ class TorchUpdater:
             params, values = params.flatten(0, 1), values.flatten(0, 1)
         else:
             params, values = self.model(obs)
-        if loss == "ppo":
+        if loss == "clipped_surrogate":
             value, metrics = ppo_loss(params, values, dist=self.model.dist, **inputs)
         else:
             value, metrics = actor_critic_loss(params, values, reduction="mean", dist=self.model.dist, **inputs)
@@ -103,8 +111,9 @@ def numpy_path_applies(model: nn.Module, optimizer: torch.optim.Optimizer, devic
     return False
 
 
-def make_updater(model: ActorCritic, optimizer: torch.optim.Optimizer, max_grad_norm: float,
-                 device: torch.device) -> TorchUpdater | NumpyUpdater:
+def make_updater(
+    model: ActorCritic, optimizer: torch.optim.Optimizer, max_grad_norm: float, device: torch.device
+) -> TorchUpdater | NumpyUpdater:
     """``NumpyUpdater`` where ``numpy_path_applies``, else ``TorchUpdater``."""
     if numpy_path_applies(model, optimizer, device):
         return NumpyUpdater(model, optimizer, max_grad_norm)
@@ -115,9 +124,16 @@ def make_updater(model: ActorCritic, optimizer: torch.optim.Optimizer, max_grad_
 # The NumPy path.
 
 
-def actor_critic_loss_grad(dist: Distribution, params: np.ndarray, values: np.ndarray, actions: np.ndarray,
-                           returns: np.ndarray, value_coef: float, entropy_coef: float, advantages: np.ndarray
-                           ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+def actor_critic_loss_grad(
+    dist: Distribution,
+    params: np.ndarray,
+    values: np.ndarray,
+    actions: np.ndarray,
+    returns: np.ndarray,
+    value_coef: float,
+    entropy_coef: float,
+    advantages: np.ndarray,
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """``losses.actor_critic_loss`` with ``reduction="mean"``, with its gradients.
 
     Args:
@@ -134,15 +150,28 @@ def actor_critic_loss_grad(dist: Distribution, params: np.ndarray, values: np.nd
     errors = returns - values
     d_params = d_logp * (-advantages / N)[:, None] - entropy_coef * (d_entropy / N)
     d_values = -2.0 * value_coef * errors / N
-    metrics = {"policy_loss": float(-(logp_a * advantages).mean()), "value_loss": float((errors**2).mean()),
-               "entropy": float(entropy.mean())}
+    metrics = {
+        "policy_loss": float(-(logp_a * advantages).mean()),
+        "value_loss": float((errors**2).mean()),
+        "entropy": float(entropy.mean()),
+    }
     return metrics, d_params, d_values
 
 
-def ppo_loss_grad(dist: Distribution, params: np.ndarray, values: np.ndarray, actions: np.ndarray,
-                  old_log_probs: np.ndarray, old_values: np.ndarray, advantages: np.ndarray, returns: np.ndarray,
-                  clip_range: float, value_clip: float | None, value_coef: float, entropy_coef: float
-                  ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+def ppo_loss_grad(
+    dist: Distribution,
+    params: np.ndarray,
+    values: np.ndarray,
+    actions: np.ndarray,
+    old_log_probs: np.ndarray,
+    old_values: np.ndarray,
+    advantages: np.ndarray,
+    returns: np.ndarray,
+    clip_range: float,
+    value_clip: float | None,
+    value_coef: float,
+    entropy_coef: float,
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """``losses.ppo_loss``, with its gradients (ties of ``min``/``max`` resolved as autograd
     does: where both branches are equal they carry the same gradient).
 
@@ -187,11 +216,14 @@ def ppo_loss_grad(dist: Distribution, params: np.ndarray, values: np.ndarray, ac
     return metrics, d_params, d_values
 
 
-_LOSS_GRADS = {"actor_critic": actor_critic_loss_grad, "ppo": ppo_loss_grad}
+_LOSS_GRADS: dict[str, Callable[..., Any]] = {
+    "actor_critic": actor_critic_loss_grad,
+    "clipped_surrogate": ppo_loss_grad,
+}
 
 
-def _linears(torso: MLPTorso) -> list[nn.Linear]:
-    return [m for m in torso.net if isinstance(m, nn.Linear)]
+def _linears(torso: nn.Module) -> list[nn.Linear]:
+    return [m for m in torso.modules() if isinstance(m, nn.Linear)]
 
 
 class NumpyUpdater:
@@ -241,8 +273,10 @@ class NumpyUpdater:
                     state_view = torch.from_numpy(self.flat_state[name][start:end]).view_as(p)
                     state_view.copy_(state[name])
                     state[name] = state_view
-                views[id(p)] = (self.flat_params[start:end].reshape(p.shape),
-                                self.flat_grads[start:end].reshape(p.shape))
+                views[id(p)] = (
+                    self.flat_params[start:end].reshape(p.shape),
+                    self.flat_grads[start:end].reshape(p.shape),
+                )
         self.steps = [optimizer.state[p]["step"] for p in params]
 
         def layers(linears: list[nn.Linear]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -365,8 +399,7 @@ class NumpyUpdater:
 # The asynchronous value-based methods: the gradient of the squared TD error in NumPy.
 
 
-def q_loss_grad(q_values: np.ndarray, actions: np.ndarray, targets: np.ndarray
-                ) -> tuple[dict[str, float], np.ndarray]:
+def q_loss_grad(q_values: np.ndarray, actions: np.ndarray, targets: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
     """``losses.q_loss`` (``sum_i (y_i - Q(s_i, a_i))^2``) with its gradient.
 
     Args:
@@ -414,8 +447,12 @@ class NumpyQGradient:
         grads = {id(p): g for p, g in zip(self.params, self.grads)}
 
         def layer(linear: nn.Linear):
-            return (linear.weight.detach().numpy(), grads[id(linear.weight)].numpy(),
-                    linear.bias.detach().numpy(), grads[id(linear.bias)].numpy())
+            return (
+                linear.weight.detach().numpy(),
+                grads[id(linear.weight)].numpy(),
+                linear.bias.detach().numpy(),
+                grads[id(linear.bias)].numpy(),
+            )
 
         self.torso = [layer(lin) for lin in _linears(model.torso)]
         self.head = layer(model.head)
@@ -452,8 +489,11 @@ class TorchQGradient:
 
     def __call__(self, obs: np.ndarray, actions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         q_values = self.model(torch.from_numpy(obs))  # [N, A]
-        loss, metrics = q_loss(q_values.unsqueeze(1), torch.from_numpy(actions).unsqueeze(1),  # [N, 1, A], [N, 1]
-                               torch.from_numpy(np.asarray(targets, np.float32)).unsqueeze(1))  # [N, 1]
+        loss, metrics = q_loss(
+            q_values.unsqueeze(1),
+            torch.from_numpy(actions).unsqueeze(1),  # [N, 1, A], [N, 1]
+            torch.from_numpy(np.asarray(targets, np.float32)).unsqueeze(1),
+        )  # [N, 1]
         for param, grad in zip(self.params, torch.autograd.grad(loss, self.params)):
             param.grad = grad  # this call's gradient, whoever computed one before
         return metrics

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import asyncrl_run, cpu_ceiling, fmt, parse_args, spread, write_results  # noqa: E402
-
 from asyncrl.metrics import steady_steps_per_s  # noqa: E402
+
+from common import asyncrl_run, cpu_ceiling, fmt, parse_args, spread, write_results  # noqa: E402
 
 
 def main() -> None:

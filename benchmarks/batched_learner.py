@@ -61,7 +61,7 @@ def _record(system: str, summary: dict, process_wall: float) -> dict:
 def _line(run: dict) -> str:
     t = run["time_to_target_s"]
     lag = run["mean_policy_lag"]
-    return (f"{run['system']:<48} seed {run['seed']}: {'%.1f s' % t if t is not None else 'not solved'} to 475, "
+    return (f"{run['system']:<48} seed {run['seed']}: {f'{t:.1f} s' if t is not None else 'not solved'} to 475, "
             f"{run['steps_to_target']} steps, {run['steps_per_s']:.0f} steps/s"
             + (f", policy lag {lag:.2f}" if lag is not None else ""))
 

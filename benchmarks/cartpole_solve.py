@@ -95,7 +95,7 @@ def _pick(summary):
 def _line(run):
     t = run["time_to_target_s"]
     return (f"{run['system']:<32} seed {run['seed']}: "
-            f"{'%.1f s' % t if t is not None else 'not solved'} to 475, "
+            f"{f'{t:.1f} s' if t is not None else 'not solved'} to 475, "
             f"{run['steps_to_target']} steps, {run['steps_per_s']:.0f} steps/s")
 
 

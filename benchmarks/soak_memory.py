@@ -24,9 +24,9 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, child_env, parse_args, write_results  # noqa: E402
-
 from asyncrl.metrics import process_memory  # noqa: E402
+
+from common import REPO, child_env, parse_args, write_results  # noqa: E402
 
 
 def tree_pss_mib(root: psutil.Process) -> tuple[float, float, int]:

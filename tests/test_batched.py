@@ -253,7 +253,7 @@ def test_actor_waiting_on_a_frozen_learner_gives_up_after_the_stall_deadline(mon
     config = Config(run=RunConfig(algo="a2c", workers=1, seed=0), algo=algo_config("a2c", "CartPole-v1"))
     shared = a2c.make_shared(config, ObsSpec((4,)), 2)
     counters = GlobalCounters(2)
-    actor = a2c.ActorLearner(0, config, shared, counters)
+    actor = a2c.Actor(0, config, shared, counters)
     assert actor.update() == 5 * 4  # fills its one slot (--sync); the learner never takes it
     start = time.monotonic()
     with pytest.raises(batched.LearnerStalled, match="published nothing"):

@@ -1,37 +1,18 @@
 """``python -m asyncrl.run`` and ``python -m asyncrl.evaluate`` as a user runs them."""
 
-import re
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
-import torch
 import pytest
+import torch
 
-REPO = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
-
-
-CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
-
-
-def cli(*args, timeout=120, module="asyncrl.run"):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=CHILD_ENV, cwd=REPO)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from helpers import CHILD_ENV, REPO, assert_one_line_error, cli
 
 
 def test_a3c_run_writes_every_output_and_evaluate_reads_it(tmp_path):

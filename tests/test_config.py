@@ -2,7 +2,9 @@
 
 import pytest
 
-from asyncrl.config import A3CConfig, CliError, Config, PPOConfig, RunConfig, algo_config, parse_args
+from asyncrl.algos.a3c import A3CConfig
+from asyncrl.algos.ppo import PPOConfig
+from asyncrl.config import CliError, Config, RunConfig, algo_config, parse_args
 
 
 def test_flags_map_to_fields():

@@ -123,7 +123,7 @@ def test_learner_keeps_one_set_of_statistics_and_publishes_it_with_the_weights(m
                      normalize_reward=True, gamma=0.95)
     shared = ppo.make_shared(config, ObsSpec((3,)), PENDULUM_ACTIONS)
     counters = GlobalCounters(3)
-    actors = [ppo.ActorLearner(i, config, shared, counters) for i in range(2)]
+    actors = [ppo.Actor(i, config, shared, counters) for i in range(2)]
     learner = ppo.Learner(2, config, shared, counters)
     trained = []
 

@@ -8,10 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import toy_envs  # noqa: F401  (registers PixelChain-v0)
+from asyncrl.distributions import ActionSpec
 from asyncrl.envs import ClipRewardKeepScore, EnvError, EnvOptions, check_spaces, game_score, make_env, obs_spec
 from asyncrl.networks import ObsSpec
-from asyncrl.distributions import ActionSpec
 
 
 def test_obs_spec_reads_vectors_and_images_and_rejects_the_rest():
@@ -87,16 +86,16 @@ def test_atari_training_clips_rewards_and_reports_the_game_score():
     """Space Invaders pays 5-30 points an invader: training sees +1, the episode's reported
     return (the actor-learner's statistics) is the game score; evaluation envs are unclipped."""
     pytest.importorskip("ale_py", reason="needs the atari extra")
-    from asyncrl.algos import algo_module
+    from asyncrl import registry
     from asyncrl.config import Config, RunConfig, algo_config
     from asyncrl.shared import GlobalCounters
 
     env_id = "ALE/SpaceInvaders-v5"
     config = Config(run=RunConfig(algo="a3c", env=env_id, workers=1, serial=True, seed=0),
                     algo=algo_config("a3c", env_id))
-    module = algo_module("a3c")
+    module = registry.get("a3c")
     spec, actions = check_spaces(make_env(env_id), "a3c")
-    learner = module.ActorLearner(0, config, module.make_shared(config, spec, actions), GlobalCounters(1))
+    learner = module.actor(0, config, module.make_shared(config, spec, actions), GlobalCounters(1))
     seen = {"clipped": 0.0, "score": 0.0}
     step = learner.env.step
 
@@ -208,7 +207,7 @@ def test_life_loss_runs_report_whole_games_and_evaluate_plays_whole_games(tmp_pa
 
     import torch
 
-    from asyncrl.algos import algo_module
+    from asyncrl import registry
     from asyncrl.checkpoint import load_checkpoint
     from asyncrl.config import Config, RunConfig, algo_config
     from asyncrl.evaluate import evaluate
@@ -229,7 +228,7 @@ def test_life_loss_runs_report_whole_games_and_evaluate_plays_whole_games(tmp_pa
     config = Config.from_dict(data["config"])
     env = make_env("ALE/SpaceInvaders-v5", 7, train=False)
     spec, action = check_spaces(env, "a3c")
-    algo = algo_module("a3c")
+    algo = registry.get("a3c")
     model = algo.build_model(config, spec, action)
     model.load_state_dict(data["model"])
     want = []

@@ -494,7 +494,7 @@ def test_lr_anneal_reaches_the_learners_optimizer():
                                      lr_anneal=True, n_step=1))
     shared = dqn.make_shared(config, ObsSpec.of(4), 2)
     counters = GlobalCounters(2)
-    learner = dqn.Learner(1, config, shared, counters)
+    learner = dqn.make_learner(1, config, shared, counters)
     nstep = NStep(1, 0.99)
     for k in range(300):
         for t in nstep.push(np.zeros(4, np.float32), k % 2, 1.0, np.ones(4, np.float32), False, False):

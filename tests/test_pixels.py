@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import toy_envs  # noqa: F401  (registers PixelChain-v0)
 from asyncrl.config import Config, RunConfig, algo_config
 from asyncrl.networks import ConvTorso
 from asyncrl.trainer import Trainer
-from test_cli import CHILD_ENV, REPO, assert_one_line_error, cli
+
+from helpers import CHILD_ENV, REPO, assert_one_line_error, cli
 
 ALGOS = ["a3c", "one-step-q", "one-step-sarsa", "n-step-q", "a2c", "ppo"]
 

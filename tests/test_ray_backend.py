@@ -19,12 +19,13 @@ import psutil  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from asyncrl.algos import algo_module  # noqa: E402
+from asyncrl import registry  # noqa: E402
 from asyncrl.config import parse_args  # noqa: E402
 from asyncrl.prepare import prepare  # noqa: E402
 from asyncrl.ray_backend import ParameterServer, remote_actor_learner, spread_over_nodes, state_payload  # noqa: E402
 from asyncrl.shared import GlobalCounters  # noqa: E402
-from test_cli import CHILD_ENV, REPO, assert_one_line_error  # noqa: E402
+
+from helpers import CHILD_ENV, REPO, assert_one_line_error  # noqa: E402
 
 # (test_cli's CHILD_ENV may predate the variable above: this file's runs take it explicitly)
 RAY_ENV = {**CHILD_ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
@@ -76,7 +77,7 @@ def _setup(tmp_path, algo, *flags):
 
 
 def _server(config, obs, action, initial_step=0):
-    fresh = algo_module(config.run.algo).make_shared(config, obs, action)  # seeded: the shm run's theta
+    fresh = registry.get(config.run.algo).make_shared(config, obs, action)  # seeded: the shm run's theta
     return ParameterServer(config, obs, action, state_payload(fresh, 0), initial_step, config.run.workers)
 
 
@@ -91,10 +92,10 @@ def test_actor_learner_on_the_parameter_server_matches_shared_memory_bit_for_bit
     """The same algorithm file, one actor-learner, 40 updates: theta, the optimizer statistics,
     theta^- and T are identical on shared memory and through the parameter server's seam."""
     config, obs, action = _setup(tmp_path, algo, "--total-steps", "5000", *flags)
-    module = algo_module(algo)
+    module = registry.get(algo)
     shared = module.make_shared(config, obs, action)
     counters = GlobalCounters(2)
-    local = module.ActorLearner(0, config, shared, counters)
+    local = module.actor(0, config, shared, counters)
     server = _server(config, obs, action)
     remote, state, remote_counters = remote_actor_learner(0, config, obs, action, InProcessHandle(server))
     for _ in range(40):

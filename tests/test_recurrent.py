@@ -10,8 +10,7 @@ import torch
 
 from asyncrl.config import Config, RunConfig, algo_config
 from asyncrl.distributions import ActionSpec
-from asyncrl.networks import NetworkError, NumpyLSTM, ObsSpec, RecurrentPolicy, RecurrentPolicyValue, \
-    build_actor_critic
+from asyncrl.networks import NetworkError, NumpyLSTM, ObsSpec, RecurrentPolicy, RecurrentPolicyValue, build_actor_critic
 from asyncrl.shared import GlobalCounters
 from asyncrl.trainer import Trainer
 
@@ -170,9 +169,9 @@ def test_a3c_lstm_carries_the_state_across_segments_and_zeroes_it_at_episode_end
 
 
 def _batched(algo, **overrides):
-    from asyncrl.algos import algo_module
+    from asyncrl import registry
 
-    module = algo_module(algo)
+    module = registry.get(algo)
     config = Config(run=RunConfig(algo=algo, env=ENV, workers=1, seed=0, serial=True),
                     algo=algo_config(algo, ENV, lstm=True, lstm_size=8, unroll_length=40, envs_per_actor=3,
                                      **overrides))
@@ -191,7 +190,7 @@ def test_recurrent_rollouts_store_their_first_state_and_the_learner_unroll_repro
     from asyncrl.algos.batched import recurrent_inputs
 
     module, config, shared, counters = _batched("ppo")
-    actor = module.ActorLearner(0, config, shared, counters)
+    actor = module.actor(0, config, shared, counters)
     seen = []
     acting = actor.policy_value
     inner = acting.step

@@ -141,7 +141,7 @@ def test_killed_writer_leaves_no_torn_transition_to_sample():
     was writing, every transition the learner samples afterwards (and during) is whole."""
     rng = np.random.default_rng(0)
     torn_seen = 0
-    for trial in range(8):
+    for _trial in range(8):
         replay = SharedReplay(capacity=64, actors=2, fields=_fields())
         replay.add(0, _transition(1_000))  # another actor's entry, so the replay is never empty
         _kill_while_sampling(replay, _writer, lambda sample: _consistent(sample).all(), rng)
@@ -227,7 +227,7 @@ def _stacked_stream(steps: int, n: int, seed: int, episode: int = 23):
     returns: obs = frames t-3..t, next_obs = frames t+n-3..t+n within the episode, or its
     last observation where it ended. Frame contents are random, so any mix-up shows."""
     rng = np.random.default_rng(seed)
-    out, stack, history = [], None, []
+    out, _stack, history = [], None, []
     for t in range(steps):
         if t % episode == 0:
             first = rng.integers(0, 256, FRAME, dtype=np.uint8)
@@ -284,7 +284,7 @@ def test_killed_frame_writer_leaves_nothing_torn_to_sample():
     """SIGKILL an actor writing frames and transitions at random moments: every sampled
     transition's images are whole (each frame carries its transition's code)."""
     rng = np.random.default_rng(0)
-    for trial in range(6):
+    for _trial in range(6):
         replay = SharedReplay(capacity=64, actors=2, fields=_fields((4, *FRAME), np.uint8))
         replay.add(0, _coded(0))  # another actor's entry, so the replay is never empty
         _kill_while_sampling(replay, _frame_writer, _coded_whole, rng)

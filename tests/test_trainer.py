@@ -90,7 +90,7 @@ def test_one_worker_resume_continues_exactly_as_the_saved_state_says(tmp_path):
     worker from another random state does not."""
     import copy
 
-    from asyncrl.algos import algo_module
+    from asyncrl import registry
     from asyncrl.algos.base import set_rng_state
     from asyncrl.checkpoint import restore_shared
     from asyncrl.shared import GlobalCounters
@@ -105,11 +105,11 @@ def test_one_worker_resume_continues_exactly_as_the_saved_state_says(tmp_path):
     def replay(rng_state):
         config = Config(run=RunConfig(workers=1, seed=1 + int(ckpt["generation"]), total_steps=6000),
                         algo=algo_config("a3c", "CartPole-v1"))
-        module = algo_module("a3c")
+        module = registry.get("a3c")
         shared = module.make_shared(config, ObsSpec((4,)), 2)
         restore_shared(shared, ckpt, "checkpoint")
         counters = GlobalCounters(1, initial_step=ckpt["global_step"], initial_updates=ckpt["policy_version"])
-        learner = module.ActorLearner(0, config, shared, counters)
+        learner = module.actor(0, config, shared, counters)
         set_rng_state(learner, rng_state)
         while counters.global_step < 6000:
             learner.update()
@@ -130,7 +130,6 @@ def test_target_crossing_row_agrees_with_the_stop_reason(tmp_path):
     window back below the target; the row written at the crossing still shows it."""
     import csv
 
-    import toy_envs  # noqa: F401  (registers Scripted-v0: 25 one-step episodes of return 1, then 0)
 
     # 1 actor x 4 envs x 7 steps: 28 episodes a round; the 100th (all of return 1) ends mid-round 4,
     # and the 12 after it in the same report (return 0) leave a window mean of 0.88

@@ -2,7 +2,6 @@
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 
@@ -11,7 +10,6 @@ from asyncrl.losses import q_loss
 from asyncrl.networks import build_actor_critic, build_q_network
 from asyncrl.shared import make_shared_optimizer
 from asyncrl.updaters import NumpyQGradient, NumpyUpdater, TorchUpdater, make_updater, numpy_path_applies
-
 
 ACTIONS = {"discrete": (3, "parameter"),  # (action space, Gaussian scale)
            "gaussian": (ActionSpec.box([-1, -2], [1, 2]), "parameter"),

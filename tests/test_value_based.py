@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import toy_envs  # noqa: F401  (registers Chain-v0)
-from asyncrl.algos import algo_module
+from asyncrl import registry
 from asyncrl.config import Config, RunConfig, algo_config
 from asyncrl.networks import ObsSpec
 from asyncrl.shared import GlobalCounters, TargetNetwork
@@ -39,10 +38,10 @@ class Recorder(gym.Wrapper):
 def make_learner(algo, monkeypatch=None, **algo_kwargs):
     config = Config(run=RunConfig(algo=algo, env="Chain-v0", workers=1, serial=True, seed=0),
                     algo=algo_config(algo, "Chain-v0", gamma=GAMMA, **algo_kwargs))
-    module = algo_module(algo)
+    module = registry.get(algo)
     shared = module.make_shared(config, ObsSpec((2,)), 2)
     counters = GlobalCounters(1)
-    learner = module.ActorLearner(0, config, shared, counters)
+    learner = module.actor(0, config, shared, counters)
     learner.env = Recorder(learner.env)
     learner.env.obs = learner.obs
     recorded = []
@@ -76,7 +75,7 @@ def test_one_step_targets_match_algorithm_1(monkeypatch, algo):
     actions = torch.cat([a.reshape(-1) for a, _ in recorded]).numpy()
     assert len(targets) == len(transitions) == counters.global_step
     kinds = set()
-    for i, (obs, action, reward, terminated, truncated, next_obs) in enumerate(transitions):
+    for i, (_obs, action, reward, terminated, truncated, next_obs) in enumerate(transitions):
         assert actions[i] == action
         if terminated:
             kinds.add("terminated")
@@ -175,10 +174,10 @@ def test_serial_learners_on_one_shared_theta_each_apply_their_own_gradient(algo,
 
     config = Config(run=RunConfig(algo=algo, env=env, workers=2, serial=True, seed=0),
                     algo=algo_config(algo, env, gamma=GAMMA, max_grad_norm=1e9))
-    module = algo_module(algo)
+    module = registry.get(algo)
     shared = module.make_shared(config, obs, 2)
     counters = GlobalCounters(2)
-    learners = [module.ActorLearner(i, config, shared, counters) for i in range(2)]
+    learners = [module.actor(i, config, shared, counters) for i in range(2)]
     assert type(learners[0].gradient).__name__ == ("TorchQGradient" if obs.is_image else "NumpyQGradient")
     assert learners[0]._obs_buf.dtype == obs.np_dtype  # images stay uint8
     expected, applied = [], []

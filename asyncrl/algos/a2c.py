@@ -14,18 +14,38 @@ from typing import Any
 import numpy as np
 import torch
 
-from asyncrl.algos.batched import Actor, advantage_estimates, build_model, greedy_action, learner_factory, \
-    make_shared, recurrent_inputs
+from asyncrl.algos.batched import (
+    Actor,
+    advantage_estimates,
+    build_model,
+    greedy_action,
+    learner_factory,
+    make_shared,
+    recurrent_inputs,
+)
+from asyncrl.config.fields import BatchedFields, configclass
+from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, RMSPROP_PIXELS, RMSPROP_PIXELS_SOURCE
+from asyncrl.registry import BATCHED, AlgoSpec, Preset, register
 from asyncrl.shared import linear_lr
+
+
+@configclass
+class A2CConfig(BatchedFields):
+    """Advantage actor-critic on batched rollouts (A2C; Mnih et al. 2016's A3C made
+    synchronous, as in OpenAI baselines).
+
+    Defaults are OpenAI baselines' A2C: RMSProp lr 7e-4, alpha 0.99, eps 1e-5, grad-norm
+    0.5, value coef 0.5, entropy 0.01, 5-step rollouts, n-step returns (GAE lambda 1).
+    """
+
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "policy_lag")
 """Per-batch means reported by the learner; columns of ``metrics.csv``."""
 
-ActorLearner = Actor
 
-
-def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: float,
-          rng: np.random.Generator) -> dict[str, float]:
+def learn(
+    cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: float, rng: np.random.Generator
+) -> dict[str, float]:
     """One A2C update on ``batch`` (``RolloutSlots.batch`` layout, ``[T, B]``) through
     ``updater`` (``asyncrl.updaters``).
 
@@ -43,15 +63,56 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
         state, resets = recurrent_inputs(batch)
         sequences = {"state": state, "resets": resets[:T]}
     return updater.step(
-        obs[:T] if updater.recurrent else obs[:T].flatten(0, 1), "actor_critic", lr,  # [T, B, ...] or [N, ...]
+        obs[:T] if updater.recurrent else obs[:T].flatten(0, 1),
+        "actor_critic",
+        lr,  # [T, B, ...] or [N, ...]
         **sequences,
         actions=actions.flatten(0, 1),  # [N, *action_shape]
         returns=torch.from_numpy(estimates.returns.reshape(N)).to(device),
         advantages=torch.from_numpy(estimates.advantages.reshape(N)).to(device),
-        value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef,
+        value_coef=cfg.value_coef,
+        entropy_coef=cfg.entropy_coef,
     )
 
 
 Learner = learner_factory(learn)
 
-__all__ = ["LOSS_NAMES", "ActorLearner", "Learner", "build_model", "greedy_action", "learn", "make_shared"]
+
+SPEC = register(
+    AlgoSpec(
+        name="a2c",
+        family=BATCHED,
+        config=A2CConfig,
+        summary="advantage actor-critic on batched rollouts, sync or async (A2C; Mnih et al. 2016's loss)",
+        build_model=build_model,
+        make_shared=make_shared,
+        greedy_action=greedy_action,
+        actor=Actor,
+        learner=Learner,
+        loss_names=LOSS_NAMES,
+        actions=frozenset({"discrete", "box", "multi"}),
+        backends=frozenset({"shm", "ray"}),
+        methods={"a2c-sync": ("--sync",), "a2c-async": ("--async",)},
+        study="quick",
+        presets=(
+            Preset(
+                "CartPole-v1",
+                {"entropy_coef": 0.0, "envs_per_actor": 4},
+                "rl-baselines3-zoo's a2c.yml (8 environments: 4 per actor with 2 actors)",
+            ),
+            Preset(
+                ATARI,
+                {"envs_per_actor": 8, "value_coef": 0.25, "lstm_size": 256, **RMSPROP_PIXELS},
+                "rl-baselines3-zoo's a2c.yml (16 environments, value coefficient 0.25); " + RMSPROP_PIXELS_SOURCE,
+            ),
+            *(
+                Preset(
+                    pattern,
+                    {"normalize_obs": True, "normalize_reward": True, "entropy_coef": 0.0},
+                    "rl-baselines3-zoo's a2c.yml (VecNormalize, no entropy bonus)",
+                )
+                for pattern in (*CONTINUOUS_CONTROL, "Pendulum-v1")
+            ),
+        ),
+    )
+)

@@ -22,18 +22,53 @@ as keeping the per-step graphs, at a fraction of the cost.
 from __future__ import annotations
 
 import copy
+from dataclasses import field
+from typing import cast
 
 import numpy as np
 import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.config import Config
+from asyncrl.config.fields import ActorCriticFields, configclass, positive
+from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, RMSPROP_PIXELS, RMSPROP_PIXELS_SOURCE
+from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.losses import actor_critic_loss
-from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy, build_actor_critic
+from asyncrl.registry import HOGWILD, AlgoSpec, Preset, register
 from asyncrl.returns import n_step_returns, segment_end_flags
 from asyncrl.shared import GlobalCounters, linear_lr, make_shared_optimizer, share_model
+
+
+@configclass
+class A3CConfig(ActorCriticFields):
+    """Asynchronous advantage actor-critic (Mnih et al. 2016, Algorithm S3).
+
+    Defaults: t_max 20, shared RMSProp with lr 7e-4 and alpha 0.99, gradient-norm clip
+    40, entropy bonus beta 0.01 (the paper's), and one torso for both heads with a CNN
+    (the paper's choice for Atari pixels) but one MLP torso for each head on vector
+    observations (``--shared-torso`` / ``--no-shared-torso`` choose either way): there
+    the value loss, large while returns are far from the initial estimates, then drives
+    the shared features: with it A3C learned nothing on Acrobot-v1 in 1M env steps
+    (best mean return -490), and with a torso per head most seeds reach -100 within
+    100k (``benchmarks/defaults.py``).
+    """
+
+    t_max: int = field(
+        default=20, metadata={"help": "t_max: env steps per actor-learner update (fewer at episode end)"}
+    )
+    reward_scale: float = field(
+        default=1.0,
+        metadata={"help": "multiply every reward by this for training (episode returns stay unscaled)"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive(self, "reward_scale")
+        if self.t_max < 1:
+            raise ValueError(f"--t-max must be >= 1, got {self.t_max}")
+
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy")
 """Per-step means reported by every update; columns of ``metrics.csv``."""
@@ -48,8 +83,9 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Actor
         NetworkError: if ``--network`` cannot read ``obs``.
     """
     a = config.algo
-    return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std,
-                              lstm_size=a.core_size)
+    return build_actor_critic(
+        obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std, lstm_size=a.core_size
+    )
 
 
 def greedy_action(model: ActorCritic, obs: torch.Tensor, state=None) -> tuple[int | np.ndarray, object]:
@@ -72,8 +108,14 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     a = config.algo
     torch.manual_seed(config.run.seed)
     model = share_model(build_model(config, obs, action))
-    optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
-                                      rms_alpha=a.rms_alpha, rms_eps_inside=a.rms_eps_inside)
+    optimizer = make_shared_optimizer(
+        a.optimizer,
+        model.parameters(),
+        lr=a.lr,
+        eps=a.optim_eps,
+        rms_alpha=a.rms_alpha,
+        rms_eps_inside=a.rms_eps_inside,
+    )
     return SharedState(model=model, optimizer=optimizer)
 
 
@@ -98,7 +140,7 @@ class ActorLearner:
         self.counters = counters
         self.total_steps = config.run.total_steps
         self.env, self.obs, obs = start_worker_env(config.run, worker_id)
-        self.local = copy.deepcopy(shared.model)  # theta', process-local memory
+        self.local: ActorCritic = copy.deepcopy(cast(ActorCritic, shared.model))  # theta', process-local memory
         self.local_params = list(self.local.parameters())
         self.policy = acting_policy(self.local)  # pi(.|s; theta'), reads theta'; carries an LSTM's state
         self.dist = self.local.dist
@@ -168,3 +210,53 @@ class ActorLearner:
     def close(self) -> None:
         self.env.close()
 
+
+SPEC = register(
+    AlgoSpec(
+        name="a3c",
+        family=HOGWILD,
+        config=A3CConfig,
+        summary="asynchronous advantage actor-critic (Mnih et al. 2016, Algorithm S3)",
+        build_model=build_model,
+        make_shared=make_shared,
+        greedy_action=greedy_action,
+        actor=ActorLearner,
+        loss_names=LOSS_NAMES,
+        actions=frozenset({"discrete", "box", "multi"}),
+        backends=frozenset({"shm", "ray"}),
+        study="quick",
+        presets=(
+            Preset(
+                "CartPole-v1",
+                {"entropy_coef": 0.0},
+                "no entropy bonus: seeds reach 475 in 70k-160k env steps, beta 0.01 plateaus near 400 "
+                "(benchmarks/results/presets.md)",
+            ),
+            Preset(
+                "Pendulum-v1",
+                {"entropy_coef": 1e-4, "gamma": 0.9, "reward_scale": 0.1, "t_max": 10},
+                "rewards x 0.1, discount 0.9, t_max 10; the general ones stayed below -1,000 in 1M env steps "
+                "(benchmarks/results/presets.md)",
+            ),
+            Preset(
+                "asyncrl/CartPoleNoVelocity-v1",
+                {"reward_scale": 0.1, "entropy_coef": 0.0, "lr": 3e-4, "lr_anneal": True},
+                "rewards x 0.1, lr 3e-4 annealed: 3 of 3 seeds reach 475 within 1M env steps with --lstm "
+                "(benchmarks/results/presets.md)",
+            ),
+            Preset(
+                ATARI,
+                {"t_max": 5, "lstm_size": 256, **RMSPROP_PIXELS},
+                "the paper's t_max 5 and LSTM width; " + RMSPROP_PIXELS_SOURCE,
+            ),
+            *(
+                Preset(
+                    pattern,
+                    {"entropy_coef": 1e-4},
+                    "the paper's continuous-control entropy cost (Mnih et al. 2016, supplementary Section 9)",
+                )
+                for pattern in CONTINUOUS_CONTROL
+            ),
+        ),
+    )
+)

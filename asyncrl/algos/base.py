@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,12 +59,12 @@ class SharedState:
             params = self.__dict__["_shared_params"] = list(self.model.parameters())
         return params
 
-    def pull(self, local_params: list[torch.Tensor]) -> None:
+    def pull(self, local_params: Sequence[torch.Tensor]) -> None:
         """``theta' <- theta``: copy the shared parameters into an actor-learner's local ones
         (``list(local_model.parameters())``, in ``model``'s order)."""
         sync_local(local_params, self.shared_params)
 
-    def push(self, params: list[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
+    def push(self, params: Sequence[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
         """Apply one asynchronous update: ``params[i].grad`` holds ``d theta`` (from ``backward``
         or ``updaters``); clip it to the global L2 norm ``max_grad_norm`` and step the shared
         optimizer on theta, lock-free (Mnih et al. 2016, Algorithm S3, "perform asynchronous
@@ -79,8 +79,9 @@ class SharedState:
         apply_gradients(params, self.shared_params, self.optimizer, max_grad_norm, lr)
 
 
-class ActorLearner(Protocol):
-    """One actor-learner: acts in its own environment and updates the shared model.
+class Worker(Protocol):
+    """What runs in one worker process: an actor-learner (acts in its own environment and
+    updates the shared model), an actor, or a learner (which adds ``finished()``).
 
     Attributes:
         rng: its ``np.random.Generator`` (action sampling, exploration).
@@ -167,8 +168,10 @@ def _envs(learner: Any) -> list:
 def rng_state(learner: Any) -> dict[str, Any]:
     """The random state of an actor-learner (or actor, or learner): its generator and
     its environments'."""
-    return {"rng": learner.rng.bit_generator.state,
-            "envs": [env.unwrapped.np_random.bit_generator.state for env in _envs(learner)]}
+    return {
+        "rng": learner.rng.bit_generator.state,
+        "envs": [env.unwrapped.np_random.bit_generator.state for env in _envs(learner)],
+    }
 
 
 def set_rng_state(learner: Any, state: dict[str, Any]) -> None:

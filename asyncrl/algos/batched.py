@@ -74,8 +74,10 @@ def check_device(name: str) -> torch.device:
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.backends.cuda.is_built() else 0
         if count == 0:
-            raise DeviceError(f"--learner-device {name}: CUDA is not available on this machine "
-                              f"(torch {torch.__version__}); use --learner-device cpu")
+            raise DeviceError(
+                f"--learner-device {name}: CUDA is not available on this machine "
+                f"(torch {torch.__version__}); use --learner-device cpu"
+            )
         if device.index is not None and device.index >= count:
             raise DeviceError(f"--learner-device {name}: this machine has {count} CUDA device(s)")
     return device
@@ -104,8 +106,9 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Actor
     """
     a = config.algo
     normalizer = Normalizer(obs.shape[0]) if normalizes(a) else None
-    return build_actor_critic(obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std, normalizer,
-                              lstm_size=a.core_size)
+    return build_actor_critic(
+        obs, action, a.hidden_sizes, a.shared_torso, a.network, a.gaussian_std, normalizer, lstm_size=a.core_size
+    )
 
 
 def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SharedState:
@@ -123,13 +126,28 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
 
     torch.manual_seed(config.run.seed)
     model = share_model(build_model(config, obs, action))
-    optimizer = make_shared_optimizer(a.optimizer, model.parameters(), lr=a.lr, eps=a.optim_eps,
-                                      rms_alpha=a.rms_alpha, rms_eps_inside=a.rms_eps_inside)
+    optimizer = make_shared_optimizer(
+        a.optimizer,
+        model.parameters(),
+        lr=a.lr,
+        eps=a.optim_eps,
+        rms_alpha=a.rms_alpha,
+        rms_eps_inside=a.rms_eps_inside,
+    )
     a.rollouts_per_batch(config.run.workers)  # raises if the batch does not fit the actors
     dist = model.dist
-    slots = RolloutSlots(config.run.workers, 1 if a.sync else 2, a.unroll_length, a.envs_per_actor, obs.shape,
-                         obs.np_dtype, dist.action_shape, dist.action_dtype,
-                         stats_size(obs.shape[0]) if normalizes(a) else 0, a.core_size)
+    slots = RolloutSlots(
+        config.run.workers,
+        1 if a.sync else 2,
+        a.unroll_length,
+        a.envs_per_actor,
+        obs.shape,
+        obs.np_dtype,
+        dist.action_shape,
+        dist.action_dtype,
+        stats_size(obs.shape[0]) if normalizes(a) else 0,
+        a.core_size,
+    )
     return SharedState(model=model, optimizer=optimizer, slots=slots, policy=PolicyStore(model))
 
 
@@ -158,8 +176,9 @@ class Actor:
         self.normalized: list[NormalizedEnv] = []  # with --normalize-obs / --normalize-reward
 
         def normalize(env):
-            self.normalized.append(NormalizedEnv(env, a.normalize_obs, a.normalize_reward, a.gamma, a.obs_clip,
-                                                 a.reward_clip))
+            self.normalized.append(
+                NormalizedEnv(env, a.normalize_obs, a.normalize_reward, a.gamma, a.obs_clip, a.reward_clip)
+            )
             return self.normalized[-1].env
 
         for e in range(E):
@@ -198,8 +217,10 @@ class Actor:
         """Copy the newest publication if it moved; False if a stop came while waiting."""
         store = self.shared.policy
         if store.version != self.version:
-            version = store.read(lambda: torch._foreach_copy_(self.local_params, self.shared_params),
-                                 should_stop=lambda: self.counters.stop_requested)
+            version = store.read(
+                lambda: torch._foreach_copy_(self.local_params, self.shared_params),
+                should_stop=lambda: self.counters.stop_requested,
+            )
             if version is None:
                 return False
             self.version = version
@@ -227,8 +248,10 @@ class Actor:
                 if store.version != version:
                     version, since = store.version, time.monotonic()
                 elif time.monotonic() - since > LEARNER_STALL_S:
-                    raise LearnerStalled(f"actor {self.worker_id} found no free slot for {LEARNER_STALL_S:g} s "
-                                         f"while the learner published nothing (policy version {version})")
+                    raise LearnerStalled(
+                        f"actor {self.worker_id} found no free slot for {LEARNER_STALL_S:g} s "
+                        f"while the learner published nothing (policy version {version})"
+                    )
         if not self._refresh_policy():  # with --sync, the learner published before freeing the slots
             slots.abandon(index)
             return None
@@ -276,7 +299,7 @@ class Actor:
                 if terminated or truncated:
                     if truncated and not terminated:
                         r["final_obs"][t, e] = obs
-                        final_values[t, e] = self.policy_value.values(r["final_obs"][t, e:e + 1], [e])[0]
+                        final_values[t, e] = self.policy_value.values(r["final_obs"][t, e : e + 1], [e])[0]
                     obs, _ = env.reset()
                     self.policy_value.reset(e)  # an LSTM's state starts the next episode at zero
                 self.obs[e] = obs
@@ -319,8 +342,15 @@ class Learner:
         DeviceError: if ``--learner-device`` is not available.
     """
 
-    def __init__(self, learner_id: int, config: Config, shared: SharedState, counters: GlobalCounters,
-                 learn: LearnFn, batch_steps: Callable[[dict[str, torch.Tensor]], int] | None = None) -> None:
+    def __init__(
+        self,
+        learner_id: int,
+        config: Config,
+        shared: SharedState,
+        counters: GlobalCounters,
+        learn: LearnFn,
+        batch_steps: Callable[[dict[str, torch.Tensor]], int] | None = None,
+    ) -> None:
         a = self.cfg = config.algo
         self.batch_steps = batch_steps
         self.learner_id = learner_id
@@ -446,12 +476,15 @@ def optimizer_state_pairs(own: torch.optim.Optimizer, shared: torch.optim.Optimi
     return pairs
 
 
-def learner_factory(learn: LearnFn, batch_steps: Callable[[dict[str, torch.Tensor]], int] | None = None
-                    ) -> Callable[..., Learner]:
+def learner_factory(
+    learn: LearnFn, batch_steps: Callable[[dict[str, torch.Tensor]], int] | None = None
+) -> Callable[..., Learner]:
     """``Learner(learner_id, config, shared, counters)`` for an algorithm's ``learn``
     (``batch_steps(batch)``: the env steps a batch holds, if not all ``T x B``)."""
+
     def make(learner_id: int, config: Config, shared: SharedState, counters: GlobalCounters) -> Learner:
         return Learner(learner_id, config, shared, counters, learn, batch_steps)
+
     return make
 
 
@@ -500,8 +533,7 @@ class Estimates(NamedTuple):
     target policy), or None where not computed (without V-trace)."""
 
 
-def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], behaviour_critic: bool
-                        ) -> Estimates:
+def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], behaviour_critic: bool) -> Estimates:
     """Values, advantages and value targets for a ``[T, B]`` batch (``RolloutSlots.batch``).
 
     With ``--correction vtrace``: V-trace (``returns.vtrace``) with the learner's current
@@ -537,11 +569,26 @@ def advantage_estimates(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], 
         np_values = batch["values"].cpu().numpy()  # [T+1, B]
     next_values = time_major_next_values(np_values, final_values, host["truncated"])  # [T, B]
     if not vtrace_on:
-        advantages, returns = gae(host["rewards"], np_values[:T], next_values, host["terminated"],
-                                  host["truncated"], cfg.gamma, cfg.gae_lambda)
+        advantages, returns = gae(
+            host["rewards"],
+            np_values[:T],
+            next_values,
+            host["terminated"],
+            host["truncated"],
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
         return Estimates(np_values, advantages, returns, None)
     params = logits.reshape(T + 1, B, -1)[:T]  # [T, B, P]
     log_probs = updater.model.dist.log_prob(params, actions).cpu().numpy()  # [T, B]
-    returns, advantages = vtrace(batch["log_probs"].cpu().numpy(), log_probs, host["rewards"],
-                                 np_values[:T], next_values, host["terminated"], host["truncated"], cfg.gamma)
+    returns, advantages = vtrace(
+        batch["log_probs"].cpu().numpy(),
+        log_probs,
+        host["rewards"],
+        np_values[:T],
+        next_values,
+        host["terminated"],
+        host["truncated"],
+        cfg.gamma,
+    )
     return Estimates(np_values, advantages, returns, log_probs)

@@ -11,18 +11,33 @@ gradient of ``sum_i (R_i - Q(s_i, a_i; theta'))^2`` to the shared ``theta`` with
 from __future__ import annotations
 
 import copy
+from dataclasses import field
 
 import numpy as np
 
 from asyncrl.algos.base import SharedState, WorkerStats
-from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared  # noqa: F401
+from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets
 from asyncrl.config import Config
+from asyncrl.config.fields import ValueBasedFields, configclass
 from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.networks import fast_forward
+from asyncrl.registry import HOGWILD, AlgoSpec, register
 from asyncrl.returns import n_step_returns, segment_end_flags
 from asyncrl.shared import GlobalCounters, linear_lr
 from asyncrl.updaters import make_q_gradient
+
+
+@configclass
+class NStepQConfig(ValueBasedFields):
+    """Asynchronous n-step Q-learning (Mnih et al. 2016, Algorithm S2)."""
+
+    t_max: int = field(default=5, metadata={"help": "t_max: env steps per actor-learner update (fewer at episode end)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.t_max < 1:
+            raise ValueError(f"--t-max must be >= 1, got {self.t_max}")
 
 
 class ActorLearner:
@@ -99,3 +114,21 @@ class ActorLearner:
 
     def close(self) -> None:
         self.env.close()
+
+
+SPEC = register(
+    AlgoSpec(
+        name="n-step-q",
+        family=HOGWILD,
+        config=NStepQConfig,
+        summary="asynchronous n-step Q-learning (Mnih et al. 2016, Algorithm S2)",
+        build_model=build_model,
+        make_shared=make_shared,
+        greedy_action=greedy_action,
+        actor=ActorLearner,
+        loss_names=LOSS_NAMES,
+        backends=frozenset({"shm", "ray"}),
+        study="quick",
+        presets=presets(cartpole_lr=1e-3),
+    )
+)

@@ -28,15 +28,21 @@ import copy
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
-from asyncrl.algos.batched import LEARNER_STALL_S, SLOT_WAIT_S, LearnerStalled, copy_pairs, \
-    make_learner_optimizer, optimizer_state_pairs
+from asyncrl.algos.batched import (
+    LEARNER_STALL_S,
+    SLOT_WAIT_S,
+    LearnerStalled,
+    copy_pairs,
+    make_learner_optimizer,
+    optimizer_state_pairs,
+)
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_over, game_score, start_worker_env
@@ -60,13 +66,24 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int, model: t
     import torch._dynamo  # noqa: F401  (torch.optim's first use imports it: once, before the fork)
 
     action = ActionSpec.of(action)
-    replay = SharedReplay(a.replay_size, config.run.workers,
-                          transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype))
-    print(f"asyncrl.run: replay of {replay.capacity:,} transitions ({_human_bytes(replay.nbytes)} shared memory, "
-          f"{config.run.workers} actor segments of {replay.segment:,})", file=sys.stderr, flush=True)
+    replay = SharedReplay(
+        a.replay_size, config.run.workers, transition_fields(obs.shape, obs.np_dtype, action.shape, action.np_dtype)
+    )
+    print(
+        f"asyncrl.run: replay of {replay.capacity:,} transitions ({_human_bytes(replay.nbytes)} shared memory, "
+        f"{config.run.workers} actor segments of {replay.segment:,})",
+        file=sys.stderr,
+        flush=True,
+    )
     model = share_model(model)
-    optimizer = make_shared_optimizer(a.optimizer, model.optimized_parameters(), lr=a.lr, eps=a.optim_eps,
-                                      rms_alpha=a.rms_alpha, rms_eps_inside=a.rms_eps_inside)
+    optimizer = make_shared_optimizer(
+        a.optimizer,
+        model.optimized_parameters(),
+        lr=a.lr,
+        eps=a.optim_eps,
+        rms_alpha=a.rms_alpha,
+        rms_eps_inside=a.rms_eps_inside,
+    )
     rate = RateLimiter(a.replay_ratio, a.learning_starts, a.tolerance)
     return SharedState(model=model, optimizer=optimizer, policy=PolicyStore(model), replay=replay, rate=rate)
 
@@ -91,8 +108,9 @@ class NStep:
         self.n, self.gamma = n, gamma
         self.pending: deque[tuple[np.ndarray, Any, float]] = deque()
 
-    def push(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool,
-             truncated: bool) -> list[dict[str, Any]]:
+    def push(
+        self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool, truncated: bool
+    ) -> list[dict[str, Any]]:
         self.pending.append((np.array(obs), action, float(reward)))  # (a copy: an env may reuse its buffer)
         out = []
         if terminated or truncated:
@@ -105,10 +123,17 @@ class NStep:
     def _pop(self, next_obs: np.ndarray, terminated: bool, truncated: bool) -> dict[str, Any]:
         ret = 0.0
         for k, (_, _, reward) in enumerate(self.pending):
-            ret += self.gamma ** k * reward
+            ret += self.gamma**k * reward
         obs, action, _ = self.pending.popleft()
-        return {"obs": obs, "actions": action, "rewards": ret, "next_obs": next_obs, "terminated": terminated,
-                "truncated": truncated, "steps": len(self.pending) + 1}
+        return {
+            "obs": obs,
+            "actions": action,
+            "rewards": ret,
+            "next_obs": next_obs,
+            "terminated": terminated,
+            "truncated": truncated,
+            "steps": len(self.pending) + 1,
+        }
 
 
 class Actor:
@@ -126,8 +151,14 @@ class Actor:
         EnvError: if the environment cannot be made or has unsuitable spaces.
     """
 
-    def __init__(self, worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters,
-                 make_acting: Callable[..., Callable]) -> None:
+    def __init__(
+        self,
+        worker_id: int,
+        config: Config,
+        shared: SharedState,
+        counters: GlobalCounters,
+        make_acting: Callable[..., Callable],
+    ) -> None:
         a = config.algo
         self.worker_id = worker_id
         self.shared, self.counters = shared, counters
@@ -150,8 +181,10 @@ class Actor:
     def _refresh_policy(self) -> bool:
         store = self.shared.policy
         if store.version != self.version:
-            version = store.read(lambda: torch._foreach_copy_(self.local_params, self.shared_params),
-                                 should_stop=lambda: self.counters.stop_requested)
+            version = store.read(
+                lambda: torch._foreach_copy_(self.local_params, self.shared_params),
+                should_stop=lambda: self.counters.stop_requested,
+            )
             if version is None:
                 return False
             self.version = version
@@ -169,8 +202,9 @@ class Actor:
             return True
         if self.serial:
             return False
-        if wait_until(lambda: rate.actor_may_insert(replay.inserted), SLOT_WAIT_S,
-                      lambda: self.counters.stop_requested):
+        if wait_until(
+            lambda: rate.actor_may_insert(replay.inserted), SLOT_WAIT_S, lambda: self.counters.stop_requested
+        ):
             return True
         self._check_stall(rate.updates)
         return False
@@ -182,8 +216,10 @@ class Actor:
         if self._stall_since is None or updates != self._stall_updates:
             self._stall_since, self._stall_updates = now, updates
         elif now - self._stall_since > LEARNER_STALL_S:
-            raise LearnerStalled(f"actor {self.worker_id} waited {LEARNER_STALL_S:g} s for the learner, which made "
-                                 f"no update (update {updates})")
+            raise LearnerStalled(
+                f"actor {self.worker_id} waited {LEARNER_STALL_S:g} s for the learner, which made "
+                f"no update (update {updates})"
+            )
 
     def update(self) -> int:
         """Take up to ``ACTOR_SEGMENT`` env steps, each once the rate limiter allows it;
@@ -212,8 +248,9 @@ class Actor:
         self.env.close()
 
 
-LearnFn = Callable[[Any, torch.nn.Module, torch.optim.Optimizer, dict[str, torch.Tensor], int,
-                    np.random.Generator], dict[str, float]]
+LearnFn = Callable[
+    [Any, Any, torch.optim.Optimizer, dict[str, torch.Tensor], int, np.random.Generator], dict[str, float]
+]
 """``learn(algo_config, model, optimizer, batch, update, rng) -> metrics``: one update of
 ``model`` on a replay sample (``batch``: torch tensors, ``SharedReplay.sample`` layout);
 ``update`` counts the learner's updates before this one."""
@@ -230,8 +267,9 @@ class Learner:
         learn: the algorithm's update (``LearnFn``).
     """
 
-    def __init__(self, learner_id: int, config: Config, shared: SharedState, counters: GlobalCounters,
-                 learn: LearnFn) -> None:
+    def __init__(
+        self, learner_id: int, config: Config, shared: SharedState, counters: GlobalCounters, learn: LearnFn
+    ) -> None:
         a = self.cfg = config.algo
         self.learner_id = learner_id
         self.shared, self.counters = shared, counters
@@ -239,8 +277,9 @@ class Learner:
         self.total_steps = config.run.total_steps
         self.serial = config.run.serial
         self.model = copy.deepcopy(shared.model)  # the learner's own copy, off shared memory
-        self.optimizer = make_learner_optimizer(a, self.model.optimized_parameters(), torch.device("cpu"),
-                                                shared.optimizer)
+        self.optimizer = make_learner_optimizer(
+            a, self.model.optimized_parameters(), torch.device("cpu"), shared.optimizer
+        )
         self._state_pairs = optimizer_state_pairs(self.optimizer, shared.optimizer)
         self._tensors = list(self.model.state_dict().values())
         self.rng = np.random.default_rng(config.run.seed + 1_000_003)
@@ -256,8 +295,9 @@ class Learner:
 
     def finished(self) -> bool:
         """Whether ``T`` reached ``--total-steps`` and every update due is made."""
-        return (self.counters.global_step >= self.total_steps
-                and not self.shared.rate.learner_may_update(self.shared.replay.inserted))
+        return self.counters.global_step >= self.total_steps and not self.shared.rate.learner_may_update(
+            self.shared.replay.inserted
+        )
 
     def update(self) -> int:
         """Make the updates that are due, for up to ``LEARNER_SLICE_S``, or wait up to
@@ -268,8 +308,9 @@ class Learner:
         """
         replay, rate = self.shared.replay, self.shared.rate
         if not rate.learner_may_update(replay.inserted):
-            if self.serial or not wait_until(lambda: rate.learner_may_update(replay.inserted), SLOT_WAIT_S,
-                                             lambda: self.counters.stop_requested):
+            if self.serial or not wait_until(
+                lambda: rate.learner_may_update(replay.inserted), SLOT_WAIT_S, lambda: self.counters.stop_requested
+            ):
                 return 0
         until = time.monotonic() + LEARNER_SLICE_S
         while rate.learner_may_update(replay.inserted):
@@ -326,8 +367,9 @@ def flat_obs_dim(config: Config, obs: ObsSpec | int) -> int:
     return obs.shape[0]
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], loss: torch.Tensor,
-                   max_grad_norm: float) -> float:
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], loss: torch.Tensor, max_grad_norm: float
+) -> float:
     """One optimizer step on ``params`` only: their gradients of ``loss`` (every other
     parameter of ``optimizer`` has none, so this step leaves it and its statistics alone),
     clipped to ``max_grad_norm`` (inf: no clip). Returns the gradient norm before clipping
@@ -342,7 +384,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
     return norm
 
 
-def polyak(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
+def polyak(target: Sequence[torch.Tensor], online: Sequence[torch.Tensor], tau: float) -> None:
     """``target <- (1 - tau) target + tau online``, in place (Lillicrap et al. 2016)."""
     with torch.no_grad():
         torch._foreach_lerp_(target, online, tau)
@@ -350,25 +392,43 @@ def polyak(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -
 
 def actor_factory(make_acting: Callable[..., Callable]) -> Callable[..., Actor]:
     """``Actor(worker_id, config, shared, counters)`` for an algorithm's ``make_acting``."""
+
     def make(worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters) -> Actor:
         return Actor(worker_id, config, shared, counters, make_acting)
+
     return make
 
 
 def learner_factory(learn: LearnFn) -> Callable[..., Learner]:
     """``Learner(learner_id, config, shared, counters)`` for an algorithm's ``learn``."""
+
     def make(learner_id: int, config: Config, shared: SharedState, counters: GlobalCounters) -> Learner:
         return Learner(learner_id, config, shared, counters, learn)
+
     return make
 
 
 def shared_factory(build_model: Callable[..., torch.nn.Module]) -> Callable[..., SharedState]:
     """``make_shared(config, obs, action)`` for an algorithm's ``build_model``."""
+
     def make(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SharedState:
         torch.manual_seed(config.run.seed)
         return make_shared(config, obs, action, build_model(config, obs, action))
+
     return make
 
 
-__all__ = ["Actor", "Learner", "NStep", "RateLimiter", "ReplayMemoryError", "actor_factory", "flat_obs_dim",
-           "learner_factory", "make_shared", "optimizer_step", "polyak", "shared_factory"]
+__all__ = [
+    "Actor",
+    "Learner",
+    "NStep",
+    "RateLimiter",
+    "ReplayMemoryError",
+    "actor_factory",
+    "flat_obs_dim",
+    "learner_factory",
+    "make_shared",
+    "optimizer_step",
+    "polyak",
+    "shared_factory",
+]

@@ -19,21 +19,68 @@ with the previous policy meanwhile (no correction).
 
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Any
 
 import numpy as np
 import torch
 
 from asyncrl.algos.batched import Actor, build_model, greedy_action, learner_factory, make_shared
+from asyncrl.config.fields import BatchedFields, configclass
 from asyncrl.envs import game_over, game_score
+from asyncrl.registry import BATCHED, AlgoSpec, register
 from asyncrl.returns import episode_returns
 from asyncrl.shared import linear_lr
+
+
+@configclass
+class ReinforceConfig(BatchedFields):
+    """REINFORCE with a learned value baseline (Williams 1992), on the batched learner.
+
+    Each actor plays one whole episode in each of its environments per rollout (an
+    episode longer than ``--unroll-length`` steps is cut there), and the learner's update
+    on ``B`` episodes weighs ``grad log pi(a_t|s_t)`` by ``G_t - V(s_t)``, with ``G_t``
+    the discounted return to the episode's end (no bootstrapping), and regresses ``V(s_t)``
+    on ``G_t``. The paper has no defaults; ours, chosen on CartPole-v1 with 2 actors: Adam lr
+    2e-3, gradient-norm clip 5, 2 environments per actor (4 episodes a batch), no entropy
+    bonus, one MLP torso per head. There, seeds 0-4 reached 475 within 186k-269k env steps;
+    with lr 1e-3, 4 environments per actor and the batched learner's clip of 0.5, none did
+    within 500k (416-437), and lr 2e-3 with either of the other two changes alone solved
+    every seed only in 270k-393k.
+    """
+
+    lr: float = field(default=2e-3, metadata={"help": "learning rate of the learner's optimizer"})
+    optimizer: str = field(default="adam", metadata={"help": "optimizer: 'rmsprop' or 'adam'"})
+    max_grad_norm: float = field(default=5.0, metadata={"help": "clip each update's gradient to this global L2 norm"})
+    envs_per_actor: int = field(
+        default=2,
+        metadata={
+            "help": "environments each actor process steps, one episode each per rollout; the "
+            "learner's batch holds --workers x --envs-per-actor episodes"
+        },
+    )
+    entropy_coef: float = 0.0
+    unroll_length: int = field(
+        default=500,
+        metadata={
+            "help": "T: the longest episode, in env steps; a longer one is cut (truncated) "
+            "there and its return counted to the cut"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.correction != "none" or self.gae_lambda != 1.0:
+            raise ValueError("--algo reinforce uses full-episode returns: --correction must be none and --gae-lambda 1")
+        if self.lstm or self.normalize_obs or self.normalize_reward:
+            raise ValueError("--algo reinforce takes neither --lstm nor --normalize-obs / --normalize-reward")
+
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "policy_lag")
 """Per-batch means reported by the learner; columns of ``metrics.csv``."""
 
 
-class ActorLearner(Actor):
+class EpisodeActor(Actor):
     """A REINFORCE actor: one whole episode per environment per rollout (see the module
     docstring); otherwise the batched learner's ``Actor``."""
 
@@ -87,8 +134,9 @@ def batch_steps(batch: dict[str, torch.Tensor]) -> int:
     return int(episode_lengths(batch).sum())
 
 
-def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: float,
-          rng: np.random.Generator) -> dict[str, float]:
+def learn(
+    cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: float, rng: np.random.Generator
+) -> dict[str, float]:
     """One REINFORCE update on ``B`` episodes (``RolloutSlots.batch`` layout, ``[T, B]``,
     each column one episode from ``t = 0``) through ``updater`` (``asyncrl.updaters``).
 
@@ -105,11 +153,34 @@ def learn(cfg: Any, updater: Any, batch: dict[str, torch.Tensor], progress: floa
     with torch.no_grad():
         values = updater.forward(steps_obs)[1]  # [N]: the baseline
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
-    return updater.step(steps_obs, "actor_critic", lr, actions=actions.flatten(0, 1)[valid], returns=targets,
-                        advantages=targets - values, value_coef=cfg.value_coef, entropy_coef=cfg.entropy_coef)
+    return updater.step(
+        steps_obs,
+        "actor_critic",
+        lr,
+        actions=actions.flatten(0, 1)[valid],
+        returns=targets,
+        advantages=targets - values,
+        value_coef=cfg.value_coef,
+        entropy_coef=cfg.entropy_coef,
+    )
 
 
 Learner = learner_factory(learn, batch_steps)
 
-__all__ = ["LOSS_NAMES", "ActorLearner", "Learner", "batch_steps", "build_model", "episode_lengths",
-           "greedy_action", "learn", "make_shared"]
+
+SPEC = register(
+    AlgoSpec(
+        name="reinforce",
+        family=BATCHED,
+        config=ReinforceConfig,
+        summary="REINFORCE with a learned baseline (Williams 1992) on the batched learner",
+        build_model=build_model,
+        make_shared=make_shared,
+        greedy_action=greedy_action,
+        actor=EpisodeActor,
+        learner=Learner,
+        loss_names=LOSS_NAMES,
+        actions=frozenset({"discrete", "box"}),
+        backends=frozenset({"shm", "ray"}),
+    )
+)

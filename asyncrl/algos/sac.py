@@ -22,17 +22,45 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from asyncrl.algos.offpolicy import actor_factory, flat_obs_dim, learner_factory, optimizer_step, polyak, \
-    shared_factory
+from asyncrl.algos.offpolicy import actor_factory, flat_obs_dim, learner_factory, optimizer_step, polyak, shared_factory
 from asyncrl.config import Config
+from asyncrl.config.fields import OffPolicyFields, configclass, in_unit_interval, positive
 from asyncrl.distributions import ActionSpec, SquashedGaussian
 from asyncrl.networks import Critics, NumpyMLP, ObsSpec, SquashedGaussianActor
+from asyncrl.registry import REPLAY, AlgoSpec, Preset, register
+
+
+@configclass
+class SACConfig(OffPolicyFields):
+    """Soft actor-critic with automatic entropy tuning (Haarnoja et al. 2018, "Soft
+    actor-critic algorithms and applications", Algorithm 1): a tanh-squashed Gaussian
+    policy, two critics, the entropy coefficient alpha tuned towards ``--target-entropy``.
+
+    Defaults are the paper's (Adam lr 3e-4, batch 256, 256-256 ReLU networks, tau 0.005,
+    one update per env step, target entropy ``-dim(A)``); learning starts after 100 steps
+    (SB3).
+    """
+
+    lr: float = field(default=3e-4, metadata={"help": "learning rate of the actor, critics and alpha"})
+    tau: float = field(default=0.005, metadata={"help": "Polyak factor of the target critics"})
+    initial_alpha: float = field(default=1.0, metadata={"help": "the entropy coefficient alpha at the start"})
+    autotune_alpha: bool = field(default=True, metadata={"help": "tune alpha towards --target-entropy"})
+    target_entropy: float | None = field(
+        default=None, metadata={"help": "the entropy alpha is tuned towards (default: -dim(A))"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        in_unit_interval(self, "tau")
+        positive(self, "initial_alpha")
+
 
 LOSS_NAMES = ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")
 """Per-update means reported by the learner (``entropy``: ``-log pi`` of the policy's own
@@ -68,7 +96,9 @@ def build_model(config: Config, obs: ObsSpec, action: ActionSpec | int) -> SACMo
     Raises:
         NetworkError: if the observations are images.
     """
-    return SACModel(flat_obs_dim(config, obs), ActionSpec.of(action), config.algo.hidden_sizes, config.algo.initial_alpha)
+    return SACModel(
+        flat_obs_dim(config, obs), ActionSpec.of(action), config.algo.hidden_sizes, config.algo.initial_alpha
+    )
 
 
 def make_acting(local: SquashedGaussianActor, config: Config, worker_id: int, counters: Any):
@@ -83,6 +113,7 @@ def make_acting(local: SquashedGaussianActor, config: Config, worker_id: int, co
         out = forward(obs)  # [2D]
         log_std = np.clip(out[D:], local.LOG_STD_MIN, local.LOG_STD_MAX)
         return SquashedGaussian.sample(out[:D], log_std, rng)
+
     return act
 
 
@@ -97,8 +128,14 @@ def target_entropy(cfg: Any, action_dim: int) -> float:
     return -float(action_dim) if cfg.target_entropy is None else float(cfg.target_entropy)
 
 
-def learn(cfg: Any, model: SACModel, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], update: int,
-          rng: np.random.Generator) -> dict[str, float]:
+def learn(
+    cfg: Any,
+    model: SACModel,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    update: int,
+    rng: np.random.Generator,
+) -> dict[str, float]:
     """One SAC update on a replay sample ``batch`` (``[N, ...]``; see the module docstring)."""
     obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
     discounts = cfg.gamma ** batch["steps"].float() * (~batch["terminated"]).float()  # [N]: gamma^n (1 - d)
@@ -119,13 +156,34 @@ def learn(cfg: Any, model: SACModel, optimizer: torch.optim.Optimizer, batch: di
     actor_loss = (alpha * log_probs - q_pi).mean()
     optimizer_step(optimizer, list(model.acting.parameters()), actor_loss, cfg.max_grad_norm)
     polyak(list(model.target_critics.parameters()), list(model.critics.parameters()), cfg.tau)
-    return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": alpha.item(),
-            "entropy": float(-log_probs.detach().mean()), "q_mean": float(q.detach().mean())}
+    return {
+        "critic_loss": critic_loss.item(),
+        "actor_loss": actor_loss.item(),
+        "alpha": alpha.item(),
+        "entropy": float(-log_probs.detach().mean()),
+        "q_mean": float(q.detach().mean()),
+    }
 
 
 make_shared = shared_factory(build_model)
-ActorLearner = actor_factory(make_acting)
-Learner = learner_factory(learn)
+make_actor = actor_factory(make_acting)
+make_learner = learner_factory(learn)
 
-__all__ = ["LOSS_NAMES", "ActorLearner", "Learner", "SACModel", "build_model", "greedy_action", "learn",
-           "make_acting", "make_shared"]
+SPEC = register(
+    AlgoSpec(
+        name="sac",
+        family=REPLAY,
+        config=SACConfig,
+        summary="soft actor-critic, entropy tuned (Haarnoja et al. 2018), asynchronous actors, shared replay",
+        build_model=build_model,
+        make_shared=make_shared,
+        greedy_action=greedy_action,
+        actor=make_actor,
+        learner=make_learner,
+        loss_names=LOSS_NAMES,
+        actions=frozenset({"box"}),
+        bounded_actions=True,
+        observations=frozenset({"vector"}),
+        presets=(Preset("Pendulum-v1", {"lr": 1e-3}, "rl-baselines3-zoo's sac.yml"),),
+    )
+)

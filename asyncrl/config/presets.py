@@ -1,0 +1,68 @@
+"""Values that several algorithms' presets share, and the environment patterns they cover.
+
+Each algorithm declares its own presets in its ``AlgoSpec`` (``asyncrl.registry.Preset``),
+one provenance line each; the measurements behind them are in
+``benchmarks/results/presets.md`` and the files it points to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ATARI = "ALE/*"
+"""ale-py's Atari ids (``pip install -e ".[atari]"``)."""
+
+MINATAR = "MinAtar/*"
+"""MinAtar's ids (``pip install -e ".[minatar]"``)."""
+
+MUJOCO_IDS = tuple(
+    f"{name}-v*"
+    for name in (
+        "Ant",
+        "HalfCheetah",
+        "Hopper",
+        "Humanoid",
+        "HumanoidStandup",
+        "InvertedDoublePendulum",
+        "InvertedPendulum",
+        "Pusher",
+        "Reacher",
+        "Swimmer",
+        "Walker2d",
+    )
+)
+"""Gymnasium's MuJoCo tasks (``pip install -e ".[mujoco]"``), as preset patterns."""
+
+BOX2D_CONTINUOUS_IDS = ("LunarLanderContinuous-v*", "BipedalWalker-v*", "BipedalWalkerHardcore-v*")
+"""Gymnasium's continuous-action Box2D tasks (``pip install -e ".[box2d]"``)."""
+
+CONTINUOUS_CONTROL = MUJOCO_IDS + BOX2D_CONTINUOUS_IDS
+"""Both of the above."""
+
+PPO_CONTINUOUS: dict[str, Any] = {
+    "envs_per_actor": 1,
+    "unroll_length": 1024,
+    "minibatch_size": 64,
+    "epochs": 10,
+    "lr": 3e-4,
+    "lr_anneal": True,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "clip_range": 0.2,
+    "value_clip": 0.2,
+    "entropy_coef": 0.0,
+    "normalize_obs": True,
+    "normalize_reward": True,
+}
+"""CleanRL's ``ppo_continuous_action.py`` settings, with its one environment's 2048-step
+rollouts split over the default 2 actors."""
+
+RMSPROP_PIXELS: dict[str, Any] = {"rms_eps_inside": True, "optim_eps": 0.1}
+"""RMSProp as Mnih et al. 2016 write it, ``theta -= lr * grad / sqrt(g + 0.1)``: every
+RMSProp algorithm's setting on Atari (``benchmarks/results/torso_health.md``)."""
+
+RMSPROP_PIXELS_SOURCE = (
+    "Mnih et al. 2016's RMSProp, eps 0.1 inside the root (ChainerRL's A3C too); torch's "
+    "killed every CNN unit in 6k steps: benchmarks/results/torso_health.md"
+)
+"""The provenance line of ``RMSPROP_PIXELS``."""
