@@ -8,7 +8,7 @@ import math
 import os
 import time
 
-from asyncrl import envs, registry
+from asyncrl import backends, envs, registry
 from asyncrl.config import Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import NetworkError, ObsSpec, resolve_network
@@ -42,12 +42,11 @@ def prepare(config: Config) -> Setup:
         RunDirError: if the run folder cannot be created or written.
         DeviceError: if ``--learner-device`` asks for a device this machine lacks.
         ReplayMemoryError: if ``--replay-size`` transitions would not fit in memory.
-        RayBackendError: if ``--backend ray`` lacks Ray or cannot run the algorithm.
+        BackendError: if the backend cannot run the config (``--backend ray``: Ray missing, an
+            algorithm it does not run).
     """
     run = config.run
-    from asyncrl.ray_backend import check_backend
-
-    check_backend(config)  # Ray installed, an algorithm it runs
+    backends.get(run.backend).check(config)  # (Ray: installed, and it runs the algorithm)
     env = envs.make_env(run.env, run.seed, options=envs.EnvOptions.from_run(run))
     try:
         obs, action = envs.check_spaces(env, run.algo)

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from asyncrl.backends import NAMES as backend_names
+
 HOGWILD = "hogwild"
 """Family: actor-learner processes update one shared model lock-free (Mnih et al. 2016)."""
 BATCHED = "batched"
@@ -33,7 +35,8 @@ ACTION_KINDS = ("discrete", "box", "multi")
 """``Discrete``; a 1-D ``Box``; ``MultiDiscrete`` and ``MultiBinary``."""
 OBSERVATION_KINDS = ("vector", "image")
 """A flat ``Box`` (``Discrete``/``Dict``/... are flattened into one); a ``(C, H, W)`` image."""
-BACKENDS = ("shm", "ray")
+BACKENDS = backend_names
+"""The ``--backend`` values (``asyncrl.backends``)."""
 
 _BUILTIN_PACKAGE = "asyncrl.algos"
 

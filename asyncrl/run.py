@@ -22,19 +22,19 @@ from asyncrl.envs import EnvError  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     from asyncrl.algos.batched import DeviceError
-    from asyncrl.ray_backend import RayBackendError
+    from asyncrl.backends import BackendError
     from asyncrl.replay import ReplayMemoryError
     from asyncrl.trainer import RunDirError, Trainer, WorkerFailure
 
     try:
         config = parse_args(argv)
         trainer = Trainer(config)
-    except (CliError, EnvError, RunDirError, DeviceError, ReplayMemoryError, RayBackendError) as exc:
+    except (CliError, EnvError, RunDirError, DeviceError, ReplayMemoryError, BackendError) as exc:
         print(f"asyncrl.run: error: {exc}", file=sys.stderr)
         return 2
     try:
         summary = trainer.train()
-    except (CheckpointError, RayBackendError) as exc:
+    except (CheckpointError, BackendError) as exc:
         print(f"asyncrl.run: error: {exc}", file=sys.stderr)
         return 2
     except WorkerFailure as exc:

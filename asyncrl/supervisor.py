@@ -261,6 +261,10 @@ class Supervisor:
         """Actor-learner or actor processes running now."""
         return sum(p.is_alive() for p in self.procs[: self.config.run.workers])
 
+    def summary(self) -> dict[str, Any]:
+        """Nothing beyond the trainer's own summary: every worker ran on this machine."""
+        return {}
+
     def stop(self, on_stats: Callable[[int, dict[str, Any]], None]) -> None:
         """Ask every process to stop and take their last reports for up to
         ``JOIN_TIMEOUT_S`` seconds; then terminate, and at last kill, what is left. A

@@ -2,10 +2,10 @@
 
 ``asyncrl.prepare`` checks the config against its environment first; ``Trainer.train``
 creates the shared state (model, optimizer statistics, global step counter ``T``), then
-hands each duty to its own piece: the ``Supervisor`` starts the actor-learner (or actor and
-learner) processes and collects their reports (``ray_backend.RaySupervisor`` does the same
-with Ray actors and a parameter server, ``--backend ray``), the ``FailurePolicy`` decides what a failed
-worker means, ``RunMetrics`` keeps the episode window, ``metrics.csv`` and the display, and
+hands each duty to its own piece: the backend's supervisor (``asyncrl.backends``: forked
+processes on shared memory, or Ray actors around a server) starts the actor-learner (or
+actor and learner) processes and collects their reports, the ``FailurePolicy`` decides what
+a failed worker means, ``RunMetrics`` keeps the episode window, ``metrics.csv`` and the display, and
 ``asyncrl.checkpoint`` saves and restores the shared state. The trainer decides when to
 stop and writes the summary. ``--serial`` runs the same actor-learners round-robin in this
 process, one update each, which is deterministic for a given seed.
@@ -27,15 +27,16 @@ from typing import Any
 import psutil
 import torch
 
-from asyncrl import registry
+from asyncrl import backends, registry
 from asyncrl.algos.base import set_rng_state
+from asyncrl.backends import contract
 from asyncrl.checkpoint import load_latest_good, restore_shared, save_checkpoint, snapshot_shared
 from asyncrl.config import Config
 from asyncrl.metrics import RunMetrics, plot_learning_curve
 from asyncrl.prepare import RunDirError, Setup, prepare
 from asyncrl.shared import GlobalCounters
 from asyncrl.storage import PublicationStalled
-from asyncrl.supervisor import FailurePolicy, Supervisor, WorkerFailure, report
+from asyncrl.supervisor import FailurePolicy, WorkerFailure, report
 
 __all__ = ["RunDirError", "Setup", "Trainer", "WorkerFailure", "prepare"]
 
@@ -62,6 +63,7 @@ class Trainer:
         self.config = setup.config
         self.obs, self.action = setup.obs, setup.action
         self.algo = registry.get(self.config.run.algo)
+        self.backend = backends.get(self.config.run.backend)
         self.has_learner = self.algo.learner is not None  # A2C, PPO, DQN, ...: actors feed one learner process
         self.learner_id = self.config.run.workers if self.has_learner else None  # after the actors' ids
         self.quiet = quiet
@@ -73,7 +75,7 @@ class Trainer:
         self.generation = 0  # restarts so far (and before a resume); sets new workers' seeds
         self._rng_states: dict[int, dict[str, Any]] = {}  # each worker's latest random state
         self._restore_rng: dict[int, dict[str, Any]] = {}  # from a resumed checkpoint
-        self.supervisor: Supervisor | None = None
+        self.supervisor: contract.Supervisor | None = None
 
     # -- public -----------------------------------------------------------
 
@@ -128,7 +130,7 @@ class Trainer:
             self._next_row = time.monotonic() + run.log_interval
             self._next_checkpoint = time.monotonic() + run.checkpoint_interval
             loss_names = self.algo.loss_names
-            if run.backend == "ray" and "policy_lag" not in loss_names:
+            if self.backend.remote and "policy_lag" not in loss_names:
                 loss_names = (*loss_names, "policy_lag")  # measured by the parameter server
             self.metrics = RunMetrics(
                 self.run_dir,
@@ -199,19 +201,16 @@ class Trainer:
                 self._check_learner_starved()
             self._tick()
 
-    def _make_supervisor(self) -> Supervisor | Any:
-        """The processes' supervisor: ``Supervisor`` (shared memory), or ``RaySupervisor``
-        (``--backend ray``; joins or starts Ray, whose ``init`` may install signal handlers:
-        the trainer's are put back).
+    def _make_supervisor(self) -> contract.Supervisor:
+        """The backend's supervisor (``asyncrl.backends``). Starting one may install signal
+        handlers (Ray's ``init``): the trainer's are put back.
 
         Raises:
-            RayBackendError: if the Ray cluster cannot be reached or is too small.
+            BackendError: if the backend cannot start (a cluster that cannot be reached).
         """
-        if self.config.run.backend != "ray":
-            return Supervisor(self.config, self.shared, self.counters, self.learner_id)
-        from asyncrl.ray_backend import RaySupervisor
-
-        supervisor = RaySupervisor(self.config, self.shared, self.counters, self.obs, self.action, self.learner_id)
+        supervisor = self.backend.make_supervisor(
+            self.config, self.shared, self.counters, self.obs, self.action, self.learner_id
+        )
         self._install_signal_handlers()
         return supervisor
 
@@ -357,7 +356,7 @@ class Trainer:
             "seed": run.seed,
             "serial": run.serial,
             "backend": run.backend,
-            "ray": self._ray_summary() if run.backend == "ray" else None,
+            "ray": self._remote_summary() if self.backend.remote else None,
             "stop_reason": self.stop_reason or "error",
             "failure": self.failure,
             "worker_failures": self.failure_policy.failures,
@@ -399,7 +398,7 @@ class Trainer:
             pass
         return summary
 
-    def _ray_summary(self) -> dict[str, Any]:
+    def _remote_summary(self) -> dict[str, Any]:
         out = self.supervisor.summary() if self.supervisor is not None else {}
         return {**out, "mean_policy_lag": self.metrics.mean_policy_lag}
 

@@ -20,9 +20,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from asyncrl import registry  # noqa: E402
+from asyncrl.backends.ray.cluster import spread_over_nodes  # noqa: E402
+from asyncrl.backends.ray.servers import ParameterServer, remote_actor_learner, state_payload  # noqa: E402
 from asyncrl.config import parse_args  # noqa: E402
 from asyncrl.prepare import prepare  # noqa: E402
-from asyncrl.ray_backend import ParameterServer, remote_actor_learner, spread_over_nodes, state_payload  # noqa: E402
 from asyncrl.shared import GlobalCounters  # noqa: E402
 
 from helpers import CHILD_ENV, REPO, assert_one_line_error  # noqa: E402
@@ -310,7 +311,7 @@ def test_actors_waiting_on_a_slow_learner_are_not_silent(tmp_path):
     PLACEMENT_S), that wait must not count as silence: before, every waiting actor was
     failed at once and, with no restarts allowed, the run aborted blaming placement."""
     run_dir = tmp_path / "slow-learner"
-    driver = ("import sys\nimport asyncrl.ray_backend\nasyncrl.ray_backend.WORKER_SILENT_S = 3.0\n"
+    driver = ("import sys\nimport asyncrl.backends.ray.driver as driver\ndriver.WORKER_SILENT_S = 3.0\n"
               "from asyncrl.run import main\nsys.exit(main(sys.argv[1:]))\n")
     result = subprocess.run([sys.executable, "-c", driver, "--backend", "ray", "--algo", "ppo", "--sync", "--workers",
                              "2", "--epochs", "3000", "--total-steps", "512", "--target-return", "inf",

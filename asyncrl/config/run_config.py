@@ -6,6 +6,7 @@ import math
 import os
 from dataclasses import field
 
+from asyncrl.backends import NAMES as BACKEND_NAMES
 from asyncrl.config.fields import check_choices, configclass, in_unit_interval, positive
 
 
@@ -90,7 +91,7 @@ class RunConfig:
     backend: str = field(
         default="shm",
         metadata={
-            "choices": ("shm", "ray"),
+            "choices": BACKEND_NAMES,
             "help": "where the shared state lives: 'shm' (shared memory, one machine) or 'ray' (a Ray "
             "parameter server, or the batched learner, as a Ray actor; actor-learners or actors on "
             "any node of a Ray cluster; pip install -e '.[ray]')",
