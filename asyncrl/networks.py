@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asyncrl.distributions import ActionSpec, Distribution, make_distribution
+from asyncrl.numpy_path import NumpyLSTM, NumpyMLP, has_numpy_form
 
 NETWORKS = ("auto", "mlp", "nature", "nature2015", "minatar")
 """Values of ``--network``: ``auto`` picks ``mlp`` for flat observations, ``minatar`` for
@@ -118,6 +119,11 @@ class MLPTorso(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
 
+    def numpy_form(self) -> tuple[list[nn.Linear], str]:
+        """Its linear layers, in order, and its activation: the NumPy fast path applies
+        (``asyncrl.numpy_path``)."""
+        return [m for m in self.net if isinstance(m, nn.Linear)], self.activation
+
 
 def _relu_layer(layer: nn.Conv2d | nn.Linear) -> nn.Conv2d | nn.Linear:
     nn.init.orthogonal_(layer.weight, gain=2**0.5)
@@ -163,6 +169,11 @@ class ConvTorso(nn.Module):
         for conv in self._conv_layers:  # self.convs without nn.Module's per-call machinery
             x = torch.relu(F.conv2d(x, conv.weight, conv.bias, conv.stride))
         return torch.relu(F.linear(x.flatten(1), self.fc.weight, self.fc.bias))  # [N, hidden]
+
+    def numpy_form(self) -> None:
+        """None: NumPy has no fast convolution, so the fast path does not apply
+        (``asyncrl.numpy_path``)."""
+        return None
 
 
 def nature_torso(obs: ObsSpec) -> ConvTorso:
@@ -546,54 +557,6 @@ def build_actor_critic(
     return ActorCritic(torso, action, value_torso, gaussian_std, normalizer, lstm_size)
 
 
-class NumpyMLP:
-    """Fast forward pass of an ``MLPTorso`` and one linear head (a ``PolicyHead``'s
-    ``log_std``, where it has one, appended), in NumPy.
-
-    Acting runs one observation at a time, where torch's per-call overhead (tens of
-    microseconds a layer) dwarfs the arithmetic; NumPy on the same weights is several
-    times faster. The arrays are views of the modules' parameters, not copies, so the
-    forward pass always uses their current values (after ``sync_local``, or as other
-    processes write them when the modules live in shared memory).
-
-    ``__call__(obs: [obs_dim] float32) -> [out] float32`` (or a batch,
-    ``[N, obs_dim] -> [N, out]``), equal to ``head(torso(obs))`` up to float rounding.
-
-    Raises:
-        TypeError: if ``torso`` is not an ``MLPTorso``.
-    """
-
-    def __init__(self, torso: nn.Module, head: nn.Linear) -> None:
-        if not isinstance(torso, MLPTorso):
-            raise TypeError(f"NumpyMLP needs an MLPTorso, got {type(torso).__name__}")
-        linears = [m for m in torso.net if isinstance(m, nn.Linear)]
-        self.layers = [(lin.weight.detach().numpy(), lin.bias.detach().numpy()) for lin in linears]
-        self.activation = np.tanh if torso.activation == "tanh" else _relu
-        self.head = (head.weight.detach().numpy(), head.bias.detach().numpy())
-        log_std = getattr(head, "log_std", None)  # a PolicyHead's state-independent log sigma
-        self.log_std = None if log_std is None else log_std.detach().numpy()
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        h = obs
-        if h.ndim == 1:
-            for weight, bias in self.layers:
-                h = self.activation(weight @ h + bias)  # [width]
-            weight, bias = self.head
-            out = weight @ h + bias  # [out]
-            return out if self.log_std is None else np.concatenate([out, self.log_std])
-        for weight, bias in self.layers:
-            h = self.activation(h @ weight.T + bias)  # [N, width]
-        weight, bias = self.head
-        out = h @ weight.T + bias  # [N, out]
-        if self.log_std is None:
-            return out
-        return np.concatenate([out, np.broadcast_to(self.log_std, (len(out), len(self.log_std)))], axis=1)
-
-
-def _relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0.0, out=x)
-
-
 class TorchForward:
     """``head(torso(obs))`` without autograd, for any torso: the acting path where
     ``NumpyMLP`` does not apply (the CNNs, whose convolutions NumPy has no fast kernel for).
@@ -619,9 +582,9 @@ class TorchForward:
 
 
 def fast_forward(torso: nn.Module, head: nn.Linear) -> Callable[[np.ndarray], np.ndarray]:
-    """The fastest forward pass of ``head(torso(.))`` for acting: ``NumpyMLP`` for an
-    ``MLPTorso``, else ``TorchForward``. Both read the modules' current parameters."""
-    if isinstance(torso, MLPTorso):
+    """The fastest forward pass of ``head(torso(.))`` for acting: ``NumpyMLP`` where the torso
+    has a NumPy form, else ``TorchForward``. Both read the modules' current parameters."""
+    if has_numpy_form(torso):
         return NumpyMLP(torso, head)
     return TorchForward(torso, head)
 
@@ -633,7 +596,7 @@ class PolicyValue:
     for the interface ``RecurrentPolicyValue`` shares."""
 
     def __init__(self, model: ActorCritic) -> None:
-        self.shared_cnn = model.value_torso is None and not isinstance(model.torso, MLPTorso)
+        self.shared_cnn = model.value_torso is None and not has_numpy_form(model.torso)
         self.model = model
         self.policy = fast_forward(model.torso, model.policy)
         self.value = fast_forward(model.value_torso or model.torso, model.value)
@@ -658,60 +621,13 @@ class PolicyValue:
         return None
 
 
-class NumpyLSTM:
-    """One step of a recurrent ``ActorCritic`` with an ``MLPTorso`` in NumPy: the acting path
-    of the LSTM policies on control tasks, where torch's per-operation overhead dwarfs the
-    arithmetic (as ``NumpyMLP``). Reads the modules' parameters through views, so it sees
-    their current values.
-
-    ``__call__(obs [N, obs_dim], h [N, H], c [N, H]) -> (params [N, P], values [N], h', c')``,
-    equal to ``model.step`` up to float rounding (torch's gate order i, f, g, o).
-
-    Raises:
-        TypeError: if the model has no LSTM core or its torso is not an ``MLPTorso``.
-    """
-
-    def __init__(self, model: ActorCritic) -> None:
-        if not model.recurrent or not isinstance(model.torso, MLPTorso):
-            raise TypeError("NumpyLSTM needs a recurrent ActorCritic with an MLPTorso")
-        self.torso = NumpyMLP(model.torso, model.policy)
-        core = model.core
-        self.w_ih, self.w_hh = core.weight_ih.detach().numpy(), core.weight_hh.detach().numpy()
-        self.b_ih, self.b_hh = core.bias_ih.detach().numpy(), core.bias_hh.detach().numpy()
-        self.size = core.hidden_size
-        self.value = (model.value.weight.detach().numpy(), model.value.bias.detach().numpy())
-
-    @staticmethod
-    def _sigmoid(x: np.ndarray) -> np.ndarray:
-        return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for large |x|
-
-    def __call__(self, obs: np.ndarray, h: np.ndarray, c: np.ndarray):
-        x = obs
-        for weight, bias in self.torso.layers:
-            x = np.tanh(x @ weight.T + bias)  # [N, width]
-        gates = x @ self.w_ih.T + h @ self.w_hh.T + (self.b_ih + self.b_hh)  # [N, 4H]
-        H = self.size
-        i, f = self._sigmoid(gates[:, :H]), self._sigmoid(gates[:, H : 2 * H])
-        g, o = np.tanh(gates[:, 2 * H : 3 * H]), self._sigmoid(gates[:, 3 * H :])
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        weight, bias = self.torso.head
-        params = h @ weight.T + bias
-        if self.torso.log_std is not None:
-            params = np.concatenate(
-                [params, np.broadcast_to(self.torso.log_std, (len(h), len(self.torso.log_std)))], axis=1
-            )
-        weight, bias = self.value
-        return params, (h @ weight.T + bias)[:, 0], h, c
-
-
 class _RecurrentStep:
-    """``model.step`` on NumPy arrays without autograd: ``NumpyLSTM`` for an MLP torso, torch
-    (``no_grad``) otherwise."""
+    """``model.step`` on NumPy arrays without autograd: ``NumpyLSTM`` where the torso has a
+    NumPy form, torch (``no_grad``) otherwise."""
 
     def __init__(self, model: ActorCritic) -> None:
         self.model = model
-        self.numpy = NumpyLSTM(model) if isinstance(model.torso, MLPTorso) else None
+        self.numpy = NumpyLSTM(model) if has_numpy_form(model.torso) else None
 
     def __call__(self, obs: np.ndarray, h: np.ndarray, c: np.ndarray):
         if self.numpy is not None:

@@ -184,9 +184,13 @@ def get(name: str) -> AlgoSpec:
 
 
 def specs() -> list[AlgoSpec]:
-    """Every registered algorithm, the built-in ones first, in registration order."""
+    """Every registered algorithm: the built-in ones in ``asyncrl.algos.BUILTIN``'s order,
+    then the others in registration order."""
     _load_builtins()
-    return list(_REGISTRY.values())
+    order = {spec.name: i for i, spec in enumerate(importlib.import_module(_BUILTIN_PACKAGE).BUILTIN)}
+    return sorted(
+        _REGISTRY.values(), key=lambda spec: order.get(spec.name, len(order))
+    )  # (stable: then by registration)
 
 
 def names(where: Callable[[AlgoSpec], bool] | None = None) -> list[str]:

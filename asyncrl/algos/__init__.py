@@ -8,18 +8,21 @@ declares its config class at the top and ``SPEC = register(AlgoSpec(...))`` at t
 learner (the batched and replay families; the learner adds ``finished()``).
 """
 
-# isort: skip_file  (the order of registration is the order of --help, the docs and the study)
 from __future__ import annotations
 
-from asyncrl.algos import (
-    a2c,  # noqa: F401
-    a3c,  # noqa: F401
-    ddpg,  # noqa: F401
-    dqn,  # noqa: F401
-    n_step_q,  # noqa: F401
-    one_step,  # noqa: F401
-    ppo,  # noqa: F401
-    reinforce,  # noqa: F401
-    sac,  # noqa: F401
-    td3,  # noqa: F401
+from asyncrl.algos import a2c, a3c, ddpg, dqn, n_step_q, one_step, ppo, reinforce, sac, td3
+
+BUILTIN = (
+    a3c.SPEC,
+    one_step.SPEC,
+    one_step.SARSA_SPEC,
+    n_step_q.SPEC,
+    a2c.SPEC,
+    ppo.SPEC,
+    reinforce.SPEC,
+    dqn.SPEC,
+    td3.SPEC,
+    ddpg.SPEC,
+    sac.SPEC,
 )
+"""The built-in algorithms, in the order of ``--help``, the docs and the speedup study."""

@@ -1,15 +1,18 @@
-"""The learner's NumPy fast path against torch autograd: gradients, optimizer steps, metrics."""
+"""The NumPy fast path (``asyncrl.numpy_path``) against torch and autograd: acting, the
+learner's gradients, optimizer steps and metrics, the value-based methods' gradient."""
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
 from asyncrl.distributions import ActionSpec
 from asyncrl.losses import q_loss
-from asyncrl.networks import build_actor_critic, build_q_network
+from asyncrl.networks import ObsSpec, TorchForward, build_actor_critic, build_q_network, fast_forward
+from asyncrl.numpy_path import NumpyMLP, NumpyQGradient, NumpyUpdater, has_numpy_form, numpy_path_applies
 from asyncrl.shared import make_shared_optimizer
-from asyncrl.updaters import NumpyQGradient, NumpyUpdater, TorchUpdater, make_updater, numpy_path_applies
+from asyncrl.updaters import TorchQGradient, TorchUpdater, make_q_gradient, make_updater
 
 ACTIONS = {"discrete": (3, "parameter"),  # (action space, Gaussian scale)
            "gaussian": (ActionSpec.box([-1, -2], [1, 2]), "parameter"),
@@ -26,7 +29,7 @@ def _inputs(loss, N=24, A=3, seed=0, action="discrete"):
         old_log_probs = -2.8 + 0.5 * torch.randn(N, generator=g)
     common = {"actions": actions, "returns": torch.randn(N, generator=g) * 3,
               "advantages": torch.randn(N, generator=g), "value_coef": 0.5, "entropy_coef": 0.01}
-    if loss == "ppo":
+    if loss == "clipped_surrogate":
         common.pop("returns")
         return {**common, "returns": torch.randn(N, generator=g) * 3, "old_log_probs": old_log_probs,
                 "old_values": torch.randn(N, generator=g), "clip_range": 0.2}
@@ -50,7 +53,7 @@ def _pair(shared_torso, optimizer, max_grad_norm, seed=0, action="discrete"):
             NumpyUpdater(models[1], optimizers[1], max_grad_norm), models, optimizers)
 
 
-@pytest.mark.parametrize("loss", ["actor_critic", "ppo"])
+@pytest.mark.parametrize("loss", ["actor_critic", "clipped_surrogate"])
 @pytest.mark.parametrize("shared_torso", [True, False])
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
 @pytest.mark.parametrize("max_grad_norm", [0.05, 100.0])  # clipping active / inactive
@@ -58,7 +61,7 @@ def _pair(shared_torso, optimizer, max_grad_norm, seed=0, action="discrete"):
 def test_numpy_updater_steps_like_torch(loss, shared_torso, optimizer, max_grad_norm, action):
     torch_up, numpy_up, models, optimizers = _pair(shared_torso, optimizer, max_grad_norm, action=action)
     obs = torch.randn(24, 5, generator=torch.Generator().manual_seed(1))
-    extra = {"value_clip": 0.3} if loss == "ppo" else {}
+    extra = {"value_clip": 0.3} if loss == "clipped_surrogate" else {}
     for step in range(4):
         inputs = {**_inputs(loss, seed=step, action=action), **extra}
         lr = 1e-2 * (1 - step / 8)
@@ -126,3 +129,69 @@ def test_numpy_q_gradient_equals_autograd_of_q_loss(hidden):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=name)
     with pytest.raises(TypeError, match="QNetwork"):
         NumpyQGradient(build_actor_critic(4, 2, (8,)))
+
+
+# -- acting ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shared_torso", [True, False])
+def test_shapes_and_numpy_policy_matches_torch(shared_torso):
+    torch.manual_seed(0)
+    model = build_actor_critic(6, 3, (32, 16), shared_torso=shared_torso)
+    obs = torch.randn(7, 6)
+    logits, values = model(obs)
+    assert logits.shape == (7, 3) and values.shape == (7,)
+    policy = NumpyMLP(model.torso, model.policy)
+    for row in obs:
+        np.testing.assert_allclose(policy(row.numpy()), model(row)[0].detach().numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_q_network_and_its_numpy_forward():
+    torch.manual_seed(1)
+    q = build_q_network(5, 4, (16,))
+    obs = torch.randn(3, 5)
+    assert q(obs).shape == (3, 4)
+    fast = NumpyMLP(q.torso, q.head)
+    np.testing.assert_allclose(fast(obs[0].numpy()), q(obs[0]).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_policy_sees_parameter_updates_in_place():
+    model = build_actor_critic(4, 2, (8,))
+    policy = NumpyMLP(model.torso, model.policy)
+    obs = np.ones(4, dtype=np.float32)
+    with torch.no_grad():
+        model.policy.bias.copy_(torch.tensor([5.0, -5.0]))
+    np.testing.assert_allclose(policy(obs), model(torch.from_numpy(obs))[0].detach().numpy(),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("hidden", [(7,), (16, 16)])
+def test_numpy_q_gradient_of_a_relu_torso_equals_autograd(hidden):
+    """One activation rule for every NumPy pass: a ReLU torso's backward pass too."""
+    torch.manual_seed(0)
+    model = build_q_network(4, 3, hidden, activation="relu")
+    reference = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(2)
+    obs, actions, targets = torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g), torch.randn(6, generator=g)
+    loss, want = q_loss(reference(obs)[None], actions[None], targets[None])
+    loss.backward()
+    metrics = NumpyQGradient(model)(obs.numpy(), actions.numpy(), targets.numpy())
+    assert metrics == pytest.approx(want, rel=1e-5)
+    for (name, p), q in zip(reference.named_parameters(), model.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=name)
+    fast = NumpyMLP(model.torso, model.head)
+    np.testing.assert_allclose(fast(obs.numpy()), model(obs).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_torso_chooses_the_path_once():
+    """An MLP torso has a NumPy form and every user takes the NumPy path; a CNN has none and
+    every user takes torch's."""
+    mlp = build_q_network(4, 3, (8,))
+    cnn = build_q_network(ObsSpec((2, 6, 6), "uint8", 255.0), 3, (8,), network="minatar")
+    assert has_numpy_form(mlp.torso) and not has_numpy_form(cnn.torso)
+    assert isinstance(fast_forward(mlp.torso, mlp.head), NumpyMLP)
+    assert isinstance(fast_forward(cnn.torso, cnn.head), TorchForward)
+    assert isinstance(make_q_gradient(mlp), NumpyQGradient) and isinstance(make_q_gradient(cnn), TorchQGradient)
+    with pytest.raises(TypeError, match="NumPy form"):
+        NumpyMLP(cnn.torso, cnn.head)
