@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import psutil
@@ -319,6 +320,18 @@ def make_shared_optimizer(
     if name == "adam":
         return SharedAdam(params, lr=lr, eps=eps)
     raise ValueError(f"unknown optimizer {name!r}; expected 'rmsprop' or 'adam'")
+
+
+def optimizer_for(a: Any, params) -> SharedRMSprop | SharedAdam:
+    """The shared optimizer a config's fields describe (``--optimizer``, ``--lr``,
+    ``--optim-eps``, ``--rms-alpha``, ``--rms-eps-inside``; ``asyncrl.config.fields.LearnerFields``).
+
+    Raises:
+        ValueError: if ``a.optimizer`` is neither ``"rmsprop"`` nor ``"adam"``.
+    """
+    return make_shared_optimizer(
+        a.optimizer, params, lr=a.lr, eps=a.optim_eps, rms_alpha=a.rms_alpha, rms_eps_inside=a.rms_eps_inside
+    )
 
 
 def share_model(model: nn.Module) -> nn.Module:

@@ -38,7 +38,7 @@ from asyncrl.losses import actor_critic_loss
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy, build_actor_critic
 from asyncrl.registry import HOGWILD, AlgoSpec, Preset, register
 from asyncrl.returns import n_step_returns, segment_end_flags
-from asyncrl.shared import GlobalCounters, linear_lr, make_shared_optimizer, share_model
+from asyncrl.shared import GlobalCounters, linear_lr, optimizer_for, share_model
 
 
 @configclass
@@ -108,14 +108,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     a = config.algo
     torch.manual_seed(config.run.seed)
     model = share_model(build_model(config, obs, action))
-    optimizer = make_shared_optimizer(
-        a.optimizer,
-        model.parameters(),
-        lr=a.lr,
-        eps=a.optim_eps,
-        rms_alpha=a.rms_alpha,
-        rms_eps_inside=a.rms_eps_inside,
-    )
+    optimizer = optimizer_for(a, model.parameters())
     return SharedState(model=model, optimizer=optimizer)
 
 

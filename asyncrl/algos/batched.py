@@ -34,7 +34,7 @@ from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy_value, build_actor_critic
 from asyncrl.normalization import NormalizedEnv, Normalizer, merge_moments, rollout_moments, stats_size
 from asyncrl.returns import gae, vtrace
-from asyncrl.shared import GlobalCounters, SharedRMSprop, make_shared_optimizer, share_model
+from asyncrl.shared import GlobalCounters, SharedRMSprop, optimizer_for, share_model
 from asyncrl.storage import PolicyStore, RolloutSlots
 from asyncrl.updaters import make_updater
 
@@ -126,14 +126,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
 
     torch.manual_seed(config.run.seed)
     model = share_model(build_model(config, obs, action))
-    optimizer = make_shared_optimizer(
-        a.optimizer,
-        model.parameters(),
-        lr=a.lr,
-        eps=a.optim_eps,
-        rms_alpha=a.rms_alpha,
-        rms_eps_inside=a.rms_eps_inside,
-    )
+    optimizer = optimizer_for(a, model.parameters())
     a.rollouts_per_batch(config.run.workers)  # raises if the batch does not fit the actors
     dist = model.dist
     slots = RolloutSlots(

@@ -48,7 +48,7 @@ from asyncrl.distributions import ActionSpec
 from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.networks import NetworkError, ObsSpec
 from asyncrl.replay import RateLimiter, ReplayMemoryError, SharedReplay, transition_fields
-from asyncrl.shared import GlobalCounters, clip_gradients, linear_lr, make_shared_optimizer, share_model
+from asyncrl.shared import GlobalCounters, clip_gradients, linear_lr, optimizer_for, share_model
 from asyncrl.storage import POLL_MAX_S, POLL_MIN_S, PolicyStore
 
 ACTOR_SEGMENT = 256
@@ -76,14 +76,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int, model: t
         flush=True,
     )
     model = share_model(model)
-    optimizer = make_shared_optimizer(
-        a.optimizer,
-        model.optimized_parameters(),
-        lr=a.lr,
-        eps=a.optim_eps,
-        rms_alpha=a.rms_alpha,
-        rms_eps_inside=a.rms_eps_inside,
-    )
+    optimizer = optimizer_for(a, model.optimized_parameters())
     rate = RateLimiter(a.replay_ratio, a.learning_starts, a.tolerance)
     return SharedState(model=model, optimizer=optimizer, policy=PolicyStore(model), replay=replay, rate=rate)
 

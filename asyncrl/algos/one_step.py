@@ -22,6 +22,7 @@ goes, which differs only by what other actor-learners write within the window.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import field
 from typing import ClassVar
 
@@ -180,18 +181,12 @@ SPEC = register(
 )
 
 SARSA_SPEC = register(
-    AlgoSpec(
+    dataclasses.replace(
+        SPEC,
         name="one-step-sarsa",
-        family=HOGWILD,
         config=OneStepSarsaConfig,
         summary="asynchronous one-step Sarsa (Mnih et al. 2016, Section 4)",
-        build_model=build_model,
-        make_shared=make_shared,
-        greedy_action=greedy_action,
-        actor=ActorLearner,
-        loss_names=LOSS_NAMES,
-        backends=frozenset({"shm", "ray"}),
-        study="full",
         presets=presets(cartpole_lr=5e-4),  # with 1e-3 it solved CartPole only as the rate neared 0
+        methods={},
     )
 )

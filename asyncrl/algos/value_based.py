@@ -13,7 +13,7 @@ from asyncrl.config.presets import ATARI, RMSPROP_PIXELS, RMSPROP_PIXELS_SOURCE
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ObsSpec, QNetwork, build_q_network
 from asyncrl.registry import Preset
-from asyncrl.shared import TargetNetwork, make_shared_optimizer, share_model
+from asyncrl.shared import TargetNetwork, optimizer_for, share_model
 
 LOSS_NAMES = ("td_loss", "q_taken")
 """Per-step means reported by every update; columns of ``metrics.csv``."""
@@ -39,14 +39,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     torch.manual_seed(config.run.seed)
     model = share_model(build_model(config, obs, action))
     target_model = share_model(copy.deepcopy(model))
-    optimizer = make_shared_optimizer(
-        a.optimizer,
-        model.parameters(),
-        lr=a.lr,
-        eps=a.optim_eps,
-        rms_alpha=a.rms_alpha,
-        rms_eps_inside=a.rms_eps_inside,
-    )
+    optimizer = optimizer_for(a, model.parameters())
     lock = torch.multiprocessing.get_context(config.run.start_method).Lock()
     target = TargetNetwork(target_model, model, a.target_update, lock)
     return SharedState(model=model, optimizer=optimizer, target=target)
