@@ -9,7 +9,7 @@ import os
 import time
 
 from asyncrl import backends, envs, registry
-from asyncrl.config import Config
+from asyncrl.config import CliError, Config
 from asyncrl.distributions import ActionSpec
 from asyncrl.networks import NetworkError, ObsSpec, resolve_network
 from asyncrl.replay import check_replay_memory, transition_fields
@@ -40,12 +40,18 @@ def prepare(config: Config) -> Setup:
         EnvError: if the environment cannot be made, its spaces do not suit the
             algorithm, or ``--network`` cannot read its observations.
         RunDirError: if the run folder cannot be created or written.
+        CliError: if ``--policy-lag`` is asked of an algorithm that pulls no local copy.
         DeviceError: if ``--learner-device`` asks for a device this machine lacks.
         ReplayMemoryError: if ``--replay-size`` transitions would not fit in memory.
         BackendError: if the backend cannot run the config (``--backend ray``: Ray missing, an
             algorithm it does not run).
     """
     run = config.run
+    if run.policy_lag and not registry.get(run.algo).local_copy:
+        raise CliError(
+            f"--policy-lag delays the parameters an actor-learner pulls; --algo {run.algo} does not pull a copy "
+            f"(use --algo {', '.join(registry.names(lambda s: s.local_copy))})"
+        )
     backends.get(run.backend).check(config)  # (Ray: installed, and it runs the algorithm)
     env = envs.make_env(run.env, run.seed, options=envs.EnvOptions.from_run(run))
     try:

@@ -86,6 +86,9 @@ class AlgoSpec:
             default ``{name: ()}``.
         study: whether the speedup study runs its methods by default: ``"quick"`` (in
             ``--quick`` and the full study), ``"full"`` or ``None``.
+        local_copy: its actor-learners act and differentiate on a local copy theta' that
+            they ``pull`` from theta, so ``--policy-lag`` can make it stale
+            (``asyncrl.policy_lag``).
     """
 
     name: str
@@ -105,6 +108,7 @@ class AlgoSpec:
     presets: tuple[Preset, ...] = ()
     methods: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     study: str | None = None
+    local_copy: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -33,6 +33,7 @@ from asyncrl.backends import contract
 from asyncrl.checkpoint import load_latest_good, restore_shared, save_checkpoint, snapshot_shared
 from asyncrl.config import Config
 from asyncrl.metrics import RunMetrics, plot_learning_curve
+from asyncrl.policy_lag import LaggedModel
 from asyncrl.prepare import RunDirError, Setup, prepare
 from asyncrl.shared import GlobalCounters
 from asyncrl.storage import PublicationStalled
@@ -170,9 +171,11 @@ class Trainer:
     # -- the two execution modes ------------------------------------------
 
     def _train_serial(self) -> None:
+        shared = self.shared
+        if self.config.run.policy_lag:  # every pull K updates stale (a resumed run starts its ring anew)
+            shared = LaggedModel(self.shared, self.config.run.policy_lag)
         workers = [
-            self.algo.actor(i, self._worker_config(), self.shared, self.counters)
-            for i in range(self.config.run.workers)
+            self.algo.actor(i, self._worker_config(), shared, self.counters) for i in range(self.config.run.workers)
         ]
         if self.has_learner:  # after the actors: each round it trains on their rollouts
             workers.append(self.algo.learner(self.learner_id, self._worker_config(), self.shared, self.counters))

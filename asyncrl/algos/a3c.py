@@ -217,6 +217,7 @@ SPEC = register(
         loss_names=LOSS_NAMES,
         actions=frozenset({"discrete", "box", "multi"}),
         backends=frozenset({"shm", "ray"}),
+        local_copy=True,
         study="quick",
         presets=(
             Preset(

@@ -128,6 +128,7 @@ SPEC = register(
         actor=ActorLearner,
         loss_names=LOSS_NAMES,
         backends=frozenset({"shm", "ray"}),
+        local_copy=True,
         study="quick",
         presets=presets(cartpole_lr=1e-3),
     )

@@ -69,6 +69,14 @@ class RunConfig:
             "(deterministic for a given seed; for debugging and tests)"
         },
     )
+    policy_lag: int = field(
+        default=0,
+        metadata={
+            "help": "with --serial: every actor-learner pulls theta as it was K updates ago (a ring of "
+            "snapshots; theta^- unaffected), to study the staleness of K real workers deterministically "
+            "(algorithms that pull a local copy: asyncrl.registry AlgoSpec.local_copy)"
+        },
+    )
     on_worker_failure: str = field(
         default="restart",
         metadata={
@@ -135,6 +143,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if self.policy_lag < 0:
+            raise ValueError(f"--policy-lag must be >= 0, got {self.policy_lag}")
+        if self.policy_lag and not self.serial:
+            raise ValueError("--policy-lag sets the staleness of --serial runs; worker processes have their own")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         positive(self, "total_steps", "log_interval", "checkpoint_interval", "return_window")
