@@ -46,7 +46,9 @@ def configclass(cls: type[T]) -> type[T]:
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         for base in cls.__mro__[1:]:
             inherited = getattr(base, "__dataclass_fields__", {}).get(f.name)
-            if inherited is not None and inherited is not f:  # help, choices: the base's unless given here
+            if inherited is f:  # not redeclared here: the base's field, merged when the base was made
+                break
+            if inherited is not None:  # help, choices: the base's unless given here
                 f.metadata = types.MappingProxyType({**inherited.metadata, **f.metadata})
                 break
         if "help" not in f.metadata:
