@@ -133,7 +133,8 @@ class StudyConfig:
         if not self.backends or set(self.backends) - {"shm", "ray"}:
             raise ValueError(f"--backend must be shm and/or ray, got {' '.join(self.backends)}")
         if "ray" in self.backends:
-            not_on_ray = [a for a in self.algos if a not in ray_methods()]
+            on_ray = ray_methods()
+            not_on_ray = [a for a in self.algos if a not in on_ray]
             if not_on_ray:
                 raise ValueError(
                     f"--backend ray runs {', '.join(registry.names(lambda s: 'ray' in s.backends))}; "
