@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -47,7 +47,7 @@ def cartpole_no_velocity(**kwargs: Any) -> gym.Env:
     from gymnasium.wrappers import TransformObservation
 
     env = CartPoleEnv(**kwargs)
-    full = env.observation_space
+    full = cast(gym.spaces.Box, env.observation_space)
     space = gym.spaces.Box(full.low[[0, 2]], full.high[[0, 2]], dtype=np.float32)
     return TransformObservation(env, lambda obs: np.asarray(obs[[0, 2]], dtype=np.float32), space)
 
@@ -156,7 +156,7 @@ class EpisodicLife(gym.Wrapper):
             if terminated or truncated:
                 obs, info = self.env.reset(options=options)
         self.game_over = False
-        self.lives = self.env.unwrapped.ale.lives()
+        self.lives = cast(Any, self.env.unwrapped).ale.lives()  # (an ALE env)
         return obs, info
 
 
@@ -216,7 +216,7 @@ def _minatar(env_id: str, render_mode: str | None) -> gym.Env:
     from gymnasium.wrappers import TransformObservation
 
     env = gym.make(env_id, **_render_kwargs(render_mode))
-    height, width, channels = env.observation_space.shape
+    height, width, channels = cast(gym.spaces.Box, env.observation_space).shape
     space = gym.spaces.Box(0, 1, (channels, height, width), np.uint8)
     env = TransformObservation(
         env, lambda obs: np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.uint8), space
@@ -348,7 +348,7 @@ def _observation_pipeline(env: gym.Env, env_id: str) -> gym.Env:
                 "MultiBinary, Tuple or Dict spaces of vectors (flattened)"
             )
         env = FlattenObservation(env)
-        flat = env.observation_space
+        flat = cast(gym.spaces.Box, env.observation_space)
         space = gym.spaces.Box(flat.low.astype(np.float32), flat.high.astype(np.float32), dtype=np.float32)
         env = TransformObservation(env, lambda obs: np.asarray(obs, dtype=np.float32), space)  # [obs_dim] float32
     return env

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -180,7 +180,9 @@ class Actor:
             first_obs.append(obs)
         self.env = self.envs[0]
         self.obs = np.stack(first_obs)  # [E, *obs_shape], the spec's dtype
-        self.local = copy.deepcopy(shared.model)  # process-local memory, refreshed from each publication
+        self.local: ActorCritic = copy.deepcopy(
+            cast(ActorCritic, shared.model)
+        )  # process-local, refreshed from each publication
         self.local_params = list(self.local.state_dict().values())
         self.shared_params = list(shared.model.state_dict().values())
         self.policy_value = acting_policy_value(self.local, E)  # reads the local copy; carries an LSTM's state

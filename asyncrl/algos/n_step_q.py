@@ -16,7 +16,7 @@ from dataclasses import field
 import numpy as np
 
 from asyncrl.algos.base import SharedState, WorkerStats
-from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets
+from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets, q_networks
 from asyncrl.config import Config
 from asyncrl.config.fields import ValueBasedFields, configclass
 from asyncrl.envs import game_over, game_score, start_worker_env
@@ -62,16 +62,17 @@ class ActorLearner:
         self.env, self.obs, obs = start_worker_env(config.run, worker_id)
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
-        self.local = copy.deepcopy(shared.model)  # theta', process-local memory
+        online, target, self.target = q_networks(shared)
+        self.local = copy.deepcopy(online)  # theta', process-local memory
         self.local_params = list(self.local.parameters())
         self.q = fast_forward(self.local.torso, self.local.head)  # Q(s, .; theta'), reads theta'
-        self.target_q = fast_forward(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
+        self.target_q = fast_forward(target.torso, target.head)  # Q(s, .; theta^-)
         self.gradient = make_q_gradient(self.local)  # d loss / d theta', into theta'.grad
         self.stats = WorkerStats(counters)
         self._obs_buf = np.empty((self.cfg.t_max + 1, *obs.shape), dtype=obs.np_dtype)  # [t_max+1, *obs_shape]
 
     def update(self) -> int:
-        cfg, env, counters, target = self.cfg, self.env, self.counters, self.shared.target
+        cfg, env, counters, target = self.cfg, self.env, self.counters, self.target
         self.shared.pull(self.local_params)  # theta' <- theta
         obs_buf = self._obs_buf
         actions: list[int] = []

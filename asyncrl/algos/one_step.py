@@ -29,7 +29,7 @@ from typing import ClassVar
 import numpy as np
 
 from asyncrl.algos.base import SharedState, WorkerStats
-from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets
+from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets, q_networks
 from asyncrl.config import Config
 from asyncrl.config.fields import ValueBasedFields, configclass
 from asyncrl.envs import game_over, game_score, start_worker_env
@@ -92,9 +92,10 @@ class ActorLearner:
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
         self.params = shared.shared_params
-        self.q = fast_forward(shared.model.torso, shared.model.head)  # Q(s, .; theta), reads shared theta
-        self.target_q = fast_forward(shared.target.model.torso, shared.target.model.head)  # Q(s, .; theta^-)
-        self.gradient = make_q_gradient(shared.model)  # d loss / d theta, into this learner's theta.grad
+        online, target, self.target = q_networks(shared)
+        self.q = fast_forward(online.torso, online.head)  # Q(s, .; theta), reads shared theta
+        self.target_q = fast_forward(target.torso, target.head)  # Q(s, .; theta^-)
+        self.gradient = make_q_gradient(online)  # d loss / d theta, into this learner's theta.grad
         self.pending_action: int | None = None  # Sarsa: a', chosen at the previous step
         self.stats = WorkerStats(counters)
         n = self.cfg.async_update
@@ -105,7 +106,7 @@ class ActorLearner:
         return epsilon_greedy(self.q(obs), self.epsilon(), self.rng)
 
     def update(self) -> int:
-        cfg, env, counters, target = self.cfg, self.env, self.counters, self.shared.target
+        cfg, env, counters, target = self.cfg, self.env, self.counters, self.target
         actions: list[int] = []
         next_actions: list[int] = []
         rewards: list[float] = []

@@ -88,6 +88,7 @@ class EpisodeActor(Actor):
         """Fill one slot with one episode of every environment; returns env steps taken (0
         if a stop came while waiting for a slot)."""
         slots = self.shared.slots
+        assert slots is not None  # (make_shared made them)
         index = self._acquire()
         if index is None:
             return 0
@@ -110,7 +111,7 @@ class EpisodeActor(Actor):
                 r["rewards"][t, e] = reward
                 r["terminated"][t, e] = terminated
                 r["truncated"][t, e] = truncated or cut
-                self.stats.step(game_score(reward, info), game_over(terminated, truncated, info) or cut, e)
+                self.stats.step(game_score(reward, info), game_over(terminated, truncated, info) or cut, int(e))
                 if terminated or truncated or cut:
                     obs, _ = self.envs[e].reset()  # the next rollout starts the next episode
                     active[e] = False

@@ -4,10 +4,12 @@ and the shared optimizer (Mnih et al. 2016, Section 4)."""
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 
 from asyncrl.algos.base import SharedState
+from asyncrl.backends.contract import Target
 from asyncrl.config import Config
 from asyncrl.config.presets import ATARI, RMSPROP_PIXELS, RMSPROP_PIXELS_SOURCE
 from asyncrl.distributions import ActionSpec
@@ -43,6 +45,18 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     lock = torch.multiprocessing.get_context(config.run.start_method).Lock()
     target = TargetNetwork(target_model, model, a.target_update, lock)
     return SharedState(model=model, optimizer=optimizer, target=target)
+
+
+def q_networks(shared: SharedState) -> tuple[QNetwork, QNetwork, Target]:
+    """theta and theta^- of a shared state made by ``make_shared``, as ``QNetwork``s, and
+    the target network that refreshes theta^-.
+
+    Raises:
+        ValueError: if the shared state has no target network.
+    """
+    if shared.target is None:
+        raise ValueError("the value-based methods need the target network of make_shared")
+    return cast(QNetwork, shared.model), cast(QNetwork, shared.target.model), shared.target
 
 
 def presets(cartpole_lr: float) -> tuple[Preset, ...]:
