@@ -24,7 +24,7 @@ from asyncrl.algos.batched import (
     recurrent_inputs,
 )
 from asyncrl.config.fields import BatchedFields, configclass
-from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, RMSPROP_PIXELS, RMSPROP_PIXELS_SOURCE
+from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL
 from asyncrl.registry import BATCHED, AlgoSpec, Preset, register
 from asyncrl.shared import linear_lr
 
@@ -102,8 +102,10 @@ SPEC = register(
             ),
             Preset(
                 ATARI,
-                {"envs_per_actor": 8, "value_coef": 0.25, "lstm_size": 256, **RMSPROP_PIXELS},
-                "rl-baselines3-zoo's a2c.yml (16 environments, value coefficient 0.25); " + RMSPROP_PIXELS_SOURCE,
+                {"envs_per_actor": 8, "value_coef": 0.25, "lstm_size": 256, "rms_eps_inside": True, "optim_eps": 1e-5},
+                "rl-baselines3-zoo's a2c.yml (16 environments, value coefficient 0.25, RMSProp eps 1e-5 inside the "
+                "root as its RMSpropTFLike); eps 0.1 froze the policy of A2C's mean loss "
+                "(benchmarks/results/pong_tuning.md)",
             ),
             *(
                 Preset(
