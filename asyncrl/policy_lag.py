@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from asyncrl.shared import sync_local
+
 
 class LaggedModel:
     """A Hogwild shared state (``backends.contract.SharedModel``) whose ``pull`` is ``K``
@@ -49,8 +51,7 @@ class LaggedModel:
 
     def pull(self, local_params: Sequence[torch.Tensor]) -> None:
         """``theta' <- theta_{u-K}``."""
-        with torch.no_grad():
-            torch._foreach_copy_(list(local_params), self._ring[0])
+        sync_local(local_params, self._ring[0])
 
     def push(self, params: Sequence[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
         """One update of the current theta (``SharedState.push``), then a snapshot of it."""
