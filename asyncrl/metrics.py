@@ -239,13 +239,17 @@ class Progress:
         mode: ``"rich"`` (a progress bar on stderr), ``"plain"`` (a line on stderr every
             ``plain_every`` seconds), ``"none"``, or ``"auto"`` (rich on a terminal).
         total_steps: T_max, for the bar and the time-remaining estimate.
+        max_seconds: the run's time limit (``--max-seconds``), which caps the estimate.
     """
 
-    def __init__(self, mode: str, total_steps: int, plain_every: float = 10.0) -> None:
+    def __init__(
+        self, mode: str, total_steps: int, plain_every: float = 10.0, max_seconds: float | None = None
+    ) -> None:
         if mode == "auto":
             mode = "rich" if sys.stderr.isatty() else "plain"
         self.mode = mode
         self.total_steps = total_steps
+        self.max_seconds = max_seconds
         self.plain_every = plain_every
         self._last_plain = -math.inf
         self._progress = None
@@ -271,6 +275,8 @@ class Progress:
     def update(self, global_step: int, elapsed_s: float, episodes: int, mean_return: float) -> None:
         sps = global_step / elapsed_s if elapsed_s > 0 else 0.0
         remaining = (self.total_steps - global_step) / sps if sps > 0 else math.inf
+        if self.max_seconds is not None:  # whichever comes first: T_max or the time limit
+            remaining = min(remaining, max(self.max_seconds - elapsed_s, 0.0))
         eta = _hms(remaining)
         if self._progress is not None:
             self._progress.update(
@@ -316,6 +322,7 @@ class RunMetrics:
             resumed run).
         target_return: the mean return over the window that ends the run.
         total_steps: T_max, for the progress display.
+        max_seconds: the run's time limit, for the progress display's estimate (None: none).
         workers_alive: ``() -> int``, how many actor-learner or actor processes run now.
         progress: ``Progress`` mode.
         resumed: a resumed run's checkpoint (its rows and episode window are kept), or None.
@@ -334,6 +341,7 @@ class RunMetrics:
         progress: str,
         resumed: dict[str, Any] | None = None,
         return_window: int = 100,
+        max_seconds: float | None = None,
     ) -> None:
         self.loss_names = loss_names
         self.counters, self.t_start, self.target_return = counters, t_start, target_return
@@ -350,7 +358,7 @@ class RunMetrics:
         self.writer = MetricsWriter(run_dir, loss_names, keep_rows=resumed["metrics_rows"] if resumed else None)
         self.episode_log = EpisodeLog(run_dir, keep_rows=resumed["episodes"] if resumed else None)
         self.monitor = ProcessTreeMonitor()
-        self.progress = Progress(progress, total_steps)
+        self.progress = Progress(progress, total_steps, max_seconds=max_seconds)
 
     @property
     def mean_policy_lag(self) -> float | None:

@@ -608,6 +608,11 @@ class PolicyValue:
             return logits.numpy(), values.numpy()
         return self.policy(obs), self.value(obs)[:, 0]
 
+    def params(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's parameters alone, ``[N, P]`` (A3C's acting: its values come from the
+        update's own forward pass)."""
+        return self.policy(obs)
+
     def values(self, obs: np.ndarray, envs: Sequence[int] | slice = slice(None)) -> np.ndarray:
         """``V(s)`` for a batch ``obs: [N, *obs_shape]`` -> ``[N]`` (``envs``: which
         environments the rows belong to, for a recurrent model)."""
@@ -653,6 +658,10 @@ class RecurrentPolicyValue:
         params, values, self.h, self.c = self.step(obs, self.h, self.c)
         return params, values
 
+    def params(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's parameters, ``[N, P]``; steps the state as a call does."""
+        return self(obs)[0]
+
     def values(self, obs: np.ndarray, envs: Sequence[int] | slice = slice(None)) -> np.ndarray:
         """``V(s)`` of ``obs: [N, *obs_shape]`` after the current state of ``envs``, without
         moving that state (the bootstrap value of a rollout's last observation, the last
@@ -668,51 +677,6 @@ class RecurrentPolicyValue:
         return np.stack([self.h, self.c], axis=1)
 
 
-class FeedForwardPolicy:
-    """One observation's policy parameters, ``[*obs_shape] -> [P]``, by ``fast_forward``
-    (A3C's acting; ``reset`` and ``state`` as ``RecurrentPolicy``'s)."""
-
-    state = None
-
-    def __init__(self, model: ActorCritic) -> None:
-        self.forward = fast_forward(model.torso, model.policy)
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return self.forward(obs)
-
-    def reset(self) -> None:
-        pass
-
-
-class RecurrentPolicy:
-    """``FeedForwardPolicy`` for a recurrent model: each call steps the LSTM core (NumPy for
-    an MLP torso), ``reset`` zeroes its state, ``state`` is the current ``(h, c)`` as torch
-    tensors (``[1, H]`` each: an A3C segment's first state, where its back-propagation
-    through time starts)."""
-
-    def __init__(self, model: ActorCritic) -> None:
-        self.step = _RecurrentStep(model)
-        self.h = np.zeros((1, model.core.hidden_size), np.float32)
-        self.c = np.zeros_like(self.h)
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        params, _, self.h, self.c = self.step(obs[None], self.h, self.c)
-        return params[0]
-
-    @property
-    def state(self) -> RecurrentState:
-        return torch.from_numpy(self.h.copy()), torch.from_numpy(self.c.copy())
-
-    def reset(self) -> None:
-        self.h = np.zeros_like(self.h)
-        self.c = np.zeros_like(self.c)
-
-
-def acting_policy(model: ActorCritic) -> FeedForwardPolicy | RecurrentPolicy:
-    """The acting path of one actor-learner with one environment (A3C)."""
-    return RecurrentPolicy(model) if model.recurrent else FeedForwardPolicy(model)
-
-
 def acting_policy_value(model: ActorCritic, num_envs: int) -> PolicyValue | RecurrentPolicyValue:
-    """The acting path of an actor stepping ``num_envs`` environments (A2C, PPO)."""
+    """The acting path of an actor or actor-learner stepping ``num_envs`` environments."""
     return RecurrentPolicyValue(model, num_envs) if model.recurrent else PolicyValue(model)

@@ -8,7 +8,7 @@ state) tensors: the torch modules, checkpoints and publishing all see one state.
 
 The path is chosen once, by the torso: a torso's ``numpy_form()`` gives its linear layers
 and activation (``MLPTorso``), or None where NumPy has no fast kernel (the CNNs), and every
-user -- ``networks.fast_forward``, ``networks.acting_policy``, ``updaters.make_updater``,
+user -- ``networks.fast_forward``, ``networks.acting_policy_value``, ``updaters.make_updater``,
 ``updaters.make_q_gradient`` -- asks ``has_numpy_form``. One activation rule
 (``ACTIVATIONS``) serves every forward and backward pass here. The equivalence tests
 against the torch path and autograd are ``tests/test_numpy_path.py``.

@@ -55,16 +55,6 @@ def n_step_returns(
     return returns
 
 
-def segment_end_flags(length: int, terminated: bool, truncated: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``terminated`` and ``truncated`` arrays ``[length, 1]`` bool for one actor-learner's
-    segment, which can end an episode only at its last step."""
-    term = np.zeros((length, 1), dtype=bool)
-    trunc = np.zeros((length, 1), dtype=bool)
-    term[-1, 0] = terminated
-    trunc[-1, 0] = truncated
-    return term, trunc
-
-
 def _backward_scan(deltas: np.ndarray, coefs: np.ndarray) -> np.ndarray:
     """``x_t = deltas_t + coefs_t x_{t+1}`` with ``x_T = 0``, backwards over ``[T, B]``
     arrays: the recursion of GAE and of V-trace; returns ``[T, B]`` float32."""

@@ -144,6 +144,7 @@ class Trainer:
                 progress="none" if self.quiet else run.progress,
                 resumed=resumed,
                 return_window=run.return_window,
+                max_seconds=run.max_seconds,
             )
             self.metrics.monitor.watch(pids)
             try:

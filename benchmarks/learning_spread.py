@@ -61,6 +61,7 @@ CASES: dict[str, tuple] = {
     "ppo-cartpole": ("ppo", "CartPole-v1", 2, 100_000, None, {}, {}),
     "a2c-cartpole": ("a2c", "CartPole-v1", 2, 300_000, None, {}, {}),
     "a3c-cartpole-anneal": ("a3c", "CartPole-v1", 1, 300_000, None, {}, {"lr_anneal": True}),
+    "a3c-cartpole-k4": ("a3c", "CartPole-v1", 2, 600_000, None, {}, {"envs_per_actor": 4}),
     "a3c-acrobot": ("a3c", "Acrobot-v1", 1, 300_000, None, {}, {}),
     "a3c-acrobot-2w": ("a3c", "Acrobot-v1", 2, 300_000, None, {}, {}),
     "a2c-acrobot": ("a2c", "Acrobot-v1", 2, 200_000, None, {}, {}),

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py") if p.name != "common.py")
 NEEDS = {  # extras a script's smoke run needs beyond the test extra
     "atari_pong.py": ["ale_py"], "atari_throughput.py": ["ale_py", "stable_baselines3"],
+    "a3c_vectorised.py": ["ale_py", "stable_baselines3"],
     "batched_learner.py": ["stable_baselines3"], "cartpole_solve.py": ["stable_baselines3"],
     "continuous.py": ["mujoco", "stable_baselines3"], "minatar.py": ["minatar", "stable_baselines3"],
     "offpolicy.py": ["stable_baselines3"], "ray_backend.py": ["ray"], "recurrent.py": ["minatar"],

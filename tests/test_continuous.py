@@ -70,10 +70,10 @@ def test_a3c_gaussian_loss_scores_the_unclipped_sample():
     inner = learner.env.env.step
     learner.env.env.step = lambda action: (seen.append(np.array(action)), inner(action))[1]
     n = learner.update()
-    actions = learner._action_buf[:n, 0]
+    actions = learner.envs._actions[:n, 0]  # [n, 1] of the one environment
     assert n == 10 and (actions > 2.0).all()  # sampled unclipped (t_max 10 in the Pendulum preset)
     assert np.allclose([a[0] for a in seen], 2.0)  # clipped when stepping the env
-    obs = torch.from_numpy(learner._obs_buf[:n])
+    obs = torch.from_numpy(learner.envs._obs[:n, 0])
     model = learner.local
     params, values = model(obs)
     mean, log_std = model.dist.mean_log_std(params)

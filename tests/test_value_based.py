@@ -35,17 +35,21 @@ class Recorder(gym.Wrapper):
         return next_obs, reward, terminated, truncated, info
 
 
-def make_learner(algo, monkeypatch=None, **algo_kwargs):
+def make_learner(algo, monkeypatch=None, envs_per_actor=1, **algo_kwargs):
+    """An actor-learner on Chain-v0 whose environments record their transitions
+    (``learner.envs.envs[e].transitions``); with ``monkeypatch``, ``recorded`` collects the
+    ``(actions, targets)`` of every gradient taken (time-major over the k environments)."""
     config = Config(run=RunConfig(algo=algo, env="Chain-v0", workers=1, serial=True, seed=0),
-                    algo=algo_config(algo, "Chain-v0", gamma=GAMMA, **algo_kwargs))
+                    algo=algo_config(algo, "Chain-v0", gamma=GAMMA, envs_per_actor=envs_per_actor, **algo_kwargs))
     module = registry.get(algo)
     shared = module.make_shared(config, ObsSpec((2,)), 2)
     counters = GlobalCounters(1)
     learner = module.actor(0, config, shared, counters)
-    learner.env = Recorder(learner.env)
-    learner.env.obs = learner.obs
+    for e, env in enumerate(learner.envs.envs):
+        learner.envs.envs[e] = Recorder(env)
+        learner.envs.envs[e].obs = learner.envs.obs[e].copy()
     recorded = []
-    if monkeypatch is not None:  # record the (actions, targets) of every gradient taken
+    if monkeypatch is not None:
         real_gradient = learner.gradient
 
         def recording_gradient(obs, actions, targets):
@@ -56,72 +60,95 @@ def make_learner(algo, monkeypatch=None, **algo_kwargs):
     return learner, shared, counters, recorded
 
 
+def per_env(recorded, k):
+    """The recorded ``(actions, targets)`` of each of ``k`` environments, in its own order."""
+    actions = [np.concatenate([a.reshape(-1, k)[:, e].numpy() for a, _ in recorded]) for e in range(k)]
+    targets = [np.concatenate([t.reshape(-1, k)[:, e].numpy() for _, t in recorded]) for e in range(k)]
+    return actions, targets
+
+
 def q_target(shared, obs):
     with torch.no_grad():
         return shared.target.model(torch.as_tensor(obs)).numpy()
 
 
+@pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("algo", ["one-step-q", "one-step-sarsa"])
-def test_one_step_targets_match_algorithm_1(monkeypatch, algo):
+def test_one_step_targets_match_algorithm_1(monkeypatch, algo, k):
     """y = r for terminal s'; else r + gamma max_a' Q(s', a'; theta^-) (Q-learning) or
     r + gamma Q(s', a'; theta^-) with a' the next action taken (Sarsa), also when a time
-    limit truncated the episode at s'."""
-    learner, shared, counters, recorded = make_learner(algo, monkeypatch, target_update=10**9)
+    limit truncated the episode at s'; with k environments, each one's transitions."""
+    learner, shared, counters, recorded = make_learner(algo, monkeypatch, k, target_update=10**9)
     frozen_target = copy.deepcopy(shared.target.model)
     for _ in range(40):
         learner.update()
-    transitions = learner.env.transitions
-    targets = torch.cat([t.reshape(-1) for _, t in recorded]).numpy()
-    actions = torch.cat([a.reshape(-1) for a, _ in recorded]).numpy()
-    assert len(targets) == len(transitions) == counters.global_step
+    actions, targets = per_env(recorded, k)
+    assert sum(len(env.transitions) for env in learner.envs) == counters.global_step
     kinds = set()
-    for i, (_obs, action, reward, terminated, truncated, next_obs) in enumerate(transitions):
-        assert actions[i] == action
-        if terminated:
-            kinds.add("terminated")
-            want = reward
-        else:
-            q_next = q_target(shared, next_obs)
-            if algo == "one-step-q":
-                want = reward + GAMMA * q_next.max()
-            elif truncated:  # a' drawn in s' but never executed: it must be one of the actions
-                kinds.add("truncated")
-                assert min(abs(targets[i] - (reward + GAMMA * q)) for q in q_next) < 1e-5
-                continue
+    for e, env in enumerate(learner.envs):
+        transitions = env.transitions
+        assert len(targets[e]) == len(transitions) == counters.global_step // k
+        for i, (_obs, action, reward, terminated, truncated, next_obs) in enumerate(transitions):
+            assert actions[e][i] == action
+            if terminated:
+                kinds.add("terminated")
+                want = reward
             else:
-                want = reward + GAMMA * q_next[transitions[i + 1][1]]
-            kinds.add("truncated" if truncated else "bootstrapped")
-        assert targets[i] == pytest.approx(want, abs=1e-5), (i, transitions[i])
+                q_next = q_target(shared, next_obs)
+                if algo == "one-step-q":
+                    want = reward + GAMMA * q_next.max()
+                elif truncated:  # a' drawn in s' but never executed: it must be one of the actions
+                    kinds.add("truncated")
+                    assert min(abs(targets[e][i] - (reward + GAMMA * q)) for q in q_next) < 1e-5
+                    continue
+                elif i + 1 == len(transitions):  # a' is pending: the next segment's first action
+                    continue
+                else:
+                    want = reward + GAMMA * q_next[transitions[i + 1][1]]
+                kinds.add("truncated" if truncated else "bootstrapped")
+            assert targets[e][i] == pytest.approx(want, abs=1e-5), (e, i, transitions[i])
     assert kinds == {"terminated", "truncated", "bootstrapped"}
     for a, b in zip(frozen_target.parameters(), shared.target.model.parameters()):
         assert torch.equal(a, b)  # I_target never crossed: theta^- never moved
 
 
-def test_n_step_returns_match_algorithm_S2(monkeypatch):
-    """R = 0 for terminal s_{t+n}, else max_a Q(s_{t+n}, a; theta^-); R <- r_i + gamma R."""
-    learner, shared, counters, recorded = make_learner("n-step-q", monkeypatch, target_update=10**9, t_max=3)
-    transitions = learner.env.transitions
+@pytest.mark.parametrize("k", [1, 3])
+def test_n_step_returns_match_algorithm_S2(monkeypatch, k):
+    """R = 0 for terminal s_{t+n}, else max_a Q(s_{t+n}, a; theta^-); R <- r_i + gamma R.
+    With k environments every segment is t_max steps of each, and an episode's end inside
+    it cuts that environment's returns there."""
+    t_max = 3
+    learner, shared, counters, recorded = make_learner("n-step-q", monkeypatch, k, target_update=10**9, t_max=t_max)
     kinds = set()
     for _ in range(40):
-        start = len(transitions)
+        starts = [len(env.transitions) for env in learner.envs]
         learner.update()
-        segment = transitions[start:]
         _, targets = recorded[-1]
-        last_obs, _, _, terminated, truncated, next_obs = segment[-1]
-        R = 0.0 if terminated else float(q_target(shared, next_obs).max())
-        kinds.add("terminated" if terminated else "truncated" if truncated else "cut at t_max")
-        want = []
-        for _, _, reward, _, _, _ in reversed(segment):
-            R = reward + GAMMA * R
-            want.append(R)
-        np.testing.assert_allclose(targets.reshape(-1).numpy(), want[::-1], rtol=1e-5, atol=1e-5)
-    assert kinds == {"terminated", "truncated", "cut at t_max"}
+        targets = targets.reshape(-1, k).numpy()  # [n, k]
+        for e, env in enumerate(learner.envs):
+            segment = env.transitions[starts[e] :]
+            assert len(segment) == targets.shape[0] and (k == 1 or len(segment) == t_max)
+            want, R = [], None
+            for i in reversed(range(len(segment))):
+                _, _, reward, terminated, truncated, next_obs = segment[i]
+                if terminated:
+                    R = 0.0
+                elif truncated or i == len(segment) - 1:
+                    R = float(q_target(shared, next_obs).max())
+                kinds.add("terminated" if terminated else "truncated" if truncated else "bootstrapped")
+                R = reward + GAMMA * R
+                want.append(R)
+            if k == 1:  # the paper's segment ends with its episode
+                assert all(not (t[3] or t[4]) for t in segment[:-1])
+            np.testing.assert_allclose(targets[:, e], want[::-1], rtol=1e-5, atol=1e-5)
+    assert kinds == {"terminated", "truncated", "bootstrapped"}
 
 
+@pytest.mark.parametrize("k", [1, 2])
 @pytest.mark.parametrize("algo", ["one-step-q", "one-step-sarsa", "n-step-q"])
-def test_target_network_changes_exactly_when_T_crosses_a_multiple_of_I_target(algo):
+def test_target_network_changes_exactly_when_T_crosses_a_multiple_of_I_target(algo, k):
     interval = 7
-    learner, shared, counters, _ = make_learner(algo, target_update=interval)
+    learner, shared, counters, _ = make_learner(algo, envs_per_actor=k, target_update=interval)
     crossings = 0
     for _ in range(80):
         before = counters.global_step
@@ -132,7 +159,8 @@ def test_target_network_changes_exactly_when_T_crosses_a_multiple_of_I_target(al
         crossed = after // interval > before // interval
         target_now = list(shared.target.model.parameters())
         changed = any(not torch.equal(a, b) for a, b in zip(target_before, target_now))
-        assert changed == crossed, (before, after)
+        moved = any(not torch.equal(a, b) for a, b in zip(theta, target_before))  # (not before the first update)
+        assert changed == (crossed and moved), (before, after)
         if crossed:  # theta^- <- theta as it was when T crossed (theta moves only at the update's end)
             crossings += 1
             assert all(torch.equal(a, b) for a, b in zip(theta, target_now))
@@ -179,7 +207,7 @@ def test_serial_learners_on_one_shared_theta_each_apply_their_own_gradient(algo,
     counters = GlobalCounters(2)
     learners = [module.actor(i, config, shared, counters) for i in range(2)]
     assert type(learners[0].gradient).__name__ == ("TorchQGradient" if obs.is_image else "NumpyQGradient")
-    assert learners[0]._obs_buf.dtype == obs.np_dtype  # images stay uint8
+    assert learners[0].envs.obs.dtype == obs.np_dtype  # images stay uint8
     expected, applied = [], []
     for learner in learners:
         real = learner.gradient

@@ -13,10 +13,12 @@ if a time limit truncated the episode); take the gradient of the A3C loss on the
 copy, clip its norm, and apply it to the shared ``theta`` with the shared optimizer,
 without locks.
 
-Acting runs the local model without autograd, one observation at a time; the
-gradient then comes from one batched forward pass over the segment's ``t_max + 1``
-observations. As ``theta'`` is fixed during the segment, this is the same gradient
-as keeping the per-step graphs, at a fraction of the cost.
+With ``--envs-per-actor k`` the actor-learner steps ``k`` environments for ``t_max`` steps
+and updates on the ``t_max x k`` batch (``asyncrl.algos.segments``). Acting runs the local
+model without autograd, one batched pass over the ``k`` observations per step; the
+gradient then comes from one batched forward pass over the segment's ``t_max + 1`` rows.
+As ``theta'`` is fixed during the segment, this is the same gradient as keeping the
+per-step graphs, at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ import numpy as np
 import torch
 
 from asyncrl.algos.base import SharedState, WorkerStats
+from asyncrl.algos.segments import ActorEnvs
 from asyncrl.config import Config
-from asyncrl.config.fields import ActorCriticFields, configclass, positive
+from asyncrl.config.fields import ActorCriticFields, configclass, envs_per_actor_option, option, positive
 from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, RMSPROP_PIXELS, RMSPROP_PIXELS_SOURCE
 from asyncrl.distributions import ActionSpec
-from asyncrl.envs import game_over, game_score, start_worker_env
 from asyncrl.losses import actor_critic_loss
-from asyncrl.networks import ActorCritic, ObsSpec, acting_policy, build_actor_critic
+from asyncrl.networks import ActorCritic, ObsSpec, acting_policy_value, build_actor_critic
 from asyncrl.registry import HOGWILD, AlgoSpec, Preset, register
-from asyncrl.returns import n_step_returns, segment_end_flags
+from asyncrl.returns import n_step_returns
 from asyncrl.shared import GlobalCounters, linear_lr, optimizer_for, share_model
 
 
@@ -58,6 +60,13 @@ class A3CConfig(ActorCriticFields):
     t_max: int = field(
         default=20, metadata={"help": "t_max: env steps per actor-learner update (fewer at episode end)"}
     )
+    envs_per_actor: int = envs_per_actor_option()
+    loss_reduction: str = option(
+        "sum",
+        "'sum' the loss over the segment's steps (the paper's accumulated gradients) or take its "
+        "'mean' over the t_max x k batch (PAAC's, with a learning rate scaled to the batch)",
+        choices=("sum", "mean"),
+    )
     reward_scale: float = field(
         default=1.0,
         metadata={"help": "multiply every reward by this for training (episode returns stay unscaled)"},
@@ -65,7 +74,7 @@ class A3CConfig(ActorCriticFields):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        positive(self, "reward_scale")
+        positive(self, "reward_scale", "envs_per_actor")
         if self.t_max < 1:
             raise ValueError(f"--t-max must be >= 1, got {self.t_max}")
 
@@ -113,17 +122,18 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
 
 
 class ActorLearner:
-    """One A3C actor-learner with its own environment and local model theta'.
+    """One A3C actor-learner with its own environments and local model theta'.
 
     Args:
-        worker_id: index of this actor-learner, 0-based; seeds ``seed + worker_id``.
+        worker_id: index of this actor-learner, 0-based; its environment ``e`` is seeded
+            ``seed + worker_id * envs_per_actor + e`` (``seed + worker_id`` with one).
         config: the run's configuration (``config.algo`` is an ``A3CConfig``).
         shared: the shared model and optimizer from ``make_shared`` (or the Ray backend's
             ``RemoteState``: the same interface).
         counters: the global step counter ``T`` and the stop flag.
 
     Raises:
-        EnvError: if the environment cannot be made or has unsuitable spaces.
+        EnvError: if an environment cannot be made or has unsuitable spaces.
     """
 
     def __init__(self, worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters):
@@ -132,61 +142,66 @@ class ActorLearner:
         self.shared = shared
         self.counters = counters
         self.total_steps = config.run.total_steps
-        self.env, self.obs, obs = start_worker_env(config.run, worker_id)
         self.local: ActorCritic = copy.deepcopy(cast(ActorCritic, shared.model))  # theta', process-local memory
         self.local_params = list(self.local.parameters())
-        self.policy = acting_policy(self.local)  # pi(.|s; theta'), reads theta'; carries an LSTM's state
         self.dist = self.local.dist
+        k = self.cfg.envs_per_actor
+        # pi(.|s; theta') and V(s; theta') without autograd, reading theta'; carries an LSTM's state
+        self.policy = acting_policy_value(self.local, k)
         self.rng = np.random.default_rng(config.run.seed + worker_id)
-        self.stats = WorkerStats(counters)
-        t_max = self.cfg.t_max
-        self._obs_buf = np.empty((t_max + 1, *obs.shape), dtype=obs.np_dtype)  # [t_max+1, *obs_shape]
-        self._action_buf = np.empty((t_max, *self.dist.action_shape), self.dist.action_dtype)  # [t_max, *a_shape]
+        self.stats = WorkerStats(counters, num_envs=k)
+        action = self.dist.action_shape, self.dist.action_dtype
+        self.envs = ActorEnvs(config.run, worker_id, k, self.cfg.t_max, *action, counters, self.stats)
+
+    @property
+    def env(self):
+        return self.envs.env
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        return self.dist.sample_batch(self.policy.params(obs), self.rng)[0]  # unbounded for a Gaussian
+
+    def _final_value(self, obs: np.ndarray, env: int) -> float:
+        return float(self.policy.values(obs[None], [env])[0])
 
     def update(self) -> int:
-        cfg = self.cfg
-        local, env = self.local, self.env
+        cfg, local = self.cfg, self.local
         self.shared.pull(self.local_params)  # theta' <- theta
-        obs_buf, action_buf, dist = self._obs_buf, self._action_buf, self.dist
-        rewards: list[float] = []
-        terminated = truncated = False
-        obs = self.obs
-        initial_state = self.policy.state  # an LSTM's (h, c) at the segment's start, or None
-        for t in range(cfg.t_max):
-            obs_buf[t] = obs
-            action = dist.sample(self.policy(obs_buf[t]), self.rng)  # unbounded for a Gaussian
-            action_buf[t] = action
-            obs, reward, terminated, truncated, info = env.step(dist.env_action(action))  # (clipped by the env)
-            self.counters.add(self.worker_id, 1, updates=0)  # T <- T + 1
-            rewards.append(float(reward) * cfg.reward_scale)
-            self.stats.step(game_score(reward, info), game_over(terminated, truncated, info))
-            if terminated or truncated:
-                break
-        n = len(rewards)
-        obs_buf[n] = obs  # s_{t+n}: the episode's last observation if it ended
-        self.obs = env.reset()[0] if terminated or truncated else obs
-        if terminated or truncated:
-            self.policy.reset()  # the next episode starts from a zero LSTM state
+        seg = self.envs.collect(
+            self._act,
+            self.dist.env_action,  # (clipped by the env)
+            cfg.reward_scale,
+            value=self._final_value,
+            on_reset=self.policy.reset,  # the next episode starts from a zero LSTM state
+            initial_state=self.policy.state(),  # an LSTM's (h, c) at the segment's start, or None
+        )
+        n, k = seg.rewards.shape
 
-        # One pass over the segment's n+1 observations; with an LSTM, back-propagation
-        # through these n+1 steps from the segment's (detached) initial state.
-        params, values, _ = local.sequence(torch.from_numpy(obs_buf[: n + 1]).unsqueeze(1), initial_state)
-        next_values = np.zeros((n, 1), dtype=np.float32)
-        next_values[-1, 0] = values[n, 0].item()  # V(s_{t+n}); unused if terminated
+        # One pass over the segment's n+1 rows; with an LSTM, back-propagation through
+        # these n+1 steps from the segment's (detached) initial state, zeroed where an
+        # episode begins.
+        state = None
+        if seg.initial_state is not None:
+            initial = torch.from_numpy(seg.initial_state)
+            state = (initial[:, 0].contiguous(), initial[:, 1].contiguous())
+        params, values, _ = local.sequence(
+            torch.from_numpy(seg.obs), state, torch.from_numpy(seg.resets()), states=False
+        )
         returns = n_step_returns(
-            np.asarray(rewards, dtype=np.float32)[:, None],  # [n, 1]
-            *segment_end_flags(n, terminated, truncated),
-            next_values,
+            seg.rewards,  # [n, k]
+            seg.terminated,
+            seg.truncated,
+            seg.next_values(values.detach().numpy()),  # V(s_{t+n}; theta'), or the cut episode's last value
             cfg.gamma,
         )
         loss, metrics = actor_critic_loss(
-            params[:n],  # [n, 1, P]
-            values[:n],  # [n, 1]
-            torch.from_numpy(action_buf[:n]).unsqueeze(1),  # [n, 1, *action_shape]
-            torch.from_numpy(returns),  # [n, 1]
+            params[:n],  # [n, k, P]
+            values[:n],  # [n, k]
+            torch.from_numpy(seg.actions),  # [n, k, *action_shape]
+            torch.from_numpy(returns),  # [n, k]
             cfg.value_coef,
             cfg.entropy_coef,
-            dist=dist,
+            reduction=cfg.loss_reduction,
+            dist=self.dist,
         )
         lr = linear_lr(cfg.lr, self.counters.global_step, self.total_steps) if cfg.lr_anneal else None
         for p in self.local_params:
@@ -195,13 +210,13 @@ class ActorLearner:
         self.shared.push(self.local_params, cfg.max_grad_norm, lr)  # asynchronous update of theta with d theta
         self.counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
-        return n
+        return n * k
 
     def drain_stats(self):
         return self.stats.drain()
 
     def close(self) -> None:
-        self.env.close()
+        self.envs.close()
 
 
 SPEC = register(

@@ -1,7 +1,9 @@
 """Asynchronous one-step Q-learning (Mnih et al. 2016, Algorithm 1) and asynchronous
 one-step Sarsa (Section 4).
 
-Each actor-learner repeats, for ``I_AsyncUpdate`` steps or until the episode ends: take
+Each actor-learner repeats, for ``I_AsyncUpdate`` steps or until the episode ends
+(``--envs-per-actor k``: ``I_AsyncUpdate`` steps of ``k`` environments,
+``asyncrl.algos.segments``): take
 ``a`` epsilon-greedy in ``Q(s, .; theta)``, observe ``r, s'``; ``T <- T + 1``; refresh
 ``theta^- <- theta`` when ``T`` crosses a multiple of ``I_target``. Then it applies the
 accumulated gradient of ``sum (y - Q(s, a; theta))^2`` to the shared ``theta`` with the
@@ -29,10 +31,10 @@ from typing import ClassVar
 import numpy as np
 
 from asyncrl.algos.base import SharedState, WorkerStats
+from asyncrl.algos.segments import ActorEnvs
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets, q_networks
 from asyncrl.config import Config
-from asyncrl.config.fields import ValueBasedFields, configclass
-from asyncrl.envs import game_over, game_score, start_worker_env
+from asyncrl.config.fields import ValueBasedFields, configclass, envs_per_actor_option, positive
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.networks import fast_forward
 from asyncrl.registry import HOGWILD, AlgoSpec, register
@@ -53,9 +55,11 @@ class OneStepConfig(ValueBasedFields):
         default=5,
         metadata={"help": "I_AsyncUpdate: env steps whose gradients are accumulated per update (fewer at episode end)"},
     )
+    envs_per_actor: int = envs_per_actor_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        positive(self, "envs_per_actor")
         if self.async_update < 1:
             raise ValueError(f"--async-update must be >= 1, got {self.async_update}")
 
@@ -72,13 +76,14 @@ class ActorLearner:
     """One one-step Q-learning or Sarsa actor-learner (``config.algo.sarsa`` says which).
 
     Args:
-        worker_id: index of this actor-learner, 0-based; seeds ``seed + worker_id``.
+        worker_id: index of this actor-learner, 0-based; its environment ``e`` is seeded
+            ``seed + worker_id * envs_per_actor + e`` (``seed + worker_id`` with one).
         config: the run's configuration (``config.algo`` is a ``OneStepConfig``).
         shared: theta, theta^- and the shared optimizer from ``make_shared``.
         counters: the global step counter ``T``.
 
     Raises:
-        EnvError: if the environment cannot be made or its action space is not discrete.
+        EnvError: if an environment cannot be made or its action space is not discrete.
     """
 
     def __init__(self, worker_id: int, config: Config, shared: SharedState, counters: GlobalCounters):
@@ -88,7 +93,6 @@ class ActorLearner:
         self.shared = shared
         self.counters = counters
         self.total_steps = config.run.total_steps
-        self.env, self.obs, obs = start_worker_env(config.run, worker_id)
         self.rng = np.random.default_rng(config.run.seed + worker_id)
         self.epsilon = EpsilonSchedule(self.cfg, self.rng, counters)
         self.params = shared.shared_params
@@ -96,72 +100,70 @@ class ActorLearner:
         self.q = fast_forward(online.torso, online.head)  # Q(s, .; theta), reads shared theta
         self.target_q = fast_forward(target.torso, target.head)  # Q(s, .; theta^-)
         self.gradient = make_q_gradient(online)  # d loss / d theta, into this learner's theta.grad
-        self.pending_action: int | None = None  # Sarsa: a', chosen at the previous step
-        self.stats = WorkerStats(counters)
-        n = self.cfg.async_update
-        self._obs_buf = np.empty((n, *obs.shape), dtype=obs.np_dtype)  # [I_AsyncUpdate, *obs_shape]
-        self._next_obs_buf = np.empty((n, *obs.shape), dtype=obs.np_dtype)
+        self.pending_actions: np.ndarray | None = None  # Sarsa: a' at the next segment's first observations
+        k = self.cfg.envs_per_actor
+        self.stats = WorkerStats(counters, num_envs=k)
+        self.envs = ActorEnvs(
+            config.run, worker_id, k, self.cfg.async_update, (), np.dtype(np.int64), counters, self.stats
+        )
 
-    def _act(self, obs: np.ndarray) -> int:
-        return epsilon_greedy(self.q(obs), self.epsilon(), self.rng)
+    @property
+    def env(self):
+        return self.envs.env
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        """The behaviour policy for ``obs: [N, *obs_shape]`` -> ``[N]``: Sarsa's pending ``a'``
+        where the previous segment chose it, else ``_choose``."""
+        if self.pending_actions is not None:
+            actions, self.pending_actions = self.pending_actions, None
+            return actions
+        return self._choose(obs)
+
+    def _choose(self, obs: np.ndarray) -> np.ndarray:
+        """Epsilon-greedy in ``Q(s, .; theta)``, one draw per row."""
+        q, epsilon = self.q(obs), self.epsilon()  # [N, A]
+        return np.array([epsilon_greedy(q_n, epsilon, self.rng) for q_n in q])
 
     def update(self) -> int:
-        cfg, env, counters, target = self.cfg, self.env, self.counters, self.target
-        actions: list[int] = []
-        next_actions: list[int] = []
-        rewards: list[float] = []
-        terminated: list[bool] = []
-        truncated: list[bool] = []
-        for t in range(cfg.async_update):
-            obs = self.obs
-            action = self.pending_action if self.pending_action is not None else self._act(obs)
-            next_obs, reward, term, trunc, info = env.step(action)
-            counters.add(self.worker_id, 1, updates=0)
-            target.maybe_refresh(counters.global_step)
-            self._obs_buf[t] = obs
-            self._next_obs_buf[t] = next_obs
-            actions.append(action)
-            rewards.append(float(reward))
-            terminated.append(term)
-            truncated.append(trunc)
-            self.stats.step(game_score(reward, info), game_over(term, trunc, info))
-            if self.sarsa:
-                next_action = 0 if term else self._act(next_obs)  # unused when s' is terminal
-                next_actions.append(next_action)
-                self.pending_action = None if term or trunc else next_action
-            if term or trunc:
-                self.obs, _ = env.reset()
-                break
-            self.obs = next_obs
-        k = len(actions)
-
-        next_q = self.target_q(self._next_obs_buf[:k])  # [k, A], theta^-
-        if self.sarsa:
-            next_values = next_q[np.arange(k), next_actions]  # [k]
+        cfg, counters = self.cfg, self.counters
+        seg = self.envs.collect(self._act, on_step=self.target.maybe_refresh)  # theta^- <- theta at I_target
+        n, k = seg.rewards.shape
+        next_obs = seg.obs[1:].copy()  # [n, k, *obs_shape]: s', or a cut episode's last observation
+        cut = np.nonzero(seg.truncated)
+        next_obs[cut] = seg.final_obs[cut]
+        next_q = self.target_q(next_obs.reshape(n * k, *next_obs.shape[2:]))  # [n k, A], theta^-
+        if self.sarsa:  # a' = the action taken at s' (chosen now at the segment's end and where an episode was cut)
+            next_actions = np.empty((n, k), np.int64)
+            next_actions[:-1] = seg.actions[1:]
+            self.pending_actions = self._choose(seg.obs[n])
+            next_actions[-1] = self.pending_actions
+            if cut[0].size:
+                next_actions[cut] = self._choose(seg.final_obs[cut])
+            next_values = next_q[np.arange(n * k), next_actions.reshape(n * k)]  # [n k]
         else:
-            next_values = next_q.max(axis=1)  # [k]
-        # k independent one-step targets: a batch of B = k sequences of length T = 1.
+            next_values = next_q.max(axis=1)  # [n k]
+        # n k independent one-step targets: a batch of B = n k sequences of length T = 1.
         targets = n_step_returns(
-            np.asarray(rewards, dtype=np.float32)[None],  # [1, k]
-            np.asarray(terminated)[None],
-            np.asarray(truncated)[None],
+            seg.rewards.reshape(1, n * k),
+            seg.terminated.reshape(1, n * k),
+            seg.truncated.reshape(1, n * k),
             next_values.astype(np.float32)[None],
             cfg.gamma,
         )
         # The gradient of q_loss at theta itself, into a per-process .grad (other processes
         # have their own); NumPy for an MLP (updaters.NumpyQGradient, tested against autograd).
-        metrics = self.gradient(self._obs_buf[:k], np.asarray(actions), targets[0])
+        metrics = self.gradient(seg.obs[:n].reshape(n * k, *seg.obs.shape[2:]), seg.actions.reshape(n * k), targets[0])
         lr = linear_lr(cfg.lr, counters.global_step, self.total_steps) if cfg.lr_anneal else None
         self.shared.push(self.params, cfg.max_grad_norm, lr)
         counters.add(self.worker_id, 0, updates=1)
         self.stats.update(metrics)
-        return k
+        return n * k
 
     def drain_stats(self):
         return self.stats.drain()
 
     def close(self) -> None:
-        self.env.close()
+        self.envs.close()
 
 
 SPEC = register(

@@ -16,6 +16,7 @@ from typing import Any
 
 from asyncrl import registry
 from asyncrl.config.fields import flag
+from asyncrl.config.presets import RUN_PRESETS, run_preset
 from asyncrl.config.run_config import RunConfig
 
 DEFAULT_ALGO: str = RunConfig.__dataclass_fields__["algo"].default
@@ -125,11 +126,13 @@ def build_parser(algo: str | None = None) -> argparse.ArgumentParser:
     for p in spec.presets:
         grouped.setdefault(preset_flags(dict(p.values)), []).append(p.env)
     presets = "; ".join(f"{', '.join(envs)}: {flags}" for flags, envs in grouped.items())
+    run_presets = "; ".join(f"{pattern}: {preset_flags(values)}" for pattern, values, _ in RUN_PRESETS)
     parser = Parser(
         prog="python -m asyncrl.run",
         description="Train an agent with asynchronous actor-learner processes on a shared model.",
         epilog=(
             f"Presets for --algo {algo} (flags given on the command line win): {presets or 'none'}. "
+            f"Run presets for every algorithm: {run_presets}. "
             "Flags of other algorithms: python -m asyncrl.run --algo ALGO --help"
         ),
     )
@@ -214,7 +217,9 @@ def _parse_fresh(argv: list[str] | None) -> Any:
     given = vars(parser.parse_args(argv))
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
     try:
-        run = RunConfig(**coerce(RunConfig, {k: v for k, v in given.items() if k in run_fields}))
+        run_given = {k: v for k, v in given.items() if k in run_fields}
+        env = run_given.get("env", RunConfig.env)
+        run = RunConfig(**coerce(RunConfig, {**run_preset(env), **run_given}))
         algo = algo_config(run.algo, run.env, **{k: v for k, v in given.items() if k not in run_fields})
         return Config(run=run, algo=algo)
     except ValueError as exc:

@@ -34,6 +34,16 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> A
     return field(default=default, metadata=metadata)
 
 
+def envs_per_actor_option() -> Any:
+    """The Hogwild actor-learners' ``--envs-per-actor`` field (``asyncrl.algos.segments``)."""
+    return option(
+        1,
+        "k: environments each actor-learner steps in lockstep; it acts with one batched forward pass "
+        "and updates on the t_max x k batch (PAAC's layout). 1 is the paper's: a segment also ends "
+        "where its episode ends",
+    )
+
+
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def configclass(cls: type[T]) -> type[T]:
     """``dataclass(frozen=True)`` whose fields inherit the help (and choices) of the same

@@ -7,6 +7,7 @@ one provenance line each; the measurements behind them are in
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 ATARI = "ALE/*"
@@ -38,6 +39,26 @@ BOX2D_CONTINUOUS_IDS = ("LunarLanderContinuous-v*", "BipedalWalker-v*", "Bipedal
 
 CONTINUOUS_CONTROL = MUJOCO_IDS + BOX2D_CONTINUOUS_IDS
 """Both of the above."""
+
+RUN_PRESETS: tuple[tuple[str, dict[str, Any], str], ...] = (
+    (
+        ATARI,
+        {"total_steps": 10_000_000},
+        "T_max 10M agent steps = 40M frames: an Atari-sized budget (Mnih et al. 2016 plot tens of "
+        "millions of frames per game); --target-return and --max-seconds stop a run earlier",
+    ),
+)
+"""Run-level defaults by environment pattern, ``(pattern, values, provenance)``: applied
+under the flags given, whatever the algorithm."""
+
+
+def run_preset(env: str) -> dict[str, Any]:
+    """The run-level preset values for ``env`` (the first matching pattern's), or ``{}``."""
+    for pattern, values, _ in RUN_PRESETS:
+        if fnmatch.fnmatchcase(env, pattern):
+            return dict(values)
+    return {}
+
 
 PPO_CONTINUOUS: dict[str, Any] = {
     "envs_per_actor": 1,
