@@ -49,6 +49,10 @@ class LaggedModel:
         with torch.no_grad():
             self._ring.append([p.detach().clone() for p in self.shared.shared_params])
 
+    def for_worker(self, worker_id: int, counters: Any) -> tuple[LaggedModel, Any]:
+        """Every actor-learner shares the one ring (``--sync`` is not combined with a lag)."""
+        return self, counters
+
     def pull(self, local_params: Sequence[torch.Tensor]) -> None:
         """``theta' <- theta_{u-K}``."""
         sync_local(local_params, self._ring[0])

@@ -40,7 +40,8 @@ def prepare(config: Config) -> Setup:
         EnvError: if the environment cannot be made, its spaces do not suit the
             algorithm, or ``--network`` cannot read its observations.
         RunDirError: if the run folder cannot be created or written.
-        CliError: if ``--policy-lag`` is asked of an algorithm that pulls no local copy.
+        CliError: if ``--policy-lag`` is asked of an algorithm that pulls no local copy, or
+            a Hogwild method's ``--sync`` with ``--policy-lag`` or ``--backend ray``.
         DeviceError: if ``--learner-device`` asks for a device this machine lacks.
         ReplayMemoryError: if ``--replay-size`` transitions would not fit in memory.
         BackendError: if the backend cannot run the config (``--backend ray``: Ray missing, an
@@ -52,6 +53,13 @@ def prepare(config: Config) -> Setup:
             f"--policy-lag delays the parameters an actor-learner pulls; --algo {run.algo} does not pull a copy "
             f"(use --algo {', '.join(registry.names(lambda s: s.local_copy))})"
         )
+    if registry.get(run.algo).family == registry.HOGWILD and config.algo.sync:
+        if run.policy_lag:
+            raise CliError(
+                "--sync applies each round's mean gradient to theta; it cannot be combined with --policy-lag"
+            )
+        if run.backend != "shm":
+            raise CliError(f"--sync runs on --backend shm (its round's barrier is in shared memory), not {run.backend}")
     backends.get(run.backend).check(config)  # (Ray: installed, and it runs the algorithm)
     env = envs.make_env(run.env, run.seed, options=envs.EnvOptions.from_run(run))
     try:

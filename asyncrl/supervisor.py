@@ -78,9 +78,10 @@ def worker_main(
             worker = algo.learner(worker_id, config, shared, counters)
             finished = worker.finished
         else:
-            worker = algo.actor(worker_id, config, shared, counters)
+            member, seen = shared.for_worker(worker_id, counters)  # (--sync: T as of the last round's end)
+            worker = algo.actor(worker_id, config, member, seen)
             total = config.run.total_steps
-            finished = lambda: counters.global_step >= total  # noqa: E731
+            finished = lambda: seen.global_step >= total  # noqa: E731
         if restore_rng is not None:
             set_rng_state(worker, restore_rng)
         next_report = time.monotonic() + REPORT_INTERVAL_S

@@ -108,6 +108,8 @@ class Trainer:
             initial_updates=resumed["policy_version"] if resumed else 0,
         )
         self.resumed_from_step = resumed["global_step"] if resumed else None
+        # T as the actor-learners decide by whether to go on (--sync: as of the last round's end)
+        self.decided_counters = self.shared.for_worker(0, self.counters)[1]
         if resumed and self.shared.replay is not None:
             print(
                 f"asyncrl.run: resumed at T={resumed['global_step']:,} with an empty replay (a checkpoint holds no "
@@ -176,7 +178,8 @@ class Trainer:
         if self.config.run.policy_lag:  # every pull K updates stale (a resumed run starts its ring anew)
             shared = LaggedModel(self.shared, self.config.run.policy_lag)
         workers = [
-            self.algo.actor(i, self._worker_config(), shared, self.counters) for i in range(self.config.run.workers)
+            self.algo.actor(i, self._worker_config(), *shared.for_worker(i, self.counters))
+            for i in range(self.config.run.workers)
         ]
         if self.has_learner:  # after the actors: each round it trains on their rollouts
             workers.append(self.algo.learner(self.learner_id, self._worker_config(), self.shared, self.counters))
@@ -284,7 +287,7 @@ class Trainer:
                 self.stop_reason = "interrupted"
             elif self.metrics.solved_at is not None:
                 self.stop_reason = "target_reached"
-            elif self.counters.global_step >= run.total_steps and not self.has_learner:
+            elif self.decided_counters.global_step >= run.total_steps and not self.has_learner:
                 self.stop_reason = "total_steps"  # (a learner finishes the last batches first)
             elif run.max_seconds is not None and now - self.t_start >= run.max_seconds:
                 self.stop_reason = "max_seconds"

@@ -33,7 +33,14 @@ import torch
 from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.segments import ActorEnvs
 from asyncrl.config import Config
-from asyncrl.config.fields import ActorCriticFields, configclass, envs_per_actor_option, option, positive
+from asyncrl.config.fields import (
+    ActorCriticFields,
+    configclass,
+    envs_per_actor_option,
+    hogwild_sync_option,
+    option,
+    positive,
+)
 from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, RMSPROP_PIXELS, RMSPROP_PIXELS_SOURCE
 from asyncrl.distributions import ActionSpec
 from asyncrl.losses import actor_critic_loss
@@ -41,6 +48,7 @@ from asyncrl.networks import ActorCritic, ObsSpec, acting_policy_value, build_ac
 from asyncrl.registry import HOGWILD, AlgoSpec, Preset, register
 from asyncrl.returns import n_step_returns
 from asyncrl.shared import GlobalCounters, linear_lr, optimizer_for, share_model
+from asyncrl.sync_round import make_round
 
 
 @configclass
@@ -61,6 +69,7 @@ class A3CConfig(ActorCriticFields):
         default=20, metadata={"help": "t_max: env steps per actor-learner update (fewer at episode end)"}
     )
     envs_per_actor: int = envs_per_actor_option()
+    sync: bool = hogwild_sync_option()
     loss_reduction: str = option(
         "sum",
         "'sum' the loss over the segment's steps (the paper's accumulated gradients) or take its "
@@ -118,7 +127,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     torch.manual_seed(config.run.seed)
     model = share_model(build_model(config, obs, action))
     optimizer = optimizer_for(a, model.parameters())
-    return SharedState(model=model, optimizer=optimizer)
+    return SharedState(model=model, optimizer=optimizer, round=make_round(config, model))
 
 
 class ActorLearner:
@@ -233,6 +242,7 @@ SPEC = register(
         actions=frozenset({"discrete", "box", "multi"}),
         backends=frozenset({"shm", "ray"}),
         local_copy=True,
+        methods={"a3c": (), "a3c-sync": ("--sync",)},
         study="quick",
         presets=(
             Preset(

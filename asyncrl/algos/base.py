@@ -14,6 +14,7 @@ from torch import nn
 from asyncrl.replay import RateLimiter, SharedReplay
 from asyncrl.shared import GlobalCounters, SharedAdam, SharedRMSprop, TargetNetwork, apply_gradients, sync_local
 from asyncrl.storage import PolicyStore, RolloutSlots
+from asyncrl.sync_round import RoundCounters, SyncMember, SyncRound
 
 
 @dataclass
@@ -37,6 +38,7 @@ class SharedState:
             is its weights), or None.
         replay: the shared-memory replay of the off-policy learners, or None.
         rate: their rate limiter between actors and learner, or None.
+        round: the barrier of a Hogwild method's synchronous twin (``--sync``), or None.
     """
 
     model: nn.Module
@@ -46,6 +48,7 @@ class SharedState:
     policy: PolicyStore | None = None
     replay: SharedReplay | None = None
     rate: RateLimiter | None = None
+    round: SyncRound | None = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -59,6 +62,14 @@ class SharedState:
         if params is None:
             params = self.__dict__["_shared_params"] = list(self.model.parameters())
         return params
+
+    def for_worker(self, worker_id: int, counters: GlobalCounters) -> tuple[Any, Any]:
+        """``(shared, counters)`` as actor-learner ``worker_id`` reaches them: this state and
+        ``counters``, or with ``--sync`` its ``SyncMember`` (pushes go through the round) and
+        ``RoundCounters`` (``T`` as of the last round's end)."""
+        if self.round is None:
+            return self, counters
+        return SyncMember(self, worker_id, counters), RoundCounters(counters, self.round)
 
     def pull(self, local_params: Sequence[torch.Tensor]) -> None:
         """``theta' <- theta``: copy the shared parameters into an actor-learner's local ones

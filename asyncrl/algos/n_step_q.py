@@ -20,7 +20,7 @@ from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.segments import ActorEnvs
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets, q_networks
 from asyncrl.config import Config
-from asyncrl.config.fields import ValueBasedFields, configclass, envs_per_actor_option, positive
+from asyncrl.config.fields import ValueBasedFields, configclass, envs_per_actor_option, hogwild_sync_option, positive
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.networks import fast_forward
 from asyncrl.registry import HOGWILD, AlgoSpec, register
@@ -36,6 +36,7 @@ class NStepQConfig(ValueBasedFields):
     t_max: int = field(default=5, metadata={"help": "t_max: env steps per actor-learner update (fewer at episode end)"})
 
     envs_per_actor: int = envs_per_actor_option()
+    sync: bool = hogwild_sync_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -126,6 +127,7 @@ SPEC = register(
         loss_names=LOSS_NAMES,
         backends=frozenset({"shm", "ray"}),
         local_copy=True,
+        methods={"n-step-q": (), "n-step-q-sync": ("--sync",)},
         study="quick",
         presets=presets(cartpole_lr=1e-3),
     )

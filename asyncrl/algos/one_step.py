@@ -34,7 +34,7 @@ from asyncrl.algos.base import SharedState, WorkerStats
 from asyncrl.algos.segments import ActorEnvs
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets, q_networks
 from asyncrl.config import Config
-from asyncrl.config.fields import ValueBasedFields, configclass, envs_per_actor_option, positive
+from asyncrl.config.fields import ValueBasedFields, configclass, envs_per_actor_option, hogwild_sync_option, positive
 from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
 from asyncrl.networks import fast_forward
 from asyncrl.registry import HOGWILD, AlgoSpec, register
@@ -56,6 +56,7 @@ class OneStepConfig(ValueBasedFields):
         metadata={"help": "I_AsyncUpdate: env steps whose gradients are accumulated per update (fewer at episode end)"},
     )
     envs_per_actor: int = envs_per_actor_option()
+    sync: bool = hogwild_sync_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -179,6 +180,7 @@ SPEC = register(
         loss_names=LOSS_NAMES,
         backends=frozenset({"shm", "ray"}),
         study="full",
+        methods={"one-step-q": (), "one-step-q-sync": ("--sync",)},
         presets=presets(cartpole_lr=1e-3),
     )
 )
@@ -190,6 +192,6 @@ SARSA_SPEC = register(
         config=OneStepSarsaConfig,
         summary="asynchronous one-step Sarsa (Mnih et al. 2016, Section 4)",
         presets=presets(cartpole_lr=5e-4),  # with 1e-3 it solved CartPole only as the rate neared 0
-        methods={},
+        methods={"one-step-sarsa": (), "one-step-sarsa-sync": ("--sync",)},
     )
 )

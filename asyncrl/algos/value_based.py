@@ -16,6 +16,7 @@ from asyncrl.distributions import ActionSpec
 from asyncrl.networks import ObsSpec, QNetwork, build_q_network
 from asyncrl.registry import Preset
 from asyncrl.shared import TargetNetwork, optimizer_for, share_model
+from asyncrl.sync_round import make_round
 
 LOSS_NAMES = ("td_loss", "q_taken")
 """Per-step means reported by every update; columns of ``metrics.csv``."""
@@ -44,7 +45,7 @@ def make_shared(config: Config, obs: ObsSpec, action: ActionSpec | int) -> Share
     optimizer = optimizer_for(a, model.parameters())
     lock = torch.multiprocessing.get_context(config.run.start_method).Lock()
     target = TargetNetwork(target_model, model, a.target_update, lock)
-    return SharedState(model=model, optimizer=optimizer, target=target)
+    return SharedState(model=model, optimizer=optimizer, target=target, round=make_round(config, model))
 
 
 def q_networks(shared: SharedState) -> tuple[QNetwork, QNetwork, Target]:

@@ -44,6 +44,16 @@ def envs_per_actor_option() -> Any:
     )
 
 
+def hogwild_sync_option() -> Any:
+    """The Hogwild methods' ``--sync`` field (``asyncrl.sync_round``)."""
+    return option(
+        False,
+        "synchronous twin: each round every actor-learner computes its gradient on the same theta (and "
+        "theta^-), and the mean of the round's gradients is applied once (synchronous data-parallel A3C, "
+        "Baselines' A2C); --async (the default) is the paper's lock-free Hogwild update",
+    )
+
+
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def configclass(cls: type[T]) -> type[T]:
     """``dataclass(frozen=True)`` whose fields inherit the help (and choices) of the same
