@@ -53,7 +53,8 @@ def prepare(config: Config) -> Setup:
             f"--policy-lag delays the parameters an actor-learner pulls; --algo {run.algo} does not pull a copy "
             f"(use --algo {', '.join(registry.names(lambda s: s.local_copy))})"
         )
-    if registry.get(run.algo).family == registry.HOGWILD and config.algo.sync:
+    # (a Hogwild algorithm whose config has no --sync, such as one registered from outside, has no twin)
+    if registry.get(run.algo).family == registry.HOGWILD and getattr(config.algo, "sync", False):
         if run.policy_lag:
             raise CliError(
                 "--sync applies each round's mean gradient to theta; it cannot be combined with --policy-lag"

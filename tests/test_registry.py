@@ -189,7 +189,8 @@ def test_derived_tables_are_the_ones_the_package_documents():
     assert names(lambda s: s.family == registry.HOGWILD) == {"a3c", "one-step-q", "one-step-sarsa", "n-step-q"}
     assert names(lambda s: "ray" in s.backends) == {"a3c", "one-step-q", "one-step-sarsa", "n-step-q", "a2c", "ppo",
                                                     "reinforce"}
-    assert list(registry.methods()) == ["a3c", "one-step-q", "one-step-sarsa", "n-step-q", "a2c-sync", "a2c-async",
+    assert list(registry.methods()) == ["a3c", "a3c-sync", "one-step-q", "one-step-q-sync", "one-step-sarsa",
+                                        "one-step-sarsa-sync", "n-step-q", "n-step-q-sync", "a2c-sync", "a2c-async",
                                         "ppo-sync", "ppo-async", "reinforce", "dqn", "td3", "ddpg", "sac"]
 
 

@@ -29,7 +29,7 @@ def test_a_round_applies_the_mean_of_its_gradients_once_after_the_last_push():
     counters = GlobalCounters(2)
     members = [shared.for_worker(i, counters) for i in range(2)]
     locals_ = [[torch.zeros(1, 1), torch.zeros(1)] for _ in range(2)]
-    for (member, seen), params, grads in zip(members, locals_, ([[2.0], [0.0]], [[0.0], [4.0]])):
+    for (member, _), params, grads in zip(members, locals_, ([[2.0], [0.0]], [[0.0], [4.0]])):
         member.pull(params)
         params[0].grad, params[1].grad = torch.tensor([grads[0]]), torch.tensor(grads[1])
         counters.add(0, 5, updates=0)
