@@ -65,6 +65,12 @@ def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generato
     return int(q_values.argmax())
 
 
+def epsilon_greedy_rows(q_values: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """``epsilon_greedy`` for each row of ``q_values: [N, A]``, drawn in row order -> ``[N]`` int64
+    (one actor-learner's ``N`` environments)."""
+    return np.array([epsilon_greedy(q, epsilon, rng) for q in q_values], dtype=np.int64)
+
+
 class EpsilonSchedule:
     """One actor-learner's epsilon: its final value drawn once from ``rng``, then
     ``epsilon_at(T)``. Call it for the current epsilon.

@@ -21,7 +21,7 @@ from asyncrl.algos.segments import ActorEnvs
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets, q_networks
 from asyncrl.config import Config
 from asyncrl.config.fields import ValueBasedFields, configclass, envs_per_actor_option, hogwild_sync_option, positive
-from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
+from asyncrl.exploration import EpsilonSchedule, epsilon_greedy_rows
 from asyncrl.networks import fast_forward
 from asyncrl.registry import HOGWILD, AlgoSpec, register
 from asyncrl.returns import n_step_returns
@@ -82,8 +82,7 @@ class ActorLearner:
         return self.envs.env
 
     def _act(self, obs: np.ndarray) -> np.ndarray:
-        q, epsilon = self.q(obs), self.epsilon()  # [k, A]
-        return np.array([epsilon_greedy(q_e, epsilon, self.rng) for q_e in q])
+        return epsilon_greedy_rows(self.q(obs), self.epsilon(), self.rng)  # Q: [k, A]
 
     def update(self) -> int:
         cfg, counters = self.cfg, self.counters

@@ -35,7 +35,7 @@ from asyncrl.algos.segments import ActorEnvs
 from asyncrl.algos.value_based import LOSS_NAMES, build_model, greedy_action, make_shared, presets, q_networks
 from asyncrl.config import Config
 from asyncrl.config.fields import ValueBasedFields, configclass, envs_per_actor_option, hogwild_sync_option, positive
-from asyncrl.exploration import EpsilonSchedule, epsilon_greedy
+from asyncrl.exploration import EpsilonSchedule, epsilon_greedy_rows
 from asyncrl.networks import fast_forward
 from asyncrl.registry import HOGWILD, AlgoSpec, register
 from asyncrl.returns import n_step_returns
@@ -122,8 +122,7 @@ class ActorLearner:
 
     def _choose(self, obs: np.ndarray) -> np.ndarray:
         """Epsilon-greedy in ``Q(s, .; theta)``, one draw per row."""
-        q, epsilon = self.q(obs), self.epsilon()  # [N, A]
-        return np.array([epsilon_greedy(q_n, epsilon, self.rng) for q_n in q])
+        return epsilon_greedy_rows(self.q(obs), self.epsilon(), self.rng)  # Q: [N, A]
 
     def update(self) -> int:
         cfg, counters = self.cfg, self.counters
