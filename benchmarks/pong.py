@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -103,14 +104,6 @@ def plot(name: str, runs: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def median(values: list[float]) -> float | None:
-    values = sorted(values)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -154,8 +147,8 @@ def main() -> None:
         mine = [r for r in runs if r["config"] == name]
         minutes = [r["minutes_to_score"] or r["minutes"] for r in mine]
         lines.append(f"- `{name}`: {sum(r['reached'] for r in mine)} of {len(mine)} seeds reached 18; median "
-                     f"{median(minutes):.1f} min ({median(minutes) * mine[0]['cores'] / 60:.2f} core-hours); "
-                     f"median {median([r['frames_per_s'] for r in mine]):,.0f} frames/s. "
+                     f"{statistics.median(minutes):.1f} min ({statistics.median(minutes) * mine[0]['cores'] / 60:.2f} core-hours); "
+                     f"median {statistics.median([r['frames_per_s'] for r in mine]):,.0f} frames/s. "
                      f"![{name}](pong_{name}.png)")
         if not args.smoke:
             plot(name, mine, results_dir() / f"pong_{name}.png")
