@@ -20,12 +20,24 @@ shared replay of one learner; continuous-action ones need ``--env Pendulum-v1`` 
 ``Box`` task, with ``--target-return``). A row whose processes outnumber the physical cores is marked
 *oversubscribed*: it measures time sharing, not scaling.
 
+Every run records its measured policy lag (updates of theta between the theta a gradient
+came from and its update; ``summary.json``'s ``policy_lag``), and the tables give its median
+and 90th percentile per row. ``--policy-lags 0 1 3 7 15`` adds staleness under control:
+each method that takes ``--policy-lag`` runs ``--serial --workers 1 --policy-lag K`` per K and
+seed (``asyncrl.policy_lag``), and its data efficiency against K sits beside the real runs'
+at ``K + 1`` workers (with N equally fast actor-learners an update sees about N - 1 others).
+
 Writes ``runs.csv`` and ``runs.json`` (every run, with the machine description), ``table.md``
 (laid out like the paper's Table 2), ``speedup.png`` (speedup against workers, with the
-ideal line) and ``return_vs_time.png`` (mean return against wall time per worker count).
+ideal line), ``table2.png`` (data efficiency and speedup beside the paper's Table 2),
+``return_vs_time.png`` (mean return against wall time per worker count) and, with
+``--policy-lags``, ``policy_lag.png``. Each finished run's record is kept in its folder
+(``bench_run.json``): a study run again with the same settings takes finished runs from
+there instead of repeating them, so an interrupted study resumes where it stopped.
 
     python -m asyncrl.bench speedup --quick
     python -m asyncrl.bench speedup --algos a3c n-step-q --workers 1 2 4 8 16 --seeds 0 1 2
+    python -m asyncrl.bench speedup --algos a3c n-step-q --policy-lags 0 1 3 7 15 ...
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +76,12 @@ def has_learner(method: str) -> bool:
     return registry.methods()[method][0].learner is not None
 
 
+def lag_capable_methods() -> list[str]:
+    """Methods that take ``--serial --policy-lag K``: an algorithm with a local copy theta'
+    (``AlgoSpec.local_copy``) run asynchronously (not a ``--sync`` twin)."""
+    return [m for m, (spec, flags) in registry.methods().items() if spec.local_copy and "--sync" not in flags]
+
+
 def study_methods(quick: bool) -> list[str]:
     """The study's default methods: those whose algorithm says ``study="quick"`` (and, for the
     full study, ``"full"``)."""
@@ -78,6 +97,12 @@ PAPER_TABLE_2 = {
 }
 """Mnih et al. 2016, Table 2: training speedup with 1, 2, 4, 8, 16 threads (Atari, averaged over
 seven games), for reference beside this machine's figures."""
+
+PAPER_ROWS = {"one-step-q": "1-step Q", "one-step-sarsa": "1-step SARSA", "n-step-q": "n-step Q", "a3c": "A3C"}
+"""The algorithm (``registry`` name) behind each row of ``PAPER_TABLE_2``."""
+
+PAPER_WORKERS = (1, 2, 4, 8, 16)
+"""The thread counts of ``PAPER_TABLE_2``'s columns."""
 
 QUICK = {"workers": [1, 2, 4], "seeds": [0], "target_return": 200.0, "max_seconds": 30.0}
 """``--quick``: what fits in under 5 minutes on 2 cores (a reference score of 200 instead of
@@ -103,6 +128,7 @@ class StudyConfig:
         pin_workers: pin each worker process to a core.
         backends: ``shm`` and/or ``ray`` (``--backend``); each method runs on each.
         address: ``--address`` of the Ray cluster for ``ray`` (None: a local Ray instance per run).
+        policy_lags: ``K`` values of the staleness runs (``--serial --policy-lag K``), or empty.
         out: output folder.
     """
 
@@ -117,6 +143,7 @@ class StudyConfig:
     pin_workers: bool = False
     backends: list[str] = field(default_factory=lambda: ["shm"])
     address: str | None = None
+    policy_lags: list[int] = field(default_factory=list)
     out: str = "bench/speedup"
 
     def __post_init__(self) -> None:
@@ -142,6 +169,18 @@ class StudyConfig:
                 )
         if self.address is not None and "ray" not in self.backends:
             raise ValueError("--address names a Ray cluster: it needs --backend ray")
+        if self.policy_lags:
+            if min(self.policy_lags) < 0:
+                raise ValueError(f"--policy-lags must be >= 0, got {' '.join(map(str, self.policy_lags))}")
+            if not self.lag_methods():
+                raise ValueError(
+                    f"--policy-lags needs a method that takes --policy-lag ({', '.join(lag_capable_methods())}) "
+                    "in --algos"
+                )
+
+    def lag_methods(self) -> list[str]:
+        """The methods of ``algos`` that the staleness runs cover (``lag_capable_methods``)."""
+        return [m for m in self.algos if m in lag_capable_methods()]
 
     def label(self, method: str, backend: str) -> str:
         """A method's row in the tables: its name, with the backend where the study has several."""
@@ -221,6 +260,22 @@ def study_tables(runs: list[dict[str, Any]]) -> dict[str, dict[tuple[str, int], 
     }
 
 
+def staleness_table(lag_runs: list[dict[str, Any]]) -> dict[tuple[str, int], dict]:
+    """Data efficiency of the staleness runs: per seed, env steps to the score at the
+    smallest K (0) ÷ at K, summarised over seeds; ``{(method, K): ratios_to_baseline's cell}``."""
+    as_workers = [{**r, "workers": r["policy_lag_setting"]} for r in lag_runs]
+    return ratios_to_baseline(as_workers, "steps_to_target")
+
+
+def lag_cell(runs: list[dict[str, Any]]) -> str:
+    """``"median / p90"`` of the runs' measured policy lag (medians over the runs), or ``—``."""
+    medians = [r["lag_median"] for r in runs if r.get("lag_median") is not None]
+    p90s = [r["lag_p90"] for r in runs if r.get("lag_p90") is not None]
+    if not medians:
+        return "—"
+    return f"{statistics.median(medians):g} / {statistics.median(p90s):g}"
+
+
 def _oversubscribed(runs: list[dict[str, Any]], physical: int) -> bool:
     """Whether any of ``runs`` kept more processes busy than ``physical`` cores (as recorded,
     or from its method and worker count)."""
@@ -244,9 +299,14 @@ def machine_line(machine: dict[str, Any], pinned: bool) -> str:
     )
 
 
-def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyConfig) -> str:
+def markdown(
+    runs: list[dict[str, Any]],
+    machine: dict[str, Any],
+    config: StudyConfig,
+    lag_runs: list[dict[str, Any]] | None = None,
+) -> str:
     """The study's tables, laid out like Mnih et al. 2016's Table 2 (methods as rows,
-    worker counts as columns)."""
+    worker counts as columns), then the staleness runs' table (``lag_runs``), if any."""
     tables = study_tables(runs)
     workers = sorted({r["workers"] for r in runs})
     methods = list(dict.fromkeys(r["method"] for r in runs))  # rows: methods (with their backend, if several)
@@ -286,8 +346,8 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
             "**Runs** (medians over seeds)",
             "",
             "| method | backend | nodes | workers | reached | time to score (s) | env steps to score | env steps/s | "
-            "CPU per core (%) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "policy lag (median / p90) | CPU per core (%) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
     )
     for m in methods:
@@ -310,16 +370,23 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
                 f"| {m} | {group[0].get('backend', 'shm')} | {nodes:g} | "
                 f"{w}{' *oversubscribed*' if _oversubscribed(group, physical) else ''} | "
                 f"{reached['reached']}/{reached['seeds']} | {med('time_to_target_s')} | "
-                f"{med('steps_to_target', 0)} | {med('steps_per_s', 0)} | "
+                f"{med('steps_to_target', 0)} | {med('steps_per_s', 0)} | {lag_cell(group)} | "
                 f"{' / '.join(f'{c:.0f}' for c in cpu)} |"
             )
-    paper_workers = (1, 2, 4, 8, 16)
+    lines.append("")
+    lines.append(
+        "Policy lag: updates of theta between the theta a gradient was computed from and its update "
+        "(a batched learner: per rollout), median and 90th percentile over each run's updates, then the "
+        "median over seeds."
+    )
+    if lag_runs:
+        lines.extend(_staleness_lines(runs, lag_runs))
     lines.extend(
         [
             "",
             "For reference, the paper's Table 2 (Atari, 16 CPU threads, speedup):",
             "",
-            "| method | " + " | ".join(f"{w}" for w in paper_workers) + " |",
+            "| method | " + " | ".join(f"{w}" for w in PAPER_WORKERS) + " |",
             "|---|" + "---|" * 5,
         ]
     )
@@ -328,14 +395,52 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyC
     return "\n".join(lines) + "\n"
 
 
+def _staleness_lines(runs: list[dict[str, Any]], lag_runs: list[dict[str, Any]]) -> list[str]:
+    """The staleness table: data efficiency against K per method, each followed by the real
+    runs' data efficiency and measured lag at ``K + 1`` workers."""
+    lags = sorted({r["policy_lag_setting"] for r in lag_runs})
+    table = staleness_table(lag_runs)
+    real = study_tables(runs)["data_efficiency"] if runs else {}
+    lines = [
+        "",
+        f"**Staleness under control** (`--serial --workers 1 --policy-lag K`: every pull reads theta as it was K "
+        f"updates ago; data efficiency = env steps to the score at K = {lags[0]} ÷ at K). Below each method, its real "
+        "runs at K + 1 workers: their data efficiency (from the table above) and measured policy lag (median / p90).",
+        "",
+        "| method | " + " | ".join(f"K = {k}" for k in lags) + " |",
+        "|---|" + "---|" * len(lags),
+    ]
+    for method in dict.fromkeys(r["method"] for r in lag_runs):
+        lines.append(
+            f"| {method} | "
+            + " | ".join(_cell(table[(method, k)]) if (method, k) in table else "" for k in lags)
+            + " |"
+        )
+        if any(r["method"] == method for r in runs):
+            cells = []
+            for k in lags:
+                group = [r for r in runs if r["method"] == method and r["workers"] == k + 1]
+                cell = real.get((method, k + 1))
+                cells.append(f"{_cell(cell)}; lag {lag_cell(group)}" if group and cell else "")
+            lines.append(f"| {method}, real runs at K + 1 workers | " + " | ".join(cells) + " |")
+    return lines
+
+
 # ---------------------------------------------------------------------------
 # Running.
 
 
 def run_once(
-    method: str, workers: int, seed: int, config: StudyConfig, run_dir: Path, backend: str = "shm"
+    method: str,
+    workers: int,
+    seed: int,
+    config: StudyConfig,
+    run_dir: Path,
+    backend: str = "shm",
+    policy_lag: int | None = None,
 ) -> dict[str, Any]:
-    """One ``python -m asyncrl.run`` child process (``--backend backend``); returns its summary plus
+    """One ``python -m asyncrl.run`` child process (``--backend backend``; with ``policy_lag``
+    K: ``--serial --policy-lag K``, or plain ``--serial`` for 0); returns its summary plus
     ``cpu_percent_per_core`` (each core's utilisation over the run, psutil) and
     ``process_wall_s``. ``steps_per_s`` is the steady rate (``metrics.steady_steps_per_s``
     after the first 0.5 s: start-up weighs heavily in runs of a few seconds), or the whole
@@ -378,6 +483,8 @@ def run_once(
         cmd.append("--pin-workers")
     if backend != "shm":
         cmd += ["--backend", backend] + (["--address", config.address] if config.address else [])
+    if policy_lag is not None:
+        cmd += ["--serial"] + (["--policy-lag", str(policy_lag)] if policy_lag else [])
     psutil.cpu_percent(percpu=True)  # starts the measurement interval
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=config.max_seconds + 120)
@@ -397,6 +504,50 @@ def run_once(
     }
 
 
+RUN_FIELDS = (
+    "reached_target",
+    "time_to_target_s",
+    "steps_to_target",
+    "global_step",
+    "wall_time_s",
+    "steps_per_s",
+    "whole_run_steps_per_s",
+    "target_return",
+    "stop_reason",
+    "process_wall_s",
+)
+"""The summary entries each run's record keeps."""
+
+REUSE_KEYS = ("env", "target_return", "max_seconds", "total_steps", "return_window", "pin_workers", "address")
+"""The settings a kept run record must share with the study to be reused."""
+
+
+def _planned(config: StudyConfig) -> list[dict[str, Any]]:
+    """The study's runs in order: per seed, each method (and backend) at each worker count,
+    then each staleness run (``lag``: K) of that seed."""
+    plan = []
+    for seed in config.seeds:
+        for method, backend in [(m, b) for m in config.algos for b in config.backends]:
+            for workers in config.workers:
+                name = f"{method}-{backend}-w{workers}-s{seed}"
+                plan.append(
+                    {"method": method, "backend": backend, "workers": workers, "seed": seed, "lag": None, "name": name}
+                )
+        for method in config.lag_methods() if config.policy_lags else []:
+            for lag in config.policy_lags:
+                plan.append(
+                    {
+                        "method": method,
+                        "backend": "shm",
+                        "workers": 1,
+                        "seed": seed,
+                        "lag": lag,
+                        "name": f"{method}-lag{lag}-s{seed}",
+                    }
+                )
+    return plan
+
+
 def speedup_study(
     config: StudyConfig, runner: Callable[..., dict[str, Any]] = run_once, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -404,87 +555,119 @@ def speedup_study(
 
     Worker counts run back to back within each seed and method (1, 2, 4, ... then the
     next method, then the next seed), so slow drifts of background load fall on every
-    count alike. Each run keeps its folder under ``config.out/runs``.
+    count alike; a seed's staleness runs follow its real runs. Each run keeps its folder
+    under ``config.out/runs`` with its record (``bench_run.json``), which a later study
+    with the same settings reuses; the outputs are rewritten after every run.
 
     Args:
         config: what to run.
-        runner: ``runner(method, workers, seed, config, run_dir, backend) -> summary``
-            (``run_once``; tests pass a fake).
+        runner: ``runner(method, workers, seed, config, run_dir, backend)`` (and, for a
+            staleness run, ``policy_lag=K``) ``-> summary`` (``run_once``; tests pass a fake).
         log: where progress lines go.
 
     Returns:
-        ``{"machine", "config", "runs", "paths"}``, also written to ``runs.json``.
+        ``{"machine", "config", "runs", "lag_runs", "paths"}``; ``runs.json`` holds the same.
     """
     from asyncrl.metrics import machine_info
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
+    settings = {k: asdict(config)[k] for k in REUSE_KEYS}
     runs: list[dict[str, Any]] = []
-    for seed in config.seeds:
-        for method, backend in [(m, b) for m in config.algos for b in config.backends]:
-            for workers in config.workers:
-                run_dir = out / "runs" / f"{method}-{backend}-w{workers}-s{seed}"
-                summary = runner(method, workers, seed, config, run_dir, backend)
-                ray_summary = summary.get("ray") or {}
-                on_cluster = backend == "ray" and config.address is not None
-                run = {
-                    "method": config.label(method, backend),
-                    "algo": method,
-                    "backend": backend,
-                    "nodes": ray_summary.get("nodes_used", 1),
-                    "workers": workers,
-                    "seed": seed,
-                    "processes": processes(method, workers),
-                    # (a cluster gives each actor-learner one of the CPUs it declares)
-                    "oversubscribed": bool(summary.get("oversubscribed"))
-                    if on_cluster
-                    else processes(method, workers) > (machine["physical_cores"] or 1),
-                    "pinned": config.pin_workers,
-                    **{
-                        k: summary.get(k)
-                        for k in (
-                            "reached_target",
-                            "time_to_target_s",
-                            "steps_to_target",
-                            "global_step",
-                            "wall_time_s",
-                            "steps_per_s",
-                            "whole_run_steps_per_s",
-                            "target_return",
-                            "stop_reason",
-                            "process_wall_s",
-                        )
-                    },
-                    "cpu_percent_per_core": summary.get("cpu_percent_per_core", []),
-                    "run_dir": str(run_dir),
-                }
-                runs.append(run)
-                t = run["time_to_target_s"]
-                log(
-                    f"{run['method']:<15} {workers:>3} workers seed {seed}: "
-                    f"{f'{t:.1f} s' if t is not None else 'not reached'} to {run['target_return']}, "
-                    f"{run['steps_per_s'] or 0:,.0f} steps/s{' (oversubscribed)' if run['oversubscribed'] else ''}"
-                )
-    paths = write_outputs(runs, machine, config)
-    return {"machine": machine, "config": asdict(config), "runs": runs, "paths": paths}
+    lag_runs: list[dict[str, Any]] = []
+    paths: dict[str, str] = {}
+    for planned in _planned(config):
+        method, backend, workers, seed, lag = (planned[k] for k in ("method", "backend", "workers", "seed", "lag"))
+        run_dir = out / "runs" / planned["name"]
+        record_path = run_dir / "bench_run.json"
+        kept = json.loads(record_path.read_text()) if record_path.exists() else None
+        if kept is not None and kept.get("settings") == settings:
+            run = kept["run"]
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # (an unfinished or differently configured run)
+            extra = {} if lag is None else {"policy_lag": lag}
+            summary = runner(method, workers, seed, config, run_dir, backend, **extra)
+            run = _record(summary, config, machine, method, backend, workers, seed, lag, run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            record_path.write_text(json.dumps({"settings": settings, "run": run}, indent=2))
+        (runs if lag is None else lag_runs).append(run)
+        t = run["time_to_target_s"]
+        log(
+            f"{run['method']:<15} {f'K={lag}' if lag is not None else f'{workers:>3} workers'} seed {seed}: "
+            f"{f'{t:.1f} s' if t is not None else 'not reached'} to {run['target_return']}, "
+            f"{run['steps_per_s'] or 0:,.0f} steps/s{' (oversubscribed)' if run['oversubscribed'] else ''}"
+            f"{'' if run['lag_median'] is None else ', policy lag median ' + str(run['lag_median'])}"
+        )
+        if runs:
+            paths = write_outputs(runs, machine, config, lag_runs)
+    return {"machine": machine, "config": asdict(config), "runs": runs, "lag_runs": lag_runs, "paths": paths}
 
 
-def write_outputs(runs: list[dict[str, Any]], machine: dict[str, Any], config: StudyConfig) -> dict[str, str]:
-    """``runs.csv``, ``runs.json``, ``table.md``, ``speedup.png``, ``return_vs_time.png``;
-    every one carries the machine description. Returns their paths."""
-    out = Path(config.out)
-    paths = {
-        name: str(out / name) for name in ("runs.csv", "runs.json", "table.md", "speedup.png", "return_vs_time.png")
+def _record(
+    summary: dict[str, Any],
+    config: StudyConfig,
+    machine: dict[str, Any],
+    method: str,
+    backend: str,
+    workers: int,
+    seed: int,
+    lag: int | None,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """One run's row: its method, worker count, seed and the summary entries of the tables."""
+    ray_summary = summary.get("ray") or {}
+    on_cluster = backend == "ray" and config.address is not None
+    measured = summary.get("policy_lag") or {}
+    busy = 1 if lag is not None else processes(method, workers)  # (a --serial run is one process)
+    return {
+        "method": config.label(method, backend),
+        "algo": method,
+        "backend": backend,
+        "nodes": ray_summary.get("nodes_used", 1),
+        "workers": workers,
+        "seed": seed,
+        "policy_lag_setting": lag,
+        "processes": busy,
+        # (a cluster gives each actor-learner one of the CPUs it declares)
+        "oversubscribed": bool(summary.get("oversubscribed"))
+        if on_cluster
+        else busy > (machine["physical_cores"] or 1),
+        "pinned": config.pin_workers,
+        **{k: summary.get(k) for k in RUN_FIELDS},
+        "lag_median": measured.get("median"),
+        "lag_p90": measured.get("p90"),
+        "lag_mean": measured.get("mean"),
+        "cpu_percent_per_core": summary.get("cpu_percent_per_core", []),
+        "run_dir": str(run_dir),
     }
+
+
+def write_outputs(
+    runs: list[dict[str, Any]],
+    machine: dict[str, Any],
+    config: StudyConfig,
+    lag_runs: list[dict[str, Any]] | None = None,
+) -> dict[str, str]:
+    """``runs.csv``, ``runs.json``, ``table.md``, ``speedup.png``, ``table2.png``,
+    ``return_vs_time.png`` and, with staleness runs, ``policy_lag.png``; every one carries
+    the machine description. Returns their paths."""
+    out = Path(config.out)
+    lag_runs = lag_runs or []
+    names = ["runs.csv", "runs.json", "table.md", "speedup.png", "table2.png", "return_vs_time.png"]
+    paths = {name: str(out / name) for name in names + (["policy_lag.png"] if lag_runs else [])}
     tables = study_tables(runs)
+    lag_table = staleness_table(lag_runs)
     (out / "runs.json").write_text(
         json.dumps(
             {
                 "machine": machine,
                 "config": asdict(config),
                 "runs": runs,
+                "lag_runs": lag_runs,
                 "tables": {name: {f"{m}|{w}": v for (m, w), v in table.items()} for name, table in tables.items()},
+                "staleness": {f"{m}|{k}": v for (m, k), v in lag_table.items()},
             },
             indent=2,
         )
@@ -498,7 +681,7 @@ def write_outputs(runs: list[dict[str, Any]], machine: dict[str, Any], config: S
         )
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        for run in runs:
+        for run in runs + lag_runs:
             writer.writerow(
                 {
                     **run,
@@ -506,9 +689,12 @@ def write_outputs(runs: list[dict[str, Any]], machine: dict[str, Any], config: S
                     **machine_columns,
                 }
             )
-    (out / "table.md").write_text(markdown(runs, machine, config))
+    (out / "table.md").write_text(markdown(runs, machine, config, lag_runs))
     _plot_speedup(runs, tables, machine, config, out / "speedup.png")
+    _plot_table2(runs, tables, machine, config, out / "table2.png")
     _plot_returns(runs, machine, config, out / "return_vs_time.png")
+    if lag_runs:
+        _plot_staleness(runs, lag_runs, tables, lag_table, machine, config, out / "policy_lag.png")
     return paths
 
 
@@ -553,6 +739,122 @@ def _plot_speedup(runs, tables, machine, config, path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_table2(runs, tables, machine, config, path: Path) -> None:
+    """Data efficiency (left) and training speedup (right) against workers, each method
+    beside its algorithm's row of the paper's Table 2 (dashed, the same colour)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workers = sorted({r["workers"] for r in runs})
+    physical = machine["physical_cores"] or machine["logical_cores"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    paper_drawn: set[str] = set()
+    for i, method in enumerate(dict.fromkeys(r["method"] for r in runs)):
+        colour = colours[i % len(colours)]
+        algo = next(r["algo"] for r in runs if r["method"] == method)
+        paper = PAPER_ROWS.get(registry.methods()[algo][0].name) if algo in registry.methods() else None
+        for ax, key in zip(axes, ("data_efficiency", "speedup")):
+            cells = [(w, tables[key].get((method, w))) for w in workers]
+            points = [(w, c) for w, c in cells if c and c["median"] is not None]
+            if points:
+                xs = [w for w, _ in points]
+                ys = [c["median"] for _, c in points]
+                err = [[c["median"] - c["min"] for _, c in points], [c["max"] - c["median"] for _, c in points]]
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=colour, label=method)
+            if paper is not None and (paper, key) not in paper_drawn:
+                paper_drawn.add((paper, key))
+                ax.plot(
+                    PAPER_WORKERS,
+                    PAPER_TABLE_2[paper],
+                    linestyle="--",
+                    marker="x",
+                    color=colour,
+                    alpha=0.6,
+                    label=f"paper: {paper}",
+                )
+    top = max(workers + [16])
+    for ax, title in zip(
+        axes, ("data efficiency (env steps to score, 1 worker ÷ n)", "training speedup (time to score, 1 worker ÷ n)")
+    ):
+        ax.plot([1, top], [1, top], "k:", linewidth=1, label="linear")
+        if max(workers) > physical:
+            ax.axvspan(
+                physical + 0.5, top * 1.1, color="grey", alpha=0.12, label=f"oversubscribed (> {physical} cores)"
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ticks = sorted(set(workers) | set(PAPER_WORKERS))
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set_xlabel("workers (actor-learners) / the paper's threads")
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylabel("ratio to 1 worker")
+    axes[1].legend(fontsize=6, ncol=2)
+    fig.suptitle(f"{config.env} against Mnih et al. 2016, Table 2 (Atari, time speedup)", fontsize=10)
+    fig.text(0.01, 0.005, machine_line(machine, config.pin_workers), fontsize=5, wrap=True)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_staleness(runs, lag_runs, tables, lag_table, machine, config, path: Path) -> None:
+    """Data efficiency against K (``--policy-lag``) per method, and the real runs' data
+    efficiency placed at their measured median lag."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lags = sorted({r["policy_lag_setting"] for r in lag_runs})
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, method in enumerate(dict.fromkeys(r["method"] for r in lag_runs)):
+        colour = colours[i % len(colours)]
+        points = [(k, lag_table.get((method, k))) for k in lags]
+        points = [(k, c) for k, c in points if c and c["median"] is not None]
+        if points:
+            ax.errorbar(
+                [k + 1 for k, _ in points],
+                [c["median"] for _, c in points],
+                yerr=[[c["median"] - c["min"] for _, c in points], [c["max"] - c["median"] for _, c in points]],
+                marker="o",
+                capsize=3,
+                color=colour,
+                label=f"{method}: --policy-lag K",
+            )
+        real = []
+        for w in sorted({r["workers"] for r in runs if r["method"] == method}):
+            group = [r for r in runs if r["method"] == method and r["workers"] == w and r.get("lag_median") is not None]
+            cell = tables["data_efficiency"].get((method, w))
+            if group and cell and cell["median"] is not None:
+                real.append((statistics.median(r["lag_median"] for r in group) + 1, cell["median"], w))
+        if real:
+            ax.plot(
+                [x for x, _, _ in real],
+                [y for _, y, _ in real],
+                linestyle="--",
+                marker="s",
+                color=colour,
+                alpha=0.7,
+                label=f"{method}: real runs at their median lag",
+            )
+            for x, y, w in real:
+                ax.annotate(f"{w}w", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.axhline(1.0, color="k", linestyle=":", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([k + 1 for k in lags], [str(k) for k in lags])
+    ax.set_xlabel("policy lag K (updates)")
+    ax.set_ylabel("data efficiency (env steps to score at K = 0 ÷ at K)")
+    ax.set_title(f"{config.env}: staleness under control", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.text(0.01, 0.005, machine_line(machine, config.pin_workers), fontsize=5, wrap=True)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _plot_returns(runs, machine, config, path: Path) -> None:
     import matplotlib
 
@@ -581,7 +883,8 @@ def _plot_returns(runs, machine, config, path: Path) -> None:
         ax.set_title(method, fontsize=10)
         ax.set_xlabel("wall time (s)")
         ax.set_ylabel(f"mean return (last {config.return_window})")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(methods) :]:
         ax.axis("off")
     fig.text(0.01, 0.005, machine_line(machine, config.pin_workers) + f" Seed {seed}.", fontsize=5, wrap=True)
@@ -650,6 +953,15 @@ def main(argv: list[str] | None = None) -> int:
         help=f"{' '.join(study_methods(quick=True))} at 1 2 4 workers, seed 0, score 200, 30 s cap: "
         "under 5 minutes on 2 cores",
     )
+    p.add_argument(
+        "--policy-lags",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="K",
+        help="also run each method that takes --policy-lag as --serial --workers 1 --policy-lag K for each K "
+        "(e.g. 0 1 3 7 15) and seed: data efficiency against a controlled lag",
+    )
     p.add_argument("--out", default="bench/speedup", help="output folder (default: %(default)s)")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
@@ -666,6 +978,7 @@ def main(argv: list[str] | None = None) -> int:
             pin_workers=args.pin_workers,
             backends=args.backend,
             address=args.address,
+            policy_lags=args.policy_lags,
             out=args.out,
         )
         if config.target_return is None:

@@ -8,7 +8,8 @@ import math
 import os
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,53 @@ BASE_COLUMNS = (
     "uss_mb",  # unique set size of this run's processes, MiB
     "workers_alive",
 )
+
+
+LagCounts = dict[int, int]
+"""A policy-lag histogram: ``{lag in updates: number of updates (or rollouts) with it}``."""
+
+
+def merge_lags(into: LagCounts, counts: Mapping[int, int] | Iterable[int]) -> LagCounts:
+    """Add ``counts`` (a histogram, or lags one by one) into ``into``; returns ``into``."""
+    items = counts.items() if isinstance(counts, Mapping) else Counter(int(c) for c in counts).items()
+    for lag, n in items:
+        into[int(lag)] = into.get(int(lag), 0) + int(n)
+    return into
+
+
+def lag_quantile(counts: Mapping[int, int], q: float) -> int:
+    """The smallest lag ``L`` with at least a fraction ``q`` of the counted updates at or below
+    it (the inverse of the empirical distribution function; ``q`` in (0, 1]).
+
+    Raises:
+        ValueError: if ``counts`` is empty or ``q`` is outside (0, 1].
+    """
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {q}")
+    total = sum(counts.values())
+    if total <= 0:
+        raise ValueError("no lags counted")
+    seen = 0
+    for lag in sorted(counts):
+        seen += counts[lag]
+        if seen >= q * total:
+            return lag
+    return max(counts)  # (not reached: seen == total at the last lag)
+
+
+def lag_summary(counts: Mapping[int, int]) -> dict[str, float | int] | None:
+    """``{"updates", "mean", "median", "p90", "max"}`` of a lag histogram (lags in updates of
+    theta), or None if it is empty."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    return {
+        "updates": total,
+        "mean": sum(lag * n for lag, n in counts.items()) / total,
+        "median": lag_quantile(counts, 0.5),
+        "p90": lag_quantile(counts, 0.9),
+        "max": max(lag for lag, n in counts.items() if n),
+    }
 
 
 class EpisodeStats:
@@ -353,6 +401,7 @@ class RunMetrics:
         self._loss_sums: dict[str, float] = {}
         self._loss_updates = 0
         self._lag_sum, self._lag_batches = 0.0, 0  # policy lag summed over learner batches (A2C, PPO)
+        self.lags: LagCounts = {}  # the run's policy-lag histogram (updates, or rollouts for a learner)
         self._last_row = (time.monotonic(), counters.global_step)
         self.peak_memory = {"pss_mb": math.nan, "uss_mb": math.nan}  # the largest over the rows, MiB
         self.writer = MetricsWriter(run_dir, loss_names, keep_rows=resumed["metrics_rows"] if resumed else None)
@@ -377,6 +426,7 @@ class RunMetrics:
         for name, value in stats["loss_sums"].items():
             self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
         self._loss_updates += stats["updates"]
+        merge_lags(self.lags, stats.get("lags", {}))
         if "policy_lag" in stats["loss_sums"]:
             self._lag_sum += stats["loss_sums"]["policy_lag"]
             self._lag_batches += stats["updates"]

@@ -8,6 +8,13 @@ actor-learner), from a ring of the last ``K + 1`` snapshots, while every push up
 current theta. The target network theta^- is unaffected. Serial runs stay deterministic,
 so the data efficiency that ``N`` real workers' lag would cost can be studied at any
 ``N`` on any machine (``asyncrl.bench``).
+
+The lag every run actually had is measured too: each Hogwild actor-learner's view of the
+shared state (``MeasuredLag`` on shared memory, ``sync_round.SyncMember``, ``LaggedModel``,
+the Ray backend's ``RemoteState``) counts, for each update it applies, the updates of theta
+made between the theta its gradient was computed from and that update (``drain_lags``:
+``{lag: updates}``); the batched learner counts each rollout's. ``metrics.lag_summary`` turns
+the run's counts into the ``policy_lag`` entry of ``summary.json`` (median, 90th percentile).
 """
 
 from __future__ import annotations
@@ -18,7 +25,51 @@ from typing import Any
 
 import torch
 
+from asyncrl.metrics import LagCounts
 from asyncrl.shared import sync_local
+
+
+class MeasuredLag:
+    """Actor-learner ``worker_id``'s view of a Hogwild run's shared state on shared memory
+    (``backends.contract.SharedModel``): ``pull`` and ``push`` as the shared state's, and
+    each push's policy lag counted.
+
+    The lag of a push is the number of updates other actor-learners applied to theta since
+    this one's last ``pull`` (the theta its gradient was computed from), or, for the one-step
+    methods, which differentiate theta itself and never pull, since its own previous push.
+    It is read from the global update counter, so a push takes it as of just before its
+    own update is counted.
+
+    Args:
+        shared: the run's ``algos.base.SharedState``.
+        counters: the run's global counters (``policy_version``: updates summed over workers).
+    """
+
+    def __init__(self, shared: Any, counters: Any) -> None:
+        self.shared, self.counters = shared, counters
+        self._since = counters.policy_version
+        self._lags: LagCounts = {}
+
+    def __getattr__(self, name: str) -> Any:  # model, target, optimizer, shared_params, ...
+        return getattr(self.shared, name)
+
+    def pull(self, local_params: Sequence[torch.Tensor]) -> None:
+        """``theta' <- theta``, noting the version it reads."""
+        self._since = self.counters.policy_version
+        self.shared.pull(local_params)
+
+    def push(self, params: Sequence[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
+        """``SharedState.push``, counting its lag."""
+        version = self.counters.policy_version
+        lag = version - self._since
+        self._lags[lag] = self._lags.get(lag, 0) + 1
+        self.shared.push(params, max_grad_norm, lr)
+        self._since = version + 1  # (this update; a pull moves it on)
+
+    def drain_lags(self) -> LagCounts:
+        """The lags of the pushes since the last call."""
+        lags, self._lags = self._lags, {}
+        return lags
 
 
 class LaggedModel:
@@ -40,6 +91,8 @@ class LaggedModel:
         self.shared, self.lag = shared, lag
         self.updates = 0  # pushes through this wrapper: u
         self._ring: deque[list[torch.Tensor]] = deque(maxlen=lag + 1)  # theta_{u-K} .. theta_u
+        self._pulled = 0  # the version (updates) of theta the last pull gave
+        self._lags: LagCounts = {}
         self._snapshot()
 
     def __getattr__(self, name: str) -> Any:  # model, target, optimizer, shared_params, ...
@@ -55,13 +108,22 @@ class LaggedModel:
 
     def pull(self, local_params: Sequence[torch.Tensor]) -> None:
         """``theta' <- theta_{u-K}``."""
+        self._pulled = self.updates - len(self._ring) + 1
         sync_local(local_params, self._ring[0])
 
     def push(self, params: Sequence[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
         """One update of the current theta (``SharedState.push``), then a snapshot of it."""
+        lag = self.updates - self._pulled
+        self._lags[lag] = self._lags.get(lag, 0) + 1
         self.shared.push(params, max_grad_norm, lr)
         self.updates += 1
         self._snapshot()
+
+    def drain_lags(self) -> LagCounts:
+        """The lags of the pushes since the last call: ``K`` once ``K`` updates are made (every
+        actor-learner of a serial run shares these counts)."""
+        lags, self._lags = self._lags, {}
+        return lags
 
     @property
     def current_lag(self) -> int:

@@ -24,6 +24,7 @@ import torch
 from asyncrl import registry
 from asyncrl.algos.base import SharedState, rng_state, set_rng_state
 from asyncrl.config import Config
+from asyncrl.metrics import merge_lags
 from asyncrl.shared import GlobalCounters
 
 REPORT_INTERVAL_S = 0.2
@@ -107,8 +108,14 @@ def worker_main(
 
 
 def report(worker: Any) -> dict[str, Any]:
-    """What a worker reports: its statistics since the last report and its random state."""
-    return {**worker.drain_stats(), "rng": rng_state(worker)}
+    """What a worker reports: its statistics since the last report (``WorkerStats.drain``),
+    with the policy lags its view of the shared state measured (``drain_lags``, where it
+    has one: the Hogwild actor-learners), and its random state."""
+    stats = worker.drain_stats()
+    drain_lags = getattr(getattr(worker, "shared", None), "drain_lags", None)
+    if drain_lags is not None:
+        stats["lags"] = merge_lags(dict(stats.get("lags", {})), drain_lags())
+    return {**stats, "rng": rng_state(worker)}
 
 
 def pin_to_core(index: int) -> int:

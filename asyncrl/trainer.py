@@ -32,7 +32,7 @@ from asyncrl.algos.base import set_rng_state
 from asyncrl.backends import contract
 from asyncrl.checkpoint import load_latest_good, restore_shared, save_checkpoint, snapshot_shared
 from asyncrl.config import Config
-from asyncrl.metrics import RunMetrics, plot_learning_curve
+from asyncrl.metrics import RunMetrics, lag_summary, plot_learning_curve
 from asyncrl.policy_lag import LaggedModel
 from asyncrl.prepare import RunDirError, Setup, prepare
 from asyncrl.shared import GlobalCounters
@@ -376,6 +376,8 @@ class Trainer:
             "learner": self._learner_summary() if self.has_learner else None,
             "global_step": self.counters.global_step,
             "updates": self.counters.policy_version,
+            # updates of theta between the theta a gradient (or rollout) came from and its update
+            "policy_lag": lag_summary(self.metrics.lags),
             "episodes": episodes.count,
             "return_window": run.return_window,
             "mean_return": None if math.isnan(episodes.mean_return) else episodes.mean_return,

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from asyncrl.metrics import LagCounts, merge_lags
+from asyncrl.policy_lag import MeasuredLag
 from asyncrl.replay import RateLimiter, SharedReplay
 from asyncrl.shared import GlobalCounters, SharedAdam, SharedRMSprop, TargetNetwork, apply_gradients, sync_local
 from asyncrl.storage import PolicyStore, RolloutSlots
@@ -64,11 +66,12 @@ class SharedState:
         return params
 
     def for_worker(self, worker_id: int, counters: GlobalCounters) -> tuple[Any, Any]:
-        """``(shared, counters)`` as actor-learner ``worker_id`` reaches them: this state and
-        ``counters``, or with ``--sync`` its ``SyncMember`` (pushes go through the round) and
+        """``(shared, counters)`` as actor-learner ``worker_id`` reaches them: this state seen
+        through ``policy_lag.MeasuredLag`` (each push's policy lag counted) and ``counters``,
+        or with ``--sync`` its ``SyncMember`` (pushes go through the round) and
         ``RoundCounters`` (``T`` as of the last round's end)."""
         if self.round is None:
-            return self, counters
+            return MeasuredLag(self, counters), counters
         return SyncMember(self, worker_id, counters), RoundCounters(counters, self.round)
 
     def pull(self, local_params: Sequence[torch.Tensor]) -> None:
@@ -142,6 +145,7 @@ class WorkerStats:
         self.episodes: list[tuple[float, int, int]] = []  # (return, length, T at its end)
         self.loss_sums: dict[str, float] = {}
         self.updates = 0
+        self.lags: LagCounts = {}
 
     def step(self, reward: float, done: bool, env_index: int = 0) -> None:
         """Account one env step of environment ``env_index``; ``done`` ends its episode
@@ -162,10 +166,16 @@ class WorkerStats:
             for name, value in metrics.items():
                 self.loss_sums[name] = self.loss_sums.get(name, 0.0) + value
 
-    def drain(self) -> dict[str, Any]:
-        """The episodes, loss sums and update count since the last drain."""
+    def record_lags(self, lags: Sequence[int]) -> None:
+        """Count policy lags, in updates of theta (the batched learner: one per rollout)."""
         with self._lock:
-            out = {"episodes": self.episodes, "loss_sums": self.loss_sums, "updates": self.updates}
+            merge_lags(self.lags, lags)
+
+    def drain(self) -> dict[str, Any]:
+        """The episodes, loss sums, update count and policy-lag counts (``{lag: n}``) since
+        the last drain."""
+        with self._lock:
+            out = {"episodes": self.episodes, "loss_sums": self.loss_sums, "updates": self.updates, "lags": self.lags}
             self._reset()
         return out
 

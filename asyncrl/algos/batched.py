@@ -391,7 +391,9 @@ class Learner:
         steps = self.batch_steps(batch) if self.batch_steps is not None else slots.unroll_length * B
         if not self.cfg.sync:
             slots.release(indices)  # actors may refill them while this batch trains
-        lag = float((self.shared.policy.version - batch["policy_version"]).float().mean())
+        lags = self.shared.policy.version - batch["policy_version"]  # [rollouts] int64
+        self.stats.record_lags(lags.tolist())
+        lag = float(lags.float().mean())
         stats = batch.pop("stats", None)  # [k, stats_size]: the actors' raw moments, per slot
         batch = {name: self._to_device(tensor) for name, tensor in batch.items()}
         progress = self.trained_steps / self.total_steps

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from asyncrl import registry
-from asyncrl.algos.base import SharedState, rng_state, set_rng_state
+from asyncrl.algos.base import SharedState, set_rng_state
 from asyncrl.backends.ray.adapters import (
     RemoteCounters,
     RemotePolicyStore,
@@ -27,6 +27,7 @@ from asyncrl.backends.ray.adapters import (
 from asyncrl.checkpoint import restore_shared
 from asyncrl.config import Config
 from asyncrl.shared import GlobalCounters
+from asyncrl.supervisor import report
 
 # -- the two kinds of Ray actor ------------------------------------------------------
 
@@ -237,7 +238,7 @@ class LearnerServer:
 
     def report(self) -> dict[str, Any]:
         """The learner's statistics since the last call, whether it is done, and its error."""
-        stats = {**self.learner.drain_stats(), "rng": rng_state(self.learner)}
+        stats = report(self.learner)
         return {"report": stats, "finished": self.done and self.error is None, "error": self.error}
 
     def counts(self) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
@@ -361,12 +362,11 @@ class ActorLearnerActor:
             hogwild = isinstance(self.state, RemoteState)  # (a batched learner's actor sends steps with its rollouts)
             if hogwild:
                 self.state.flush()
-            stats = {**learner.drain_stats(), "rng": rng_state(learner)}
+            stats = report(learner)  # (with the lags the server measured for its pushes)
         except Exception:
             self.error = traceback.format_exc()
             return self.run(0.0)
         if hogwild and stats["updates"]:
-            stats["loss_sums"]["policy_lag"] = float(self.state.lag_sum)
-            self.state.lag_sum = 0
+            stats["loss_sums"]["policy_lag"] = float(sum(lag * n for lag, n in stats["lags"].items()))
         finished = counters.stop_requested or counters.global_step >= self.total_steps
         return {"report": stats, "finished": finished, "placement": self.placement, "error": None}
