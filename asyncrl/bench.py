@@ -27,6 +27,10 @@ each method that takes ``--policy-lag`` runs ``--serial --workers 1 --policy-lag
 seed (``asyncrl.policy_lag``), and its data efficiency against K sits beside the real runs'
 at ``K + 1`` workers (with N equally fast actor-learners an update sees about N - 1 others).
 
+With ``--backend ray`` the study ends by measuring each method's Ray server (the parameter
+server, or the learner server) on the study's environment: its service time per update or
+rollout and the worker count that saturates it (``asyncrl.backends.ray.capacity``).
+
 Writes ``runs.csv`` and ``runs.json`` (every run, with the machine description), ``table.md``
 (laid out like the paper's Table 2), ``speedup.png`` (speedup against workers, with the
 ideal line), ``table2.png`` (data efficiency and speedup beside the paper's Table 2),
@@ -304,9 +308,11 @@ def markdown(
     machine: dict[str, Any],
     config: StudyConfig,
     lag_runs: list[dict[str, Any]] | None = None,
+    capacity: list[dict[str, Any]] | None = None,
 ) -> str:
     """The study's tables, laid out like Mnih et al. 2016's Table 2 (methods as rows,
-    worker counts as columns), then the staleness runs' table (``lag_runs``), if any."""
+    worker counts as columns), then the staleness runs' table (``lag_runs``) and the Ray
+    servers' capacity (``capacity``), where the study has them."""
     tables = study_tables(runs)
     workers = sorted({r["workers"] for r in runs})
     methods = list(dict.fromkeys(r["method"] for r in runs))  # rows: methods (with their backend, if several)
@@ -381,6 +387,8 @@ def markdown(
     )
     if lag_runs:
         lines.extend(_staleness_lines(runs, lag_runs))
+    if capacity:
+        lines.extend(_capacity_lines(capacity))
     lines.extend(
         [
             "",
@@ -423,6 +431,34 @@ def _staleness_lines(runs: list[dict[str, Any]], lag_runs: list[dict[str, Any]])
                 cell = real.get((method, k + 1))
                 cells.append(f"{_cell(cell)}; lag {lag_cell(group)}" if group and cell else "")
             lines.append(f"| {method}, real runs at K + 1 workers | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _capacity_lines(capacity: list[dict[str, Any]]) -> list[str]:
+    """The Ray servers' capacity table."""
+
+    def num(value: float | None, fmt: str) -> str:
+        return "—" if value is None else format(value, fmt)
+
+    lines = [
+        "",
+        "**Ray server capacity** (one server per run: the parameter server of the Hogwild methods, the learner "
+        "server of the batched ones; service time = server seconds per update or rollout, from calls pipelined "
+        "from one process; saturates at = the workers whose updates (rollouts) together take all of it, from one "
+        "worker's rate in the runs above; `asyncrl.backends.ray.capacity`)",
+        "",
+        "| method | server | per | payload (MB) | service time (ms) | most per s | round trip (ms) | one worker per s "
+        "| saturates at (workers) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in capacity:
+        payload = c.get("gradient_mb", c.get("rollout_mb"))
+        trip = None if c["round_trip_s"] is None else 1000 * c["round_trip_s"]
+        lines.append(
+            f"| {c['method']} | {c['server']} | {c['unit'][:-1]} | {num(payload, '.3f')} | "
+            f"{1000 * c['service_s']:.2f} | {c['server_per_s']:,.0f} | {num(trip, '.2f')} | "
+            f"{num(c['worker_per_s'], ',.1f')} | {num(c['saturation_workers'], '.1f')} |"
+        )
     return lines
 
 
@@ -515,6 +551,7 @@ RUN_FIELDS = (
     "target_return",
     "stop_reason",
     "process_wall_s",
+    "updates",
 )
 """The summary entries each run's record keeps."""
 
@@ -602,7 +639,72 @@ def speedup_study(
         )
         if runs:
             paths = write_outputs(runs, machine, config, lag_runs)
-    return {"machine": machine, "config": asdict(config), "runs": runs, "lag_runs": lag_runs, "paths": paths}
+    capacity: list[dict[str, Any]] = []
+    if "ray" in config.backends:
+        capacity = ray_capacity(config, runs)
+        paths = write_outputs(runs, machine, config, lag_runs, capacity)
+    return {
+        "machine": machine,
+        "config": asdict(config),
+        "runs": runs,
+        "lag_runs": lag_runs,
+        "capacity": capacity,
+        "paths": paths,
+    }
+
+
+def ray_capacity(config: StudyConfig, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method run on ``--backend ray``: its server's capacity
+    (``asyncrl.backends.ray.capacity``), measured now on the study's environment, and the
+    worker count that saturates it, from the method's ray runs at the smallest worker
+    count (their updates, or rollouts, per second per worker).
+
+    Returns:
+        one dict per method: ``method``, ``server``, ``unit`` (``updates`` or ``rollouts``),
+        ``service_s``, ``server_per_s``, ``round_trip_s`` (parameter server), ``gradient_mb``
+        or ``rollout_mb``, ``worker_per_s`` and ``saturation_workers`` (None without a run).
+    """
+    import tempfile
+
+    from asyncrl.backends.ray import capacity
+
+    out = []
+    base_workers = min(config.workers)
+    for method in config.algos:
+        base = [r for r in runs if r["algo"] == method and r["backend"] == "ray" and r["workers"] == base_workers]
+        with tempfile.TemporaryDirectory() as tmp:
+            flags = [*methods()[method], "--env", config.env, "--run-dir", tmp]
+            if has_learner(method):
+                cap = capacity.learner_server_capacity(flags, address=config.address)
+                server_per_s, unit, size = cap["rollouts_per_s"], "rollouts", {"rollout_mb": cap["rollout_mb"]}
+                rates = [r["steps_per_s"] / cap["steps_per_rollout"] / r["workers"] for r in base if r["steps_per_s"]]
+                trip = None
+            else:
+                cap = capacity.parameter_server_capacity(flags, address=config.address)
+                server_per_s, unit, size = cap["updates_per_s"], "updates", {"gradient_mb": cap["gradient_mb"]}
+                rates = [
+                    r["updates"] / r["wall_time_s"] / r["workers"]
+                    for r in base
+                    if r.get("updates") and r["wall_time_s"]
+                ]
+                trip = cap["round_trip_s"]
+        worker_per_s = statistics.median(rates) if rates else None
+        out.append(
+            {
+                "method": method,
+                "server": "learner server" if has_learner(method) else "parameter server",
+                "unit": unit,
+                "service_s": cap["service_s"],
+                "server_per_s": server_per_s,
+                "round_trip_s": trip,
+                **size,
+                "worker_per_s": worker_per_s,
+                "saturation_workers": capacity.saturation_workers(1.0 / worker_per_s, cap["service_s"])
+                if worker_per_s
+                else None,
+            }
+        )
+    return out
 
 
 def _record(
@@ -649,6 +751,7 @@ def write_outputs(
     machine: dict[str, Any],
     config: StudyConfig,
     lag_runs: list[dict[str, Any]] | None = None,
+    capacity: list[dict[str, Any]] | None = None,
 ) -> dict[str, str]:
     """``runs.csv``, ``runs.json``, ``table.md``, ``speedup.png``, ``table2.png``,
     ``return_vs_time.png`` and, with staleness runs, ``policy_lag.png``; every one carries
@@ -666,6 +769,7 @@ def write_outputs(
                 "config": asdict(config),
                 "runs": runs,
                 "lag_runs": lag_runs,
+                "capacity": capacity or [],
                 "tables": {name: {f"{m}|{w}": v for (m, w), v in table.items()} for name, table in tables.items()},
                 "staleness": {f"{m}|{k}": v for (m, k), v in lag_table.items()},
             },
@@ -689,7 +793,7 @@ def write_outputs(
                     **machine_columns,
                 }
             )
-    (out / "table.md").write_text(markdown(runs, machine, config, lag_runs))
+    (out / "table.md").write_text(markdown(runs, machine, config, lag_runs, capacity))
     _plot_speedup(runs, tables, machine, config, out / "speedup.png")
     _plot_table2(runs, tables, machine, config, out / "table2.png")
     _plot_returns(runs, machine, config, out / "return_vs_time.png")

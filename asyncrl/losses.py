@@ -7,6 +7,16 @@ import torch
 from asyncrl.distributions import Categorical, Distribution
 
 
+def normalized(advantages: torch.Tensor) -> torch.Tensor:
+    """``(A - mean(A)) / (std(A) + 1e-8)`` over all of ``advantages`` (any shape, float32;
+    the unbiased std), or ``advantages`` unchanged if it holds a single value: the
+    per-batch advantage normalisation of PPO implementations (OpenAI Baselines,
+    Stable-Baselines3, CleanRL)."""
+    if advantages.numel() < 2:
+        return advantages
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
 def actor_critic_loss(
     params: torch.Tensor,
     values: torch.Tensor,

@@ -12,6 +12,12 @@ Three studies, each run as child processes of this one (``python -m asyncrl.run`
 2. ``solve``: A3C ``--backend ray`` with 2 workers on CartPole-v1 until the mean return of
    the last 100 episodes reaches 475 (the env's threshold), seeds ``--seeds``, within
    ``--solve-steps`` env steps.
+4. ``capacity``: how many workers one server can serve (``asyncrl.backends.ray.capacity``).
+   For A3C's parameter server with the MLP (CartPole-v1), MinAtar's CNN and the paper's
+   Atari CNN (ALE/Pong-v5), and A2C's learner server (CartPole-v1, ALE/Pong-v5): the
+   server's seconds per update (rollout) with calls pipelined from one process, one push's
+   round trip, and one worker's updates (rollouts) per second in a ``--backend ray`` run of
+   ``--seconds`` with 1 worker; saturation = server rate / one worker's rate.
 3. ``cluster``: a two-node Ray cluster on this machine (``ray.cluster_utils.Cluster``:
    head and one worker node with 2 CPUs each, on 127.0.0.1); A3C ``--address`` with 2
    workers spread over both nodes; once ``T`` passes ``--remove-at`` env steps the worker
@@ -134,6 +140,41 @@ def cluster(args, tmp: Path) -> dict:
     return out
 
 
+CAPACITY_CASES = (
+    ("a3c", "CartPole-v1", "MLP"),
+    ("a3c", "MinAtar/Breakout-v1", "MinAtar CNN"),
+    ("a3c", "ALE/Pong-v5", "the paper's Atari CNN"),
+    ("a2c", "CartPole-v1", "MLP"),
+    ("a2c", "ALE/Pong-v5", "the paper's Atari CNN"),
+)
+"""(algorithm, environment, network) of the capacity study."""
+
+
+def capacity(args, tmp: Path) -> dict:
+    from asyncrl.backends.ray import capacity as cap
+
+    out = {}
+    for algo, env, network in args.capacity_cases:
+        flags = ["--algo", algo, "--env", env]
+        run_dir = tmp / f"capacity-{algo}-{env.replace('/', '_')}"
+        summary = asyncrl_run([*flags, "--workers", "1", "--backend", "ray", "--max-seconds", str(args.seconds),
+                               "--total-steps", "100000000", "--target-return", "inf"], run_dir)
+        if algo == "a2c":
+            server = cap.learner_server_capacity([*flags, "--run-dir", str(tmp / "probe")], seconds=args.seconds)
+            worker_per_s = summary["steps_per_s"] / server["steps_per_rollout"]
+            server_per_s, unit = server["rollouts_per_s"], "rollout"
+        else:
+            server = cap.parameter_server_capacity([*flags, "--run-dir", str(tmp / "probe")])
+            worker_per_s = summary["updates"] / summary["wall_time_s"]
+            server_per_s, unit = server["updates_per_s"], "update"
+        row = {"algo": algo, "env": env, "network": network, "unit": unit, **server, "server_per_s": server_per_s,
+               "worker_per_s": worker_per_s, "worker_steps_per_s": summary["steps_per_s"],
+               "saturation_workers": cap.saturation_workers(1.0 / worker_per_s, server["service_s"])}
+        out[f"{algo} {env}"] = row
+        print(f"capacity {algo} {env}: {row}", flush=True)
+    return out
+
+
 def markdown(results: dict, args) -> str:
     lines = []
     if "overhead" in results:
@@ -154,6 +195,24 @@ def markdown(results: dict, args) -> str:
             lines.append(f"| {seed} | {r['reached_target']} | {r['steps_to_target'] or '-'} | "
                          f"{r['time_to_target_s'] or float('nan'):.1f} | {r['mean_policy_lag']:.2f} |")
         lines.append("")
+    if "capacity" in results:
+        lines += ["## One server's capacity: the worker count that saturates it", "",
+                  f"`python benchmarks/ray_backend.py --studies capacity --name {args.name}`. Service time: the "
+                  "server's seconds per update (A3C: push the clipped gradient, apply it, answer with theta) or "
+                  "per rollout (A2C: acquire + commit, trained on by the learner's thread), from calls pipelined "
+                  "from one process. One worker: its updates (rollouts) per second in a `--backend ray` run with "
+                  f"1 worker, {args.seconds:g} s. Saturates at: server rate ÷ one worker's rate.", "",
+                  "| algorithm | env (network) | payload (MB) | service time (ms) | server max per s | round trip (ms) "
+                  "| one worker per s (env steps/s) | saturates at (workers) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in results["capacity"].values():
+            payload = r.get("gradient_mb", r.get("rollout_mb"))
+            trip = f"{1000 * r['round_trip_s']:.2f}" if "round_trip_s" in r else "—"
+            lines.append(f"| {r['algo']} (per {r['unit']}) | {r['env']} ({r['network']}) | {payload:.3f} | "
+                         f"{1000 * r['service_s']:.2f} | {r['server_per_s']:,.0f} | {trip} | "
+                         f"{r['worker_per_s']:,.1f} ({r['worker_steps_per_s']:,.0f}) | "
+                         f"**{r['saturation_workers']:.1f}** |")
+        lines.append("")
     if "cluster" in results:
         lines += ["## Two-node loopback cluster, worker node removed mid-run", "",
                   f"Head and worker node with 2 CPUs each; node removed once T ≥ {args.remove_at:,}.", "",
@@ -169,7 +228,7 @@ def markdown(results: dict, args) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", nargs="+", default=["overhead", "solve", "cluster"],
-                        choices=["overhead", "solve", "cluster"])
+                        choices=["overhead", "solve", "cluster", "capacity"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--algo", default="a3c", help="the overhead study's algorithm (default: %(default)s)")
     parser.add_argument("--envs", nargs="+", default=list(OVERHEAD_ENVS), help="the overhead study's environments")
@@ -178,12 +237,15 @@ def main() -> None:
     parser.add_argument("--solve-steps", type=int, default=2_000_000)
     parser.add_argument("--remove-at", type=int, default=20_000)
     parser.add_argument("--name", default="ray_backend")
-    args = parse_args(parser, studies=["overhead", "solve"], repeats=1, envs=["CartPole-v1"], seconds=9.0, seeds=[0],
-                      solve_steps=2_000)
+    args = parse_args(parser, studies=["overhead", "solve", "capacity"], repeats=1, envs=["CartPole-v1"], seconds=9.0,
+                      seeds=[0], solve_steps=2_000, capacity_cases=CAPACITY_CASES[:1] + CAPACITY_CASES[3:4])
+    if not args.smoke:
+        args.capacity_cases = CAPACITY_CASES
     results: dict = {"args": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
         for study in args.studies:
-            results[study] = {"overhead": overhead, "solve": solve, "cluster": cluster}[study](args, Path(tmp))
+            run_study = {"overhead": overhead, "solve": solve, "cluster": cluster, "capacity": capacity}[study]
+            results[study] = run_study(args, Path(tmp))
     path = write_results(args.name, results, markdown(results, args))
     print(path.with_suffix(".md").read_text())
 

@@ -90,6 +90,7 @@ def test_backends_side_by_side_label_rows_and_count_nodes(tmp_path, monkeypatch)
     """``--backend shm ray``: every method on each, one row per (method, backend) in every
     table, with the backend and the nodes its runs used."""
     monkeypatch.setattr("asyncrl.metrics.machine_info", _machine)
+    monkeypatch.setattr(bench, "ray_capacity", lambda config, runs: [])  # (measured on a real cluster only)
     seen = []
 
     def fake_runner(method, workers, seed, config, run_dir, backend):
@@ -157,3 +158,84 @@ def test_steady_steps_per_s_leaves_out_start_up_and_shutdown(tmp_path):
     path.write_text("global_step,wall_time_s\n100,0.5\n600,1.0\n1100,1.5\n1600,2.0\n1700,3.0\n")
     assert steady_steps_per_s(path, skip_s=0.5) == pytest.approx(1000.0)
     assert steady_steps_per_s(path, skip_s=1.9) is None  # too short: one row left
+
+
+def _lag_runner(calls):
+    """A fake ``run_once``: env steps to the score grow with the workers and with K; a run's
+    measured lag is its workers - 1 (or K)."""
+
+    def runner(method, workers, seed, config, run_dir, backend, policy_lag=None):
+        calls.append((method, workers, seed, policy_lag))
+        run_dir.mkdir(parents=True)
+        lag = workers - 1 if policy_lag is None else policy_lag
+        steps = 1000 * (1 + lag) if policy_lag is not None else 1000 + 100 * workers + seed
+        return {"reached_target": True, "time_to_target_s": steps / (500.0 * workers), "steps_to_target": steps,
+                "global_step": steps, "wall_time_s": 2.0, "steps_per_s": 500.0 * workers, "target_return": 4.0,
+                "stop_reason": "target_reached", "cpu_percent_per_core": [50.0, 50.0], "updates": 10,
+                "policy_lag": {"updates": 10, "mean": float(lag), "median": lag, "p90": lag + 1, "max": lag + 2}}
+
+    return runner
+
+
+def test_staleness_runs_sit_beside_the_real_runs_lag_and_finished_runs_are_reused(tmp_path, monkeypatch):
+    monkeypatch.setattr("asyncrl.metrics.machine_info", _machine)
+    calls = []
+    config = StudyConfig(algos=["a3c", "a3c-sync"], workers=[1, 2, 4], seeds=[0, 1], policy_lags=[0, 1, 3],
+                         out=str(tmp_path / "out"), target_return=4.0)
+    result = speedup_study(config, runner=_lag_runner(calls), log=lambda line: None)
+    # per seed: 2 methods x 3 worker counts, then a3c's staleness runs (a3c-sync takes no --policy-lag)
+    assert calls[:9] == [*[("a3c", w, 0, None) for w in (1, 2, 4)], *[("a3c-sync", w, 0, None) for w in (1, 2, 4)],
+                         *[("a3c", 1, 0, k) for k in (0, 1, 3)]]
+    assert len(calls) == 18 and len(result["runs"]) == 12 and len(result["lag_runs"]) == 6
+    table = (tmp_path / "out" / "table.md").read_text()
+    # the lag column: median / p90 of the measured lag, medians over seeds
+    assert "| a3c | shm | 1 | 4 *oversubscribed* | 2/2 | 0.7 | 1,400 | 2,000 | 3 / 4 |" in table
+    # staleness: steps at K=0 / at K: 1000 / 2000 = 0.5, 1000 / 4000 = 0.25; real runs at K + 1 workers
+    # (seed 0: 1101 / 1200, seed 1: 1102 / 1201; the 4-worker ones 1101 / 1400 and 1102 / 1401)
+    assert "| a3c | 1.00 (1.00–1.00) | 0.50 (0.50–0.50) | 0.25 (0.25–0.25) |" in table
+    assert "| a3c, real runs at K + 1 workers | 1.00 (1.00–1.00); lag 0 / 1 | 0.92 (0.92–0.92); lag 1 / 2 | " \
+           "0.79 (0.79–0.79); lag 3 / 4 |" in table
+    assert (tmp_path / "out" / "policy_lag.png").stat().st_size > 5000
+    assert (tmp_path / "out" / "table2.png").stat().st_size > 5000
+    # the same study again: every run is taken from its folder; another score reruns them all
+    again = speedup_study(config, runner=_lag_runner(calls), log=lambda line: None)
+    assert len(calls) == 18 and again["runs"] == result["runs"] and again["lag_runs"] == result["lag_runs"]
+    config.target_return = 5.0
+    speedup_study(config, runner=_lag_runner(calls), log=lambda line: None)
+    assert len(calls) == 36
+
+
+def test_staleness_needs_a_method_that_pulls_a_copy():
+    with pytest.raises(ValueError, match="--policy-lags needs a method that takes --policy-lag"):
+        StudyConfig(algos=["one-step-q", "a3c-sync"], policy_lags=[0, 1])
+    with pytest.raises(ValueError, match="--policy-lags must be >= 0"):
+        StudyConfig(algos=["a3c"], policy_lags=[-1])
+    assert bench.lag_capable_methods() == ["a3c", "n-step-q"]  # (the one-step methods differentiate theta)
+
+
+def test_a_ray_study_ends_with_each_servers_capacity(tmp_path, monkeypatch):
+    monkeypatch.setattr("asyncrl.metrics.machine_info", _machine)
+    measured = []
+
+    def fake_capacity(config, runs):
+        measured.append([r["workers"] for r in runs])
+        return [{"method": "a3c", "server": "parameter server", "unit": "updates", "service_s": 0.004,
+                 "server_per_s": 250.0, "round_trip_s": 0.006, "gradient_mb": 2.7, "worker_per_s": 50.0,
+                 "saturation_workers": 5.0}]
+
+    monkeypatch.setattr(bench, "ray_capacity", fake_capacity)
+    config = StudyConfig(algos=["a3c"], workers=[1, 2], seeds=[0], backends=["ray"], out=str(tmp_path / "out"),
+                         target_return=4.0)
+    result = speedup_study(config, runner=_lag_runner([]), log=lambda line: None)
+    assert measured == [[1, 2]] and result["capacity"][0]["saturation_workers"] == 5.0
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| a3c | parameter server | update | 2.700 | 4.00 | 250 | 6.00 | 50.0 | 5.0 |" in table
+    assert json.loads((tmp_path / "out" / "runs.json").read_text())["capacity"][0]["service_s"] == 0.004
+
+
+def test_saturation_is_one_workers_period_over_the_service_time():
+    from asyncrl.backends.ray.capacity import saturation_workers
+
+    assert saturation_workers(0.02, 0.004) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="times must be positive"):
+        saturation_workers(0.0, 0.004)

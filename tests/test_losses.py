@@ -3,10 +3,11 @@ against a hand computation, and their gradients."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from asyncrl.losses import actor_critic_loss, ppo_loss
+from asyncrl.losses import actor_critic_loss, normalized, ppo_loss
 
 
 def slow_a3c_loss(logits, values, actions, returns, value_coef, entropy_coef):
@@ -125,3 +126,13 @@ def test_mean_reduction_divides_every_term_by_the_steps():
     assert mean.item() == pytest.approx(summed.item() / 8, rel=1e-6)
     with pytest.raises(ValueError, match="reduction"):
         actor_critic_loss(logits, values, actions, returns, 0.5, 0.01, reduction="max")
+
+
+def test_normalized_advantages_match_numpy_and_leave_a_single_value_alone():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0.3, 0.05, size=(5, 16)).astype(np.float32)
+    got = normalized(torch.from_numpy(a)).numpy()
+    want = (a.astype(np.float64) - a.mean()) / (a.std(ddof=1) + 1e-8)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    one = torch.tensor([0.7])
+    assert normalized(one) is one

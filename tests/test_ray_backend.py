@@ -440,3 +440,33 @@ def test_run_reaches_its_target_after_losing_a_node(tmp_path):
         assert summary["reached_target"] and summary["steps_to_target"] > summary["worker_failures"][0]["global_step"]
     finally:
         cluster.shutdown()
+
+
+def test_capacity_measures_both_servers_on_a_local_instance(tmp_path):
+    """``asyncrl.backends.ray.capacity`` on CartPole-v1: the parameter server's service time
+    per push of A3C's gradient and the learner server's rollouts per second for A2C (in a
+    child process: it starts and ends its own Ray instance)."""
+    code = (
+        "import json; from asyncrl.backends.ray import capacity as c\n"
+        f"p = c.parameter_server_capacity(['--algo', 'a3c', '--env', 'CartPole-v1', '--run-dir', r'{tmp_path / 'p'}'],"
+        " pushes=40, round_trips=5)\n"
+        f"l = c.learner_server_capacity(['--algo', 'a2c', '--env', 'CartPole-v1', '--run-dir', r'{tmp_path / 'l'}'],"
+        " seconds=2.0)\n"
+        "print(json.dumps({'p': p, 'l': l}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=RAY_ENV,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    p, learner = out["p"], out["l"]
+    config, obs, action = _setup(tmp_path / "spaces", "a3c")
+    model = registry.get("a3c").build_model(config, obs, action)
+    assert p["params"] == sum(t.numel() for t in model.parameters())
+    assert p["gradient_mb"] == pytest.approx(p["params"] * 4 / 1e6)
+    assert 0 < p["service_s"] < 1.0 and p["updates_per_s"] == pytest.approx(1.0 / p["service_s"])
+    assert 0 < p["round_trip_s"] < 1.0
+    assert learner["rollouts"] > 0 and learner["rollouts_per_s"] == pytest.approx(1.0 / learner["service_s"])
+    # A2C's CartPole slot: its preset's unroll x environments, 4-float observations (T + 1 rows, and the final ones)
+    a2c, _, _ = _setup(tmp_path / "a2c", "a2c")
+    assert learner["steps_per_rollout"] == a2c.algo.unroll_length * a2c.algo.envs_per_actor
+

@@ -76,6 +76,34 @@ def test_a3c_update_is_each_environments_n_step_segment_stacked(monkeypatch):
     learner.close()
 
 
+def test_a3c_normalises_its_batch_advantages_when_asked(monkeypatch):
+    """``--normalize-advantages``: the policy term's advantages are the segment's R - V(s; theta')
+    over all t_max x k steps, shifted to mean 0 and divided by their (unbiased) std + 1e-8;
+    the value term still regresses V on R."""
+    k, t_max = 4, 5
+    config = Config(run=RunConfig(algo="a3c", env="Chain-v0", workers=1, serial=True, seed=0),
+                    algo=algo_config("a3c", "Chain-v0", gamma=GAMMA, envs_per_actor=k, t_max=t_max,
+                                     normalize_advantages=True))
+    learner = a3c.ActorLearner(0, config, a3c.make_shared(config, ObsSpec((2,)), 2), GlobalCounters(1))
+    seen = []
+    real_loss = a3c.actor_critic_loss
+
+    def recording_loss(params, values, actions, returns, *args, **kwargs):
+        seen.append((values.detach().numpy().astype(np.float64), returns.numpy().astype(np.float64),
+                     kwargs["advantages"].numpy()))
+        return real_loss(params, values, actions, returns, *args, **kwargs)
+
+    monkeypatch.setattr(a3c, "actor_critic_loss", recording_loss)
+    for _ in range(5):
+        learner.update()
+        values, returns, advantages = seen[-1]
+        errors = returns - values  # [t_max, k]
+        want = (errors - errors.mean()) / (errors.std(ddof=1) + 1e-8)
+        np.testing.assert_allclose(advantages, want, rtol=1e-4, atol=1e-5)
+        assert abs(advantages.mean()) < 1e-5 and advantages.std(ddof=1) == pytest.approx(1.0, abs=1e-4)
+    learner.close()
+
+
 @pytest.mark.parametrize("algo", HOGWILD)
 def test_k_environments_are_seeded_apart_and_counted_in_T(algo):
     config = Config(run=RunConfig(algo=algo, env="CartPole-v1", workers=2, serial=True, seed=5),

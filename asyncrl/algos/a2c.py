@@ -25,6 +25,7 @@ from asyncrl.algos.batched import (
 )
 from asyncrl.config.fields import BatchedFields, configclass
 from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL
+from asyncrl.losses import normalized
 from asyncrl.registry import BATCHED, AlgoSpec, Preset, register
 from asyncrl.shared import linear_lr
 
@@ -58,6 +59,9 @@ def learn(
     device = actions.device
     N = T * B
     lr = linear_lr(cfg.lr, progress, 1.0) if cfg.lr_anneal else None
+    advantages = torch.from_numpy(estimates.advantages.reshape(N)).to(device)
+    if cfg.normalize_advantages:
+        advantages = normalized(advantages)
     sequences: dict[str, Any] = {}
     if updater.recurrent:  # the whole [T, B] batch, unrolled through time
         state, resets = recurrent_inputs(batch)
@@ -69,7 +73,7 @@ def learn(
         **sequences,
         actions=actions.flatten(0, 1),  # [N, *action_shape]
         returns=torch.from_numpy(estimates.returns.reshape(N)).to(device),
-        advantages=torch.from_numpy(estimates.advantages.reshape(N)).to(device),
+        advantages=advantages,
         value_coef=cfg.value_coef,
         entropy_coef=cfg.entropy_coef,
     )

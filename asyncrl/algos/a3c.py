@@ -43,7 +43,7 @@ from asyncrl.config.fields import (
 )
 from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, RMSPROP_PIXELS, RMSPROP_PIXELS_SOURCE
 from asyncrl.distributions import ActionSpec
-from asyncrl.losses import actor_critic_loss
+from asyncrl.losses import actor_critic_loss, normalized
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy_value, build_actor_critic
 from asyncrl.registry import HOGWILD, AlgoSpec, Preset, register
 from asyncrl.returns import n_step_returns
@@ -195,20 +195,23 @@ class ActorLearner:
         params, values, _ = local.sequence(
             torch.from_numpy(seg.obs), state, torch.from_numpy(seg.resets()), states=False
         )
-        returns = n_step_returns(
+        returns_np = n_step_returns(
             seg.rewards,  # [n, k]
             seg.terminated,
             seg.truncated,
             seg.next_values(values.detach().numpy()),  # V(s_{t+n}; theta'), or the cut episode's last value
             cfg.gamma,
         )
+        returns = torch.from_numpy(returns_np)  # [n, k]
+        advantages = normalized(returns - values[:n].detach()) if cfg.normalize_advantages else None
         loss, metrics = actor_critic_loss(
             params[:n],  # [n, k, P]
             values[:n],  # [n, k]
             torch.from_numpy(seg.actions),  # [n, k, *action_shape]
-            torch.from_numpy(returns),  # [n, k]
+            returns,
             cfg.value_coef,
             cfg.entropy_coef,
+            advantages=advantages,  # (None: R - V)
             reduction=cfg.loss_reduction,
             dist=self.dist,
         )

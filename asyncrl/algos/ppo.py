@@ -38,6 +38,7 @@ from asyncrl.algos.batched import (
 )
 from asyncrl.config.fields import BatchedFields, configclass, positive
 from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, MINATAR, PPO_CONTINUOUS
+from asyncrl.losses import normalized
 from asyncrl.registry import BATCHED, AlgoSpec, Preset, register
 from asyncrl.shared import linear_lr
 
@@ -126,9 +127,8 @@ def learn(
         epochs += 1
         kl_exceeded = False
         for mb_obs, sequences, mb in minibatches():
-            if cfg.normalize_advantages and mb["advantages"].numel() > 1:
-                a = mb["advantages"]
-                mb["advantages"] = (a - a.mean()) / (a.std() + 1e-8)
+            if cfg.normalize_advantages:
+                mb["advantages"] = normalized(mb["advantages"])
             metrics = updater.step(
                 mb_obs,
                 "clipped_surrogate",

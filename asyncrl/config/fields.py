@@ -162,6 +162,13 @@ class ActorCriticFields(LearnerFields):
 
     entropy_coef: float = field(default=0.01, metadata={"help": "beta: weight of the entropy bonus"})
     value_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
+    normalize_advantages: bool = field(
+        default=False,
+        metadata={
+            "help": "normalise the policy-gradient advantages to mean 0, std 1 over each update's batch "
+            "(PPO implementations' habit; the paper's A3C does not)"
+        },
+    )
     shared_torso: bool | None = field(
         default=None,
         metadata={
