@@ -802,11 +802,26 @@ def write_outputs(
     return paths
 
 
-def _plot_speedup(runs, tables, machine, config, path: Path) -> None:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path, footer: str, dpi: int = 120) -> None:
+    """Write ``fig`` to ``path`` with ``footer`` (the machine line) in small print, and close it."""
+    fig.text(0.01, 0.005, footer, fontsize=5, wrap=True)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+
+
+def _plot_speedup(runs, tables, machine, config, path: Path) -> None:
+    plt = _pyplot()
 
     workers = sorted({r["workers"] for r in runs})
     physical = machine["physical_cores"] or machine["logical_cores"]
@@ -837,19 +852,13 @@ def _plot_speedup(runs, tables, machine, config, path: Path) -> None:
     ax.set_ylabel("training speedup (time to score, 1 worker ÷ n)")
     ax.set_title(f"{config.env}: speedup, {machine['physical_cores']} physical cores", fontsize=10)
     ax.legend(fontsize=8)
-    fig.text(0.01, 0.005, machine_line(machine, config.pin_workers), fontsize=5, wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, machine_line(machine, config.pin_workers))
 
 
 def _plot_table2(runs, tables, machine, config, path: Path) -> None:
     """Data efficiency (left) and training speedup (right) against workers, each method
     beside its algorithm's row of the paper's Table 2 (dashed, the same colour)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     workers = sorted({r["workers"] for r in runs})
     physical = machine["physical_cores"] or machine["logical_cores"]
@@ -897,19 +906,13 @@ def _plot_table2(runs, tables, machine, config, path: Path) -> None:
     axes[0].set_ylabel("ratio to 1 worker")
     axes[1].legend(fontsize=6, ncol=2)
     fig.suptitle(f"{config.env} against Mnih et al. 2016, Table 2 (Atari, time speedup)", fontsize=10)
-    fig.text(0.01, 0.005, machine_line(machine, config.pin_workers), fontsize=5, wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, machine_line(machine, config.pin_workers))
 
 
 def _plot_staleness(runs, lag_runs, tables, lag_table, machine, config, path: Path) -> None:
     """Data efficiency against K (``--policy-lag``) per method, and the real runs' data
     efficiency placed at their measured median lag."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     lags = sorted({r["policy_lag_setting"] for r in lag_runs})
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
@@ -953,17 +956,11 @@ def _plot_staleness(runs, lag_runs, tables, lag_table, machine, config, path: Pa
     ax.set_ylabel("data efficiency (env steps to score at K = 0 ÷ at K)")
     ax.set_title(f"{config.env}: staleness under control", fontsize=10)
     ax.legend(fontsize=7)
-    fig.text(0.01, 0.005, machine_line(machine, config.pin_workers), fontsize=5, wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, machine_line(machine, config.pin_workers))
 
 
 def _plot_returns(runs, machine, config, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     from asyncrl.metrics import read_metrics
 
@@ -991,10 +988,7 @@ def _plot_returns(runs, machine, config, path: Path) -> None:
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(methods) :]:
         ax.axis("off")
-    fig.text(0.01, 0.005, machine_line(machine, config.pin_workers) + f" Seed {seed}.", fontsize=5, wrap=True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, machine_line(machine, config.pin_workers) + f" Seed {seed}.", dpi=110)
 
 
 # ---------------------------------------------------------------------------
