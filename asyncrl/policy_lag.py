@@ -30,9 +30,9 @@ from asyncrl.shared import sync_local
 
 
 class MeasuredLag:
-    """Actor-learner ``worker_id``'s view of a Hogwild run's shared state on shared memory
-    (``backends.contract.SharedModel``): ``pull`` and ``push`` as the shared state's, and
-    each push's policy lag counted.
+    """One actor-learner's view of a Hogwild run's shared state on shared memory
+    (``backends.contract.SharedModel``; ``SharedState.for_worker`` makes it): ``pull`` and
+    ``push`` as the shared state's, and each push's policy lag counted.
 
     The lag of a push is the number of updates other actor-learners applied to theta since
     this one's last ``pull`` (the theta its gradient was computed from), or, for the one-step

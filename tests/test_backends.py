@@ -16,14 +16,17 @@ from asyncrl.algos.base import SharedState
 from asyncrl.backends import contract
 from asyncrl.backends.ray.adapters import RemoteCounters, RemotePolicyStore, RemoteSlots, RemoteState, RemoteTarget
 from asyncrl.backends.ray.driver import RaySupervisor
+from asyncrl.policy_lag import LaggedModel, MeasuredLag
 from asyncrl.shared import GlobalCounters, TargetNetwork, make_shared_optimizer, share_model
 from asyncrl.storage import PolicyStore, RolloutSlots
 from asyncrl.supervisor import Supervisor
+from asyncrl.sync_round import SyncMember
 
 IMPLEMENTATIONS = [
     (contract.StepCounter, GlobalCounters, RemoteCounters),
     (contract.Target, TargetNetwork, RemoteTarget),
-    (contract.SharedModel, SharedState, RemoteState),
+    (contract.SharedModel, MeasuredLag, RemoteState),  # (MeasuredLag: SharedState.for_worker's view)
+    (contract.SharedModel, SyncMember, LaggedModel),  # the views of --sync and --policy-lag
     (contract.RolloutWriter, RolloutSlots, RemoteSlots),
     (contract.PolicyReader, PolicyStore, RemotePolicyStore),
     (contract.Supervisor, Supervisor, RaySupervisor),
@@ -69,7 +72,9 @@ def test_instances_carry_the_contracts_attributes():
                             target=target)
     remote_target = RemoteTarget(nn.Linear(3, 2), server=None, interval=10)
     remote_state = RemoteState(nn.Linear(3, 2), None, RemoteCounters(), 0, remote_target)
-    for obj, protocol in ((shm_state, contract.SharedModel), (remote_state, contract.SharedModel),
+    view, _ = shm_state.for_worker(0, GlobalCounters(2))
+    assert isinstance(view, MeasuredLag) and view.model is model and view.target is target
+    for obj, protocol in ((view, contract.SharedModel), (remote_state, contract.SharedModel),
                           (target, contract.Target), (remote_target, contract.Target),
                           (GlobalCounters(2), contract.StepCounter), (RemoteCounters(), contract.StepCounter),
                           (PolicyStore(model), contract.PolicyReader)):

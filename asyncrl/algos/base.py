@@ -24,9 +24,10 @@ class SharedState:
     """Everything the actor-learners share, created in the parent before they start.
 
     The Hogwild actor-learners reach theta only through ``model`` (to read it, or to build
-    their local copy), ``pull`` and ``push``; the global step counter ``T`` and the stop flag
-    are the ``counters`` they get beside it, and theta^- is ``target``. That is the whole
-    backend seam (``asyncrl.backends.contract.SharedModel``): here it is shared memory, and
+    their local copy), ``pull`` and ``push`` of their view ``for_worker`` (which also
+    measures each push's policy lag, ``drain_lags``); the global step counter ``T`` and the
+    stop flag are the ``counters`` they get beside it, and theta^- is ``target``. That is the
+    whole backend seam (``asyncrl.backends.contract.SharedModel``): here it is shared memory, and
     ``asyncrl.backends.ray.adapters.RemoteState`` (with ``RemoteCounters`` and
     ``RemoteTarget``) is the same interface served by a Ray parameter server, so an
     algorithm file does not know which backend runs it.

@@ -3,6 +3,9 @@
 An algorithm reaches the shared state only through these interfaces, whichever backend
 holds it: ``shm`` implements them in shared memory (``algos.base.SharedState``,
 ``shared.GlobalCounters``, ``shared.TargetNetwork``, ``storage.RolloutSlots``,
+``policy_lag.MeasuredLag`` (an actor-learner's view of ``algos.base.SharedState``: its
+``for_worker``; ``sync_round.SyncMember`` with ``--sync``, ``policy_lag.LaggedModel`` with
+``--policy-lag``),
 ``storage.PolicyStore``, ``supervisor.Supervisor``), ``ray`` through a server
 (``backends.ray.adapters``: ``RemoteState``, ``RemoteCounters``, ``RemoteTarget``,
 ``RemoteSlots``, ``RemotePolicyStore``; ``backends.ray.driver.RaySupervisor``).
@@ -59,6 +62,10 @@ class SharedModel(Protocol):
     def push(self, params: Sequence[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
         """Apply one asynchronous update: ``params[i].grad`` holds ``d theta``, clipped to
         ``max_grad_norm``; ``lr`` replaces the configured rate for this step."""
+
+    def drain_lags(self) -> dict[int, int]:
+        """The policy lag of each update pushed since the last call, ``{lag: updates}``: the
+        updates of theta between the theta the gradient was computed from and its own."""
 
 
 @runtime_checkable
