@@ -452,10 +452,9 @@ def _capacity_lines(capacity: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in capacity:
-        payload = c.get("gradient_mb", c.get("rollout_mb"))
         trip = None if c["round_trip_s"] is None else 1000 * c["round_trip_s"]
         lines.append(
-            f"| {c['method']} | {c['server']} | {c['unit'][:-1]} | {num(payload, '.3f')} | "
+            f"| {c['method']} | {c['server']} | {c['unit']} | {num(c['payload_mb'], '.3f')} | "
             f"{1000 * c['service_s']:.2f} | {c['server_per_s']:,.0f} | {num(trip, '.2f')} | "
             f"{num(c['worker_per_s'], ',.1f')} | {num(c['saturation_workers'], '.1f')} |"
         )
@@ -594,7 +593,7 @@ def speedup_study(
     next method, then the next seed), so slow drifts of background load fall on every
     count alike; a seed's staleness runs follow its real runs. Each run keeps its folder
     under ``config.out/runs`` with its record (``bench_run.json``), which a later study
-    with the same settings reuses; the outputs are rewritten after every run.
+    with the same settings reuses; the tables are rewritten after every run, the figures at the end.
 
     Args:
         config: what to run.
@@ -637,12 +636,10 @@ def speedup_study(
             f"{run['steps_per_s'] or 0:,.0f} steps/s{' (oversubscribed)' if run['oversubscribed'] else ''}"
             f"{'' if run['lag_median'] is None else ', policy lag median ' + str(run['lag_median'])}"
         )
-        if runs:
-            paths = write_outputs(runs, machine, config, lag_runs)
-    capacity: list[dict[str, Any]] = []
-    if "ray" in config.backends:
-        capacity = ray_capacity(config, runs)
-        paths = write_outputs(runs, machine, config, lag_runs, capacity)
+        if runs:  # (the tables so far; the figures once, at the end)
+            write_outputs(runs, machine, config, lag_runs, figures=False)
+    capacity = ray_capacity(config, runs) if "ray" in config.backends else []
+    paths = write_outputs(runs, machine, config, lag_runs, capacity)
     return {
         "machine": machine,
         "config": asdict(config),
@@ -655,14 +652,13 @@ def speedup_study(
 
 def ray_capacity(config: StudyConfig, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per method run on ``--backend ray``: its server's capacity
-    (``asyncrl.backends.ray.capacity``), measured now on the study's environment, and the
-    worker count that saturates it, from the method's ray runs at the smallest worker
-    count (their updates, or rollouts, per second per worker).
+    (``asyncrl.backends.ray.capacity.server_capacity``), measured now on the study's
+    environment, and the worker count that saturates it, from the method's ray runs at the
+    smallest worker count (their updates, or rollouts, per second per worker).
 
     Returns:
-        one dict per method: ``method``, ``server``, ``unit`` (``updates`` or ``rollouts``),
-        ``service_s``, ``server_per_s``, ``round_trip_s`` (parameter server), ``gradient_mb``
-        or ``rollout_mb``, ``worker_per_s`` and ``saturation_workers`` (None without a run).
+        one dict per method: ``method`` and ``server_capacity``'s entries, with
+        ``worker_per_s`` and ``saturation_workers`` (None without a run to take it from).
     """
     import tempfile
 
@@ -674,36 +670,11 @@ def ray_capacity(config: StudyConfig, runs: list[dict[str, Any]]) -> list[dict[s
         base = [r for r in runs if r["algo"] == method and r["backend"] == "ray" and r["workers"] == base_workers]
         with tempfile.TemporaryDirectory() as tmp:
             flags = [*methods()[method], "--env", config.env, "--run-dir", tmp]
-            if has_learner(method):
-                cap = capacity.learner_server_capacity(flags, address=config.address)
-                server_per_s, unit, size = cap["rollouts_per_s"], "rollouts", {"rollout_mb": cap["rollout_mb"]}
-                rates = [r["steps_per_s"] / cap["steps_per_rollout"] / r["workers"] for r in base if r["steps_per_s"]]
-                trip = None
-            else:
-                cap = capacity.parameter_server_capacity(flags, address=config.address)
-                server_per_s, unit, size = cap["updates_per_s"], "updates", {"gradient_mb": cap["gradient_mb"]}
-                rates = [
-                    r["updates"] / r["wall_time_s"] / r["workers"]
-                    for r in base
-                    if r.get("updates") and r["wall_time_s"]
-                ]
-                trip = cap["round_trip_s"]
+            cap = capacity.server_capacity(flags, has_learner(method), address=config.address)
+        rates = [rate for rate in (capacity.worker_rate(r, cap) for r in base) if rate is not None]
         worker_per_s = statistics.median(rates) if rates else None
-        out.append(
-            {
-                "method": method,
-                "server": "learner server" if has_learner(method) else "parameter server",
-                "unit": unit,
-                "service_s": cap["service_s"],
-                "server_per_s": server_per_s,
-                "round_trip_s": trip,
-                **size,
-                "worker_per_s": worker_per_s,
-                "saturation_workers": capacity.saturation_workers(1.0 / worker_per_s, cap["service_s"])
-                if worker_per_s
-                else None,
-            }
-        )
+        saturation = capacity.saturation_workers(1.0 / worker_per_s, cap["service_s"]) if worker_per_s else None
+        out.append({"method": method, **cap, "worker_per_s": worker_per_s, "saturation_workers": saturation})
     return out
 
 
@@ -752,14 +723,17 @@ def write_outputs(
     config: StudyConfig,
     lag_runs: list[dict[str, Any]] | None = None,
     capacity: list[dict[str, Any]] | None = None,
+    figures: bool = True,
 ) -> dict[str, str]:
-    """``runs.csv``, ``runs.json``, ``table.md``, ``speedup.png``, ``table2.png``,
-    ``return_vs_time.png`` and, with staleness runs, ``policy_lag.png``; every one carries
-    the machine description. Returns their paths."""
+    """``runs.csv``, ``runs.json``, ``table.md`` and, with ``figures``, ``speedup.png``,
+    ``table2.png``, ``return_vs_time.png`` and, with staleness runs, ``policy_lag.png``;
+    every one carries the machine description. Returns the paths written."""
     out = Path(config.out)
     lag_runs = lag_runs or []
-    names = ["runs.csv", "runs.json", "table.md", "speedup.png", "table2.png", "return_vs_time.png"]
-    paths = {name: str(out / name) for name in names + (["policy_lag.png"] if lag_runs else [])}
+    names = ["runs.csv", "runs.json", "table.md"]
+    if figures:
+        names += ["speedup.png", "table2.png", "return_vs_time.png"] + (["policy_lag.png"] if lag_runs else [])
+    paths = {name: str(out / name) for name in names}
     tables = study_tables(runs)
     lag_table = staleness_table(lag_runs)
     (out / "runs.json").write_text(
@@ -794,6 +768,8 @@ def write_outputs(
                 }
             )
     (out / "table.md").write_text(markdown(runs, machine, config, lag_runs, capacity))
+    if not figures:
+        return paths
     _plot_speedup(runs, tables, machine, config, out / "speedup.png")
     _plot_table2(runs, tables, machine, config, out / "table2.png")
     _plot_returns(runs, machine, config, out / "return_vs_time.png")

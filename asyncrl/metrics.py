@@ -43,6 +43,23 @@ def merge_lags(into: LagCounts, counts: Mapping[int, int] | Iterable[int]) -> La
     return into
 
 
+class LagMeter:
+    """A policy-lag histogram filled one update at a time and emptied by each report (what
+    every ``backends.contract.SharedModel`` view keeps for ``drain_lags``)."""
+
+    def __init__(self) -> None:
+        self._counts: LagCounts = {}
+
+    def count(self, lag: int) -> None:
+        """Count one update with policy lag ``lag``."""
+        self._counts[lag] = self._counts.get(lag, 0) + 1
+
+    def drain(self) -> LagCounts:
+        """The counts since the last call."""
+        counts, self._counts = self._counts, {}
+        return counts
+
+
 def lag_quantile(counts: Mapping[int, int], q: float) -> int:
     """The smallest lag ``L`` with at least a fraction ``q`` of the counted updates at or below
     it (the inverse of the empirical distribution function; ``q`` in (0, 1]).

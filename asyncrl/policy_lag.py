@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from asyncrl.metrics import LagCounts
+from asyncrl.metrics import LagCounts, LagMeter
 from asyncrl.shared import sync_local
 
 
@@ -48,7 +48,7 @@ class MeasuredLag:
     def __init__(self, shared: Any, counters: Any) -> None:
         self.shared, self.counters = shared, counters
         self._since = counters.policy_version
-        self._lags: LagCounts = {}
+        self.lags = LagMeter()
 
     def __getattr__(self, name: str) -> Any:  # model, target, optimizer, shared_params, ...
         return getattr(self.shared, name)
@@ -61,15 +61,13 @@ class MeasuredLag:
     def push(self, params: Sequence[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
         """``SharedState.push``, counting its lag."""
         version = self.counters.policy_version
-        lag = version - self._since
-        self._lags[lag] = self._lags.get(lag, 0) + 1
+        self.lags.count(version - self._since)
         self.shared.push(params, max_grad_norm, lr)
         self._since = version + 1  # (this update; a pull moves it on)
 
     def drain_lags(self) -> LagCounts:
         """The lags of the pushes since the last call."""
-        lags, self._lags = self._lags, {}
-        return lags
+        return self.lags.drain()
 
 
 class LaggedModel:
@@ -92,7 +90,7 @@ class LaggedModel:
         self.updates = 0  # pushes through this wrapper: u
         self._ring: deque[list[torch.Tensor]] = deque(maxlen=lag + 1)  # theta_{u-K} .. theta_u
         self._pulled = 0  # the version (updates) of theta the last pull gave
-        self._lags: LagCounts = {}
+        self.lags = LagMeter()
         self._snapshot()
 
     def __getattr__(self, name: str) -> Any:  # model, target, optimizer, shared_params, ...
@@ -113,8 +111,7 @@ class LaggedModel:
 
     def push(self, params: Sequence[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
         """One update of the current theta (``SharedState.push``), then a snapshot of it."""
-        lag = self.updates - self._pulled
-        self._lags[lag] = self._lags.get(lag, 0) + 1
+        self.lags.count(self.updates - self._pulled)
         self.shared.push(params, max_grad_norm, lr)
         self.updates += 1
         self._snapshot()
@@ -122,8 +119,7 @@ class LaggedModel:
     def drain_lags(self) -> LagCounts:
         """The lags of the pushes since the last call: ``K`` once ``K`` updates are made (every
         actor-learner of a serial run shares these counts)."""
-        lags, self._lags = self._lags, {}
-        return lags
+        return self.lags.drain()
 
     @property
     def current_lag(self) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from asyncrl.metrics import LagMeter
 from asyncrl.shared import apply_gradients
 
 ROUND_TIMEOUT_S = 600.0
@@ -195,7 +196,7 @@ class SyncMember:
     def __init__(self, shared: Any, worker_id: int, counters: Any) -> None:
         self.shared, self.worker_id, self.counters = shared, worker_id, counters
         self.target = None if shared.target is None else _RoundTarget(shared.target)
-        self._pushes = 0
+        self.lags = LagMeter()
 
     def __getattr__(self, name: str) -> Any:  # model, optimizer, shared_params, ...
         return getattr(self.shared, name)
@@ -207,10 +208,8 @@ class SyncMember:
     def push(self, params: Sequence[torch.Tensor], max_grad_norm: float, lr: float | None = None) -> None:
         """This actor-learner's part of the round's update (``SyncRound.push``)."""
         self.shared.round.push(self.shared, self.worker_id, params, self.counters, max_grad_norm, lr)
-        self._pushes += 1
+        self.lags.count(0)  # (every gradient of a round is computed on the theta its update is applied to)
 
     def drain_lags(self) -> dict[int, int]:
-        """The policy lags of the pushes since the last call: all 0 (every gradient of a round
-        is computed on the theta the round's update is applied to)."""
-        pushes, self._pushes = self._pushes, 0
-        return {0: pushes} if pushes else {}
+        """The policy lags of the pushes since the last call: all 0."""
+        return self.lags.drain()

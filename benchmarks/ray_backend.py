@@ -156,19 +156,13 @@ def capacity(args, tmp: Path) -> dict:
     out = {}
     for algo, env, network in args.capacity_cases:
         flags = ["--algo", algo, "--env", env]
-        run_dir = tmp / f"capacity-{algo}-{env.replace('/', '_')}"
         summary = asyncrl_run([*flags, "--workers", "1", "--backend", "ray", "--max-seconds", str(args.seconds),
-                               "--total-steps", "100000000", "--target-return", "inf"], run_dir)
-        if algo == "a2c":
-            server = cap.learner_server_capacity([*flags, "--run-dir", str(tmp / "probe")], seconds=args.seconds)
-            worker_per_s = summary["steps_per_s"] / server["steps_per_rollout"]
-            server_per_s, unit = server["rollouts_per_s"], "rollout"
-        else:
-            server = cap.parameter_server_capacity([*flags, "--run-dir", str(tmp / "probe")])
-            worker_per_s = summary["updates"] / summary["wall_time_s"]
-            server_per_s, unit = server["updates_per_s"], "update"
-        row = {"algo": algo, "env": env, "network": network, "unit": unit, **server, "server_per_s": server_per_s,
-               "worker_per_s": worker_per_s, "worker_steps_per_s": summary["steps_per_s"],
+                               "--total-steps", "100000000", "--target-return", "inf"],
+                              tmp / f"capacity-{algo}-{env.replace('/', '_')}")
+        server = cap.server_capacity([*flags, "--run-dir", str(tmp / "probe")], learner=algo != "a3c")
+        worker_per_s = cap.worker_rate(summary, server)
+        row = {"algo": algo, "env": env, "network": network, **server, "worker_per_s": worker_per_s,
+               "worker_steps_per_s": summary["steps_per_s"],
                "saturation_workers": cap.saturation_workers(1.0 / worker_per_s, server["service_s"])}
         out[f"{algo} {env}"] = row
         print(f"capacity {algo} {env}: {row}", flush=True)
@@ -206,9 +200,8 @@ def markdown(results: dict, args) -> str:
                   "| one worker per s (env steps/s) | saturates at (workers) |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in results["capacity"].values():
-            payload = r.get("gradient_mb", r.get("rollout_mb"))
-            trip = f"{1000 * r['round_trip_s']:.2f}" if "round_trip_s" in r else "—"
-            lines.append(f"| {r['algo']} (per {r['unit']}) | {r['env']} ({r['network']}) | {payload:.3f} | "
+            trip = f"{1000 * r['round_trip_s']:.2f}" if r["round_trip_s"] is not None else "—"
+            lines.append(f"| {r['algo']} (per {r['unit']}) | {r['env']} ({r['network']}) | {r['payload_mb']:.3f} | "
                          f"{1000 * r['service_s']:.2f} | {r['server_per_s']:,.0f} | {trip} | "
                          f"{r['worker_per_s']:,.1f} ({r['worker_steps_per_s']:,.0f}) | "
                          f"**{r['saturation_workers']:.1f}** |")

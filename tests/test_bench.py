@@ -219,9 +219,9 @@ def test_a_ray_study_ends_with_each_servers_capacity(tmp_path, monkeypatch):
 
     def fake_capacity(config, runs):
         measured.append([r["workers"] for r in runs])
-        return [{"method": "a3c", "server": "parameter server", "unit": "updates", "service_s": 0.004,
-                 "server_per_s": 250.0, "round_trip_s": 0.006, "gradient_mb": 2.7, "worker_per_s": 50.0,
-                 "saturation_workers": 5.0}]
+        return [{"method": "a3c", "server": "parameter server", "unit": "update", "service_s": 0.004,
+                 "server_per_s": 250.0, "round_trip_s": 0.006, "payload_mb": 2.7, "steps_per_rollout": None,
+                 "worker_per_s": 50.0, "saturation_workers": 5.0}]
 
     monkeypatch.setattr(bench, "ray_capacity", fake_capacity)
     config = StudyConfig(algos=["a3c"], workers=[1, 2], seeds=[0], backends=["ray"], out=str(tmp_path / "out"),
@@ -234,8 +234,13 @@ def test_a_ray_study_ends_with_each_servers_capacity(tmp_path, monkeypatch):
 
 
 def test_saturation_is_one_workers_period_over_the_service_time():
-    from asyncrl.backends.ray.capacity import saturation_workers
+    from asyncrl.backends.ray.capacity import saturation_workers, worker_rate
 
     assert saturation_workers(0.02, 0.004) == pytest.approx(5.0)
+    # a Hogwild run: updates per second per worker; a batched one: rollouts per second per actor
+    hogwild, learner = {"steps_per_rollout": None}, {"steps_per_rollout": 80}
+    assert worker_rate({"updates": 600, "wall_time_s": 10.0, "workers": 2}, hogwild) == 30.0
+    assert worker_rate({"steps_per_s": 1600.0, "workers": 2}, learner) == 10.0
+    assert worker_rate({"updates": 0, "wall_time_s": 10.0}, hogwild) is None
     with pytest.raises(ValueError, match="times must be positive"):
         saturation_workers(0.0, 0.004)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from asyncrl.algos.base import SharedState
-from asyncrl.metrics import LagCounts
+from asyncrl.metrics import LagCounts, LagMeter
 from asyncrl.shared import clip_gradients
 
 SERVER_TIMEOUT_S = 30.0
@@ -111,7 +111,7 @@ class RemoteState(SharedState):
         super().__init__(model=model, optimizer=None, target=target)
         self.server, self.counters, self.worker_id = server, counters, worker_id
         self._views = [p.detach().numpy() for p in self.shared_params]
-        self._lags: LagCounts = {}  # the policy lag of each push since the last report
+        self.lags = LagMeter()  # the policy lag of each push since the last report
 
     def receive(self, reply: dict[str, Any]) -> None:
         """Take a server answer: theta into the replica, ``T``, the version, the stop flag, theta^-."""
@@ -136,14 +136,13 @@ class RemoteState(SharedState):
                 self.worker_id, grads, self.counters.version, self.counters.pending_steps, lr, self._known_refreshes()
             )
         )
-        self._lags[lag] = self._lags.get(lag, 0) + 1
+        self.lags.count(lag)
         self.receive(reply)
 
     def drain_lags(self) -> LagCounts:
         """The policy lags of the pushes since the last call, as the server measured them
         (its version when the gradient arrived minus the version it was computed from)."""
-        lags, self._lags = self._lags, {}
-        return lags
+        return self.lags.drain()
 
     def flush(self) -> None:
         """Send the env steps taken since the last push (at the end of a chunk)."""

@@ -164,6 +164,51 @@ def learner_server_capacity(argv: list[str], seconds: float = 15.0, address: str
             ray.shutdown()
 
 
+def server_capacity(argv: list[str], learner: bool, address: str | None = None) -> dict[str, Any]:
+    """The capacity of the server a run of ``argv`` would use, in one layout for both kinds:
+    ``server`` (``"learner server"`` if ``learner``, else ``"parameter server"``), ``unit``
+    (``"rollout"`` or ``"update"``), ``service_s``, ``server_per_s``, ``payload_mb`` (one
+    rollout, or one gradient), ``round_trip_s`` (a push's; None for the learner) and
+    ``steps_per_rollout`` (None for the parameter server).
+
+    Raises:
+        as ``parameter_server_capacity`` and ``learner_server_capacity``.
+    """
+    if learner:
+        cap = learner_server_capacity(argv, address=address)
+        return {
+            "server": "learner server",
+            "unit": "rollout",
+            "service_s": cap["service_s"],
+            "server_per_s": cap["rollouts_per_s"],
+            "payload_mb": cap["rollout_mb"],
+            "round_trip_s": None,
+            "steps_per_rollout": cap["steps_per_rollout"],
+        }
+    cap = parameter_server_capacity(argv, address=address)
+    return {
+        "server": "parameter server",
+        "unit": "update",
+        "service_s": cap["service_s"],
+        "server_per_s": cap["updates_per_s"],
+        "payload_mb": cap["gradient_mb"],
+        "round_trip_s": cap["round_trip_s"],
+        "steps_per_rollout": None,
+    }
+
+
+def worker_rate(summary: dict[str, Any], capacity: dict[str, Any]) -> float | None:
+    """One worker's updates (rollouts, for a learner server) per second in a run, from its
+    ``summary.json`` entries (``updates``, ``wall_time_s``, ``steps_per_s``, ``workers``)
+    and ``server_capacity``'s ``steps_per_rollout``; None if the run made none."""
+    workers = summary.get("workers") or 1
+    if capacity["steps_per_rollout"] is not None:
+        rate = summary.get("steps_per_s") or 0.0
+        return rate / capacity["steps_per_rollout"] / workers if rate > 0 else None
+    updates, wall = summary.get("updates") or 0, summary.get("wall_time_s") or 0.0
+    return updates / wall / workers if updates > 0 and wall > 0 else None
+
+
 def saturation_workers(seconds_per_update: float, service_s: float) -> float:
     """``N_sat``: the worker count at which updates (or rollouts) arrive as fast as one
     server serves them, from one worker's wall time per update (round trip included) and
