@@ -49,6 +49,9 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, asyncrl_run, child_env, fmt, parse_args, spread, write_results  # noqa: E402
 
+# (the capacity study makes MinAtar environments in this process: benchmarks/minatar.py must not hide the package)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 WARMUP_S = 5.0
 """Seconds of training left out of the steady rate (workers starting, first episodes)."""
 
@@ -141,30 +144,31 @@ def cluster(args, tmp: Path) -> dict:
 
 
 CAPACITY_CASES = (
-    ("a3c", "CartPole-v1", "MLP"),
-    ("a3c", "MinAtar/Breakout-v1", "MinAtar CNN"),
-    ("a3c", "ALE/Pong-v5", "the paper's Atari CNN"),
-    ("a2c", "CartPole-v1", "MLP"),
-    ("a2c", "ALE/Pong-v5", "the paper's Atari CNN"),
+    ("a3c", "CartPole-v1", "MLP", ()),
+    ("a3c", "MinAtar/Breakout-v1", "MinAtar CNN", ()),
+    ("a3c", "ALE/Pong-v5", "the paper's Atari CNN", ()),
+    ("a3c", "ALE/Pong-v5", "the paper's Atari CNN, --envs-per-actor 16", ("--envs-per-actor", "16")),
+    ("a2c", "CartPole-v1", "MLP", ()),
+    ("a2c", "ALE/Pong-v5", "the paper's Atari CNN", ()),
 )
-"""(algorithm, environment, network) of the capacity study."""
+"""(algorithm, environment, network, more flags) of the capacity study."""
 
 
 def capacity(args, tmp: Path) -> dict:
     from asyncrl.backends.ray import capacity as cap
 
     out = {}
-    for algo, env, network in args.capacity_cases:
-        flags = ["--algo", algo, "--env", env]
+    for algo, env, network, more in args.capacity_cases:
+        flags = ["--algo", algo, "--env", env, *more]
         summary = asyncrl_run([*flags, "--workers", "1", "--backend", "ray", "--max-seconds", str(args.seconds),
                                "--total-steps", "100000000", "--target-return", "inf"],
-                              tmp / f"capacity-{algo}-{env.replace('/', '_')}")
+                              tmp / f"capacity-{algo}-{env.replace('/', '_')}-{len(out)}")
         server = cap.server_capacity([*flags, "--run-dir", str(tmp / "probe")], learner=algo != "a3c")
         worker_per_s = cap.worker_rate(summary, server)
         row = {"algo": algo, "env": env, "network": network, **server, "worker_per_s": worker_per_s,
                "worker_steps_per_s": summary["steps_per_s"],
                "saturation_workers": cap.saturation_workers(1.0 / worker_per_s, server["service_s"])}
-        out[f"{algo} {env}"] = row
+        out[f"{algo} {env} {' '.join(more)}".strip()] = row
         print(f"capacity {algo} {env}: {row}", flush=True)
     return out
 
@@ -231,7 +235,7 @@ def main() -> None:
     parser.add_argument("--remove-at", type=int, default=20_000)
     parser.add_argument("--name", default="ray_backend")
     args = parse_args(parser, studies=["overhead", "solve", "capacity"], repeats=1, envs=["CartPole-v1"], seconds=9.0,
-                      seeds=[0], solve_steps=2_000, capacity_cases=CAPACITY_CASES[:1] + CAPACITY_CASES[3:4])
+                      seeds=[0], solve_steps=2_000, capacity_cases=CAPACITY_CASES[:1] + CAPACITY_CASES[4:5])
     if not args.smoke:
         args.capacity_cases = CAPACITY_CASES
     results: dict = {"args": vars(args)}

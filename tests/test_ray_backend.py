@@ -115,7 +115,7 @@ def test_actor_learner_on_the_parameter_server_matches_shared_memory_bit_for_bit
             assert torch.equal(mine, theirs) and torch.equal(mine, replica)
     assert counters.global_step == remote_counters.global_step == server.counters.global_step > 0
     assert server.counters.policy_version == 40 and server.counters.updates[0] == 40
-    assert state.lag_sum == 0  # one actor-learner: every gradient is taken at the server's current theta
+    assert state.drain_lags() == {0: 40}  # one actor-learner: every gradient is taken at the server's current theta
 
 
 def test_policy_lag_is_the_server_version_minus_the_gradient_version(tmp_path, fake_ray):
@@ -129,7 +129,8 @@ def test_policy_lag_is_the_server_version_minus_the_gradient_version(tmp_path, f
     for _ in range(3):
         a.update()
         b.update()
-    assert a_state.lag_sum == 0 + 1 + 1 and b_state.lag_sum == 1 + 1 + 1
+    assert a_state.drain_lags() == {0: 1, 1: 2} and b_state.drain_lags() == {1: 3}
+    assert a_state.drain_lags() == {}  # (each report takes the counts since the last)
     assert server.counters.policy_version == 6 and list(server.counters.updates) == [3, 3]
     # T: the resumed run's initial steps plus both actor-learners', as B knows it after its last push
     assert b_counters.global_step == server.counters.global_step == 1000 + int(server.counters.steps.sum())

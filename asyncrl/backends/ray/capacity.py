@@ -27,6 +27,7 @@ import numpy as np
 
 from asyncrl import registry
 from asyncrl.backends.ray import import_ray
+from asyncrl.backends.ray.cluster import connect
 from asyncrl.backends.ray.servers import LearnerServer, ParameterServer, state_payload
 
 
@@ -38,16 +39,12 @@ def _setup(argv: list[str]) -> Any:
 
 
 def _ensure_ray(address: str | None = None) -> tuple[Any, bool]:
-    """Ray, initialised: the running instance, the cluster at ``address``, or a local one;
-    and whether this call started it (and so must shut it down)."""
+    """Ray, initialised as a run initialises it (``cluster.connect``: the running instance,
+    the cluster at ``address``, or a new local one with the runs' RPC settings); and whether
+    this call started it (and so must shut it down)."""
     ray = import_ray()
-    if ray.is_initialized():
-        return ray, False
-    if address is not None:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    return ray, True
+    started, _ = connect(address, 1)
+    return ray, started
 
 
 def parameter_server_capacity(
@@ -77,17 +74,16 @@ def parameter_server_capacity(
         )
         rng = np.random.default_rng(0)
         grads = [1e-6 * rng.standard_normal(p.shape).astype(np.float32) for p in shared.shared_params]
-        grads_ref = ray.put(grads)  # (each worker serialises its own gradient: not the server's time)
         ray.get(server.pull.remote())
         for _ in range(5):  # warm-up
-            ray.get(server.push.remote(0, grads_ref, 0, 0, None, -1))
+            ray.get(server.push.remote(0, grads, 0, 0, None, -1))
         trips = []
         for _ in range(round_trips):
             start = time.perf_counter()
-            ray.get(server.push.remote(0, grads_ref, 0, 0, None, -1))
+            ray.get(server.push.remote(0, grads, 0, 0, None, -1))
             trips.append(time.perf_counter() - start)
         start = time.perf_counter()
-        ray.get([server.push.remote(0, grads_ref, 0, 0, None, -1) for _ in range(pushes)])
+        ray.get([server.push.remote(0, grads, 0, 0, None, -1) for _ in range(pushes)])
         service = (time.perf_counter() - start) / pushes
         params = sum(int(np.prod(p.shape)) for p in shared.shared_params)
         ray.kill(server)
@@ -127,7 +123,6 @@ def learner_server_capacity(argv: list[str], seconds: float = 15.0, address: str
         if slots.initial_state is not None:
             rollout["initial_state"] = slots.initial_state[0].numpy()
         stats = None if slots.stats is None else slots.stats[0].numpy()
-        rollout_ref = ray.put(rollout)
         steps = slots.unroll_length * slots.envs_per_slot
         server = (
             ray.remote(max_concurrency=4)(LearnerServer)
@@ -140,7 +135,7 @@ def learner_server_capacity(argv: list[str], seconds: float = 15.0, address: str
             index, _ = ray.get(server.acquire.remote(0, 5.0))
             if index is None:
                 return False
-            ray.get(server.commit.remote(0, index, rollout_ref, 0, stats, steps))
+            ray.get(server.commit.remote(0, index, rollout, 0, stats, steps))
             return True
 
         for _ in range(3):  # warm-up: the learner's first batches
