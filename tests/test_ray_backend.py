@@ -463,10 +463,12 @@ def test_capacity_measures_both_servers_on_a_local_instance(tmp_path):
     config, obs, action = _setup(tmp_path / "spaces", "a3c")
     model = registry.get("a3c").build_model(config, obs, action)
     assert p["params"] == sum(t.numel() for t in model.parameters())
-    assert p["gradient_mb"] == pytest.approx(p["params"] * 4 / 1e6)
-    assert 0 < p["service_s"] < 1.0 and p["updates_per_s"] == pytest.approx(1.0 / p["service_s"])
+    assert (p["server"], p["unit"], p["steps_per_rollout"]) == ("parameter server", "update", None)
+    assert p["payload_mb"] == pytest.approx(p["params"] * 4 / 1e6)
+    assert 0 < p["service_s"] < 1.0 and p["server_per_s"] == pytest.approx(1.0 / p["service_s"])
     assert 0 < p["round_trip_s"] < 1.0
-    assert learner["rollouts"] > 0 and learner["rollouts_per_s"] == pytest.approx(1.0 / learner["service_s"])
+    assert (learner["server"], learner["unit"], learner["round_trip_s"]) == ("learner server", "rollout", None)
+    assert learner["rollouts"] > 0 and learner["server_per_s"] == pytest.approx(1.0 / learner["service_s"])
     # A2C's CartPole slot: its preset's unroll x environments, 4-float observations (T + 1 rows, and the final ones)
     a2c, _, _ = _setup(tmp_path / "a2c", "a2c")
     assert learner["steps_per_rollout"] == a2c.algo.unroll_length * a2c.algo.envs_per_actor

@@ -55,11 +55,12 @@ def parameter_server_capacity(
     is running; ``address``: the cluster to join instead).
 
     Returns:
-        ``params`` (parameters of theta), ``gradient_mb`` (one gradient, float32, MB),
-        ``round_trip_s`` (median of ``round_trips`` single pushes, waited for one by one),
-        ``service_s`` (seconds of server time per push: ``pushes`` pipelined pushes over
-        the time they took) and ``updates_per_s`` (its inverse: the most one server
-        applies).
+        ``server`` (``"parameter server"``), ``unit`` (``"update"``), ``params`` (parameters
+        of theta), ``payload_mb`` (one gradient, float32, MB), ``round_trip_s`` (median of
+        ``round_trips`` single pushes, waited for one by one), ``service_s`` (seconds of
+        server time per push: ``pushes`` pipelined pushes over the time they took),
+        ``server_per_s`` (its inverse: the most updates one server applies per second) and
+        ``steps_per_rollout`` (None: a push's env steps are the worker's).
 
     Raises:
         RayBackendError: if Ray is not installed; CliError, EnvError as ``asyncrl.run``.
@@ -88,11 +89,14 @@ def parameter_server_capacity(
         params = sum(int(np.prod(p.shape)) for p in shared.shared_params)
         ray.kill(server)
         return {
+            "server": "parameter server",
+            "unit": "update",
             "params": params,
-            "gradient_mb": params * 4 / 1e6,
+            "payload_mb": params * 4 / 1e6,
             "round_trip_s": statistics.median(trips),
             "service_s": service,
-            "updates_per_s": 1.0 / service,
+            "server_per_s": 1.0 / service,
+            "steps_per_rollout": None,
         }
     finally:
         if started:
@@ -106,9 +110,10 @@ def learner_server_capacity(argv: list[str], seconds: float = 15.0, address: str
     ``parameter_server_capacity``).
 
     Returns:
-        ``steps_per_rollout`` (env steps in one slot), ``rollout_mb`` (one slot's arrays, MB),
-        ``rollouts`` (committed in the window),
-        ``service_s`` (seconds per rollout) and ``rollouts_per_s``.
+        ``server`` (``"learner server"``), ``unit`` (``"rollout"``), ``steps_per_rollout``
+        (env steps in one slot), ``payload_mb`` (one slot's arrays, MB), ``rollouts``
+        (committed in the window), ``round_trip_s`` (None), ``service_s`` (seconds per
+        rollout) and ``server_per_s`` (rollouts per second).
 
     Raises:
         RayBackendError: if Ray is not installed; CliError, EnvError as ``asyncrl.run``.
@@ -148,11 +153,14 @@ def learner_server_capacity(argv: list[str], seconds: float = 15.0, address: str
         ray.kill(server)
         nbytes = sum(a.nbytes for a in rollout.values())
         return {
+            "server": "learner server",
+            "unit": "rollout",
             "steps_per_rollout": steps,
-            "rollout_mb": nbytes / 1e6,
+            "payload_mb": nbytes / 1e6,
             "rollouts": count,
+            "round_trip_s": None,
             "service_s": elapsed / max(count, 1),
-            "rollouts_per_s": count / elapsed,
+            "server_per_s": count / elapsed,
         }
     finally:
         if started:
@@ -160,36 +168,17 @@ def learner_server_capacity(argv: list[str], seconds: float = 15.0, address: str
 
 
 def server_capacity(argv: list[str], learner: bool, address: str | None = None) -> dict[str, Any]:
-    """The capacity of the server a run of ``argv`` would use, in one layout for both kinds:
-    ``server`` (``"learner server"`` if ``learner``, else ``"parameter server"``), ``unit``
-    (``"rollout"`` or ``"update"``), ``service_s``, ``server_per_s``, ``payload_mb`` (one
-    rollout, or one gradient), ``round_trip_s`` (a push's; None for the learner) and
-    ``steps_per_rollout`` (None for the parameter server).
+    """The capacity of the server a run of ``argv`` would use: ``learner_server_capacity``
+    if ``learner``, else ``parameter_server_capacity`` (both answer ``server``, ``unit``,
+    ``service_s``, ``server_per_s``, ``payload_mb``, ``round_trip_s`` and
+    ``steps_per_rollout``).
 
     Raises:
         as ``parameter_server_capacity`` and ``learner_server_capacity``.
     """
     if learner:
-        cap = learner_server_capacity(argv, address=address)
-        return {
-            "server": "learner server",
-            "unit": "rollout",
-            "service_s": cap["service_s"],
-            "server_per_s": cap["rollouts_per_s"],
-            "payload_mb": cap["rollout_mb"],
-            "round_trip_s": None,
-            "steps_per_rollout": cap["steps_per_rollout"],
-        }
-    cap = parameter_server_capacity(argv, address=address)
-    return {
-        "server": "parameter server",
-        "unit": "update",
-        "service_s": cap["service_s"],
-        "server_per_s": cap["updates_per_s"],
-        "payload_mb": cap["gradient_mb"],
-        "round_trip_s": cap["round_trip_s"],
-        "steps_per_rollout": None,
-    }
+        return learner_server_capacity(argv, address=address)
+    return parameter_server_capacity(argv, address=address)
 
 
 def worker_rate(summary: dict[str, Any], capacity: dict[str, Any]) -> float | None:
