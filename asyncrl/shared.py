@@ -114,9 +114,13 @@ class SharedRMSprop(_SharedOptimizer):
         eps: added to ``sqrt(g)`` (or, with ``eps_in_sqrt``, to ``g``) for stability.
         foreach: accepted for ``torch.optim`` compatibility; the step is always multi-tensor.
         eps_in_sqrt: divide by ``sqrt(g + eps)`` instead of ``sqrt(g) + eps``.
+        initial_square_avg: ``g``'s value before the first step: 0 as torch's, 1 as
+            TensorFlow's ``RMSPropOptimizer`` (Stable-Baselines3's ``RMSpropTFLike``, the
+            optimizer of OpenAI Baselines' A2C), where the first updates are damped
+            instead of ``~lr / sqrt(1 - alpha)`` per weight.
 
     Raises:
-        ValueError: if ``params`` is empty.
+        ValueError: if ``params`` is empty or ``initial_square_avg`` is negative.
     """
 
     BUFFERS = ("square_avg",)
@@ -138,8 +142,13 @@ class SharedRMSprop(_SharedOptimizer):
         eps: float = 1e-5,
         foreach: bool | None = None,
         eps_in_sqrt: bool = False,
+        initial_square_avg: float = 0.0,
     ) -> None:
+        if initial_square_avg < 0:
+            raise ValueError(f"initial_square_avg must be >= 0, got {initial_square_avg}")
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, eps_in_sqrt=eps_in_sqrt)
+        if initial_square_avg:
+            torch._foreach_add_(self._buffers["square_avg"], initial_square_avg)
 
     def _bind(self) -> None:
         super()._bind()
@@ -308,15 +317,24 @@ def linear_lr(base_lr: float, global_step: float, total_steps: float) -> float:
 
 
 def make_shared_optimizer(
-    name: str, params, lr: float, eps: float, rms_alpha: float = 0.99, rms_eps_inside: bool = False
+    name: str,
+    params,
+    lr: float,
+    eps: float,
+    rms_alpha: float = 0.99,
+    rms_eps_inside: bool = False,
+    rms_init: float = 0.0,
 ):
-    """``SharedRMSprop`` (``rms_eps_inside``: ``sqrt(g + eps)``) or ``SharedAdam`` by name.
+    """``SharedRMSprop`` (``rms_eps_inside``: ``sqrt(g + eps)``; ``rms_init``: the squared
+    gradients' initial average) or ``SharedAdam`` by name.
 
     Raises:
         ValueError: if ``name`` is neither ``"rmsprop"`` nor ``"adam"``.
     """
     if name == "rmsprop":
-        return SharedRMSprop(params, lr=lr, alpha=rms_alpha, eps=eps, eps_in_sqrt=rms_eps_inside)
+        return SharedRMSprop(
+            params, lr=lr, alpha=rms_alpha, eps=eps, eps_in_sqrt=rms_eps_inside, initial_square_avg=rms_init
+        )
     if name == "adam":
         return SharedAdam(params, lr=lr, eps=eps)
     raise ValueError(f"unknown optimizer {name!r}; expected 'rmsprop' or 'adam'")
@@ -324,13 +342,20 @@ def make_shared_optimizer(
 
 def optimizer_for(a: Any, params) -> SharedRMSprop | SharedAdam:
     """The shared optimizer a config's fields describe (``--optimizer``, ``--lr``,
-    ``--optim-eps``, ``--rms-alpha``, ``--rms-eps-inside``; ``asyncrl.config.fields.LearnerFields``).
+    ``--optim-eps``, ``--rms-alpha``, ``--rms-eps-inside``, ``--rms-init``;
+    ``asyncrl.config.fields.LearnerFields``).
 
     Raises:
         ValueError: if ``a.optimizer`` is neither ``"rmsprop"`` nor ``"adam"``.
     """
     return make_shared_optimizer(
-        a.optimizer, params, lr=a.lr, eps=a.optim_eps, rms_alpha=a.rms_alpha, rms_eps_inside=a.rms_eps_inside
+        a.optimizer,
+        params,
+        lr=a.lr,
+        eps=a.optim_eps,
+        rms_alpha=a.rms_alpha,
+        rms_eps_inside=a.rms_eps_inside,
+        rms_init=a.rms_init,
     )
 
 

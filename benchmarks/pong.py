@@ -8,7 +8,10 @@ ALE/Pong-v5``: A3C with its Atari preset and default workers), with a 60-minute 
 learning rate 0.0007 x 32 annealed, RMSProp with eps 0.1 inside the root, gradient norm
 clipped at 3, entropy 0.02, value loss weight 0.25), with 45 minutes; ``a3c-adam``, the same
 layout with PPO's optimisation (CleanRL's ``ppo_atari.py``: Adam, lr 2.5e-4, eps 1e-5,
-gradient norm 0.5, advantages normalised per batch) and the loss's mean, with 45 minutes.
+gradient norm 0.5, advantages normalised per batch) and the loss's mean, with 45 minutes;
+``a3c-a2c``, the same layout with OpenAI Baselines' A2C optimisation (RMSProp as TensorFlow's:
+eps 1e-5 inside the root, squared-gradient average starting at 1; lr 7e-4, gradient norm 0.5,
+entropy 0.01, value loss weight 0.5, the loss's mean), with 45 minutes.
 Each run stops at the score (``--target-return 18``:
 the mean whole-game score of the last 100 games), at its time budget, or at the Atari
 preset's T_max. Runs go one at a time, so each has the cores to itself.
@@ -47,6 +50,8 @@ CONFIGS: dict[str, tuple[list[str], float]] = {
                   "--entropy-coef", "0.02", "--value-coef", "0.25", "--lr-anneal"], 45.0),
     "a3c-adam": (["--envs-per-actor", "16", "--loss-reduction", "mean", "--normalize-advantages", "--optimizer",
                   "adam", "--lr", "2.5e-4", "--optim-eps", "1e-5", "--max-grad-norm", "0.5"], 45.0),
+    "a3c-a2c": (["--envs-per-actor", "16", "--loss-reduction", "mean", "--optim-eps", "1e-5", "--rms-init", "1",
+                 "--max-grad-norm", "0.5"], 45.0),
 }
 """name -> (flags after ``--env ALE/Pong-v5``, minutes of wall time)."""
 

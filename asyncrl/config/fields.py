@@ -123,6 +123,13 @@ class LearnerFields:
             "presets), instead of torch's sqrt(g) + eps"
         },
     )
+    rms_init: float = field(
+        default=0.0,
+        metadata={
+            "help": "initial value of RMSProp's squared-gradient average: 0 as torch, 1 as TensorFlow "
+            "(OpenAI Baselines' A2C; SB3's RMSpropTFLike), which damps the first updates"
+        },
+    )
     hidden_sizes: tuple[int, ...] = field(
         default=(64, 64), metadata={"help": "widths of the MLP torso's hidden layers"}
     )
@@ -142,6 +149,8 @@ class LearnerFields:
         if self.lr < 0:
             raise ValueError(f"--lr must be >= 0, got {self.lr}")
         positive(self, "max_grad_norm", "optim_eps")
+        if self.rms_init < 0:
+            raise ValueError(f"--rms-init must be >= 0, got {self.rms_init}")
         in_unit_interval(self, "gamma", "rms_alpha")
         check_choices(self)
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
