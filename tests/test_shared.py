@@ -89,6 +89,31 @@ def test_eps_inside_the_root_bounds_the_step_of_a_small_gradient():
         torch.testing.assert_close(w, torch.full((3,), -expected), rtol=1e-3, atol=0.0)
 
 
+def test_square_average_starting_at_one_is_tensorflows_rmsprop():
+    """TensorFlow's RMSPropOptimizer (OpenAI Baselines' A2C) starts g at 1 with eps inside
+    the root: g_1 = alpha + (1 - alpha) grad^2, step = lr grad / sqrt(g_1 + eps); written out
+    for three steps against the same recursion in float64."""
+    lr, alpha, eps = 7e-4, 0.99, 1e-5
+    grads = [torch.tensor([1e-3, -2.0, 0.0]), torch.tensor([5e-2, 1.0, 0.0]), torch.tensor([-1e-3, 0.5, 3.0])]
+    w = torch.zeros(3).share_memory_()
+    optimizer = SharedRMSprop([w], lr=lr, alpha=alpha, eps=eps, eps_in_sqrt=True, initial_square_avg=1.0)
+    theta, g = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    for step, grad in enumerate(grads):
+        w.grad = grad.clone()
+        optimizer.step()
+        g = alpha * g + (1 - alpha) * grad.double() ** 2
+        theta -= lr * grad.double() / (g + eps).sqrt()
+        torch.testing.assert_close(w.double(), theta, rtol=1e-5, atol=1e-12)
+        if step == 0:  # a small gradient's first step is ~lr * grad (torch's start: ~10 lr)
+            assert float(w[0]) == pytest.approx(-lr * 1e-3 / 0.99**0.5, rel=1e-4)
+    torch.testing.assert_close(optimizer.state[w]["square_avg"].double(), g, rtol=1e-5, atol=0.0)
+
+
+def test_square_average_must_not_start_negative():
+    with pytest.raises(ValueError, match="initial_square_avg"):
+        SharedRMSprop([torch.zeros(2).share_memory_()], initial_square_avg=-1.0)
+
+
 def _step_in_child(model, optimizer, step):
     _random_grads(model, step)
     optimizer.step()

@@ -106,9 +106,17 @@ SPEC = register(
             ),
             Preset(
                 ATARI,
-                {"envs_per_actor": 8, "value_coef": 0.25, "lstm_size": 256, "rms_eps_inside": True, "optim_eps": 1e-5},
-                "rl-baselines3-zoo's a2c.yml (16 environments, value coefficient 0.25, RMSProp eps 1e-5 inside the "
-                "root as its RMSpropTFLike); eps 0.1 froze the policy of A2C's mean loss "
+                {
+                    "envs_per_actor": 8,
+                    "value_coef": 0.25,
+                    "lstm_size": 256,
+                    "rms_eps_inside": True,
+                    "optim_eps": 1e-5,
+                    "rms_init": 1.0,
+                },
+                "rl-baselines3-zoo's a2c.yml (16 environments, value coefficient 0.25, RMSProp as its RMSpropTFLike: "
+                "eps 1e-5 inside the root, squared-gradient average starting at 1); eps 0.1 froze the policy of "
+                "A2C's mean loss "
                 "(benchmarks/results/pong_tuning.md)",
             ),
             *(

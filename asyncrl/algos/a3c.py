@@ -41,7 +41,7 @@ from asyncrl.config.fields import (
     option,
     positive,
 )
-from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, RMSPROP_PIXELS, RMSPROP_PIXELS_SOURCE
+from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL
 from asyncrl.distributions import ActionSpec
 from asyncrl.losses import actor_critic_loss, normalized
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy_value, build_actor_critic
@@ -268,8 +268,21 @@ SPEC = register(
             ),
             Preset(
                 ATARI,
-                {"t_max": 5, "lstm_size": 256, **RMSPROP_PIXELS},
-                "the paper's t_max 5 and LSTM width; " + RMSPROP_PIXELS_SOURCE,
+                {
+                    "t_max": 5,
+                    "lstm_size": 256,
+                    "envs_per_actor": 16,
+                    "loss_reduction": "mean",
+                    "rms_eps_inside": True,
+                    "optim_eps": 1e-5,
+                    "rms_init": 1.0,
+                    "max_grad_norm": 0.5,
+                },
+                "the paper's t_max 5 and LSTM width; 16 environments per actor-learner with OpenAI Baselines' "
+                "A2C optimisation (the loss's mean, TensorFlow's RMSProp: eps 1e-5 inside the root, average "
+                "starting at 1; gradient norm 0.5): the first A3C setting that learned Pong here, where the "
+                "paper's RMSProp (eps 0.1 inside), Adam and PAAC's settings left the policy uniform "
+                "(benchmarks/results/pong_tuning.md)",
             ),
             *(
                 Preset(
