@@ -11,12 +11,14 @@ layout with PPO's optimisation (CleanRL's ``ppo_atari.py``: Adam, lr 2.5e-4, eps
 gradient norm 0.5, advantages normalised per batch) and the loss's mean, with 45 minutes;
 ``a3c-a2c``, the same layout with OpenAI Baselines' A2C optimisation (RMSProp as TensorFlow's:
 eps 1e-5 inside the root, squared-gradient average starting at 1; lr 7e-4, gradient norm 0.5,
-entropy 0.01, value loss weight 0.5, the loss's mean), with 45 minutes.
+entropy 0.01, value loss weight 0.5, the loss's mean), with 45 minutes — now A3C's Atari
+preset, so ``a3c`` runs it too; ``a3c-lr2x``, the preset with twice its learning rate
+(1.4e-3), with 45 minutes.
 Each run stops at the score (``--target-return 18``:
 the mean whole-game score of the last 100 games), at its time budget, or at the Atari
 preset's T_max. Runs go one at a time, so each has the cores to itself.
 
-    python benchmarks/pong.py --configs a3c a3c-paac --seeds 0 1 2
+    python benchmarks/pong.py --configs a3c --seeds 0 1 2
 
 Writes ``benchmarks/results/pong.{json,md}``, one figure per configuration
 (``pong_<config>.png``: score against wall time and against frames, one line per seed) and
@@ -52,6 +54,7 @@ CONFIGS: dict[str, tuple[list[str], float]] = {
                   "adam", "--lr", "2.5e-4", "--optim-eps", "1e-5", "--max-grad-norm", "0.5"], 45.0),
     "a3c-a2c": (["--envs-per-actor", "16", "--loss-reduction", "mean", "--optim-eps", "1e-5", "--rms-init", "1",
                  "--max-grad-norm", "0.5"], 45.0),
+    "a3c-lr2x": (["--lr", "1.4e-3"], 45.0),
 }
 """name -> (flags after ``--env ALE/Pong-v5``, minutes of wall time)."""
 

@@ -321,6 +321,7 @@ INVALID_FLAGS = [
     (["--optimizer", "sgd"], "--optimizer must be rmsprop or adam"),
     (["--rms-alpha", "-0.1"], "--rms-alpha must be in [0, 1]"),
     (["--optim-eps", "0"], "--optim-eps must be > 0"),
+    (["--rms-init", "-1"], "--rms-init must be >= 0"),
     (["--hidden-sizes", "64", "0"], "--hidden-sizes must be positive"),
     (["--t-max", "0"], "--t-max must be >= 1"),
     (["--entropy-coef", "-0.1"], "--entropy-coef must be >= 0"),
