@@ -118,11 +118,12 @@ def ceiling() -> dict:
 
 
 def a3c(workers: int, steps_per_worker: int, tmp: Path, tag: str) -> float:
-    """Steady frames/s per worker of A3C with ``--lr 0``."""
+    """Steady frames/s per worker of A3C with the paper's one environment per actor-learner
+    and ``--lr 0``."""
     from asyncrl.metrics import steady_steps_per_s
 
     run_dir = tmp / f"a3c-{workers}-{tag}"
-    asyncrl_run(["--algo", "a3c", "--env", ENV, "--workers", str(workers), "--lr", "0",
+    asyncrl_run(["--algo", "a3c", "--env", ENV, "--workers", str(workers), "--envs-per-actor", "1", "--lr", "0",
                  "--total-steps", str(steps_per_worker * workers), "--log-interval", "1"], run_dir)
     return steady_steps_per_s(run_dir / "metrics.csv", skip_s=SKIP_S) * FRAMES / workers
 

@@ -92,7 +92,7 @@ def test_atari_training_clips_rewards_and_reports_the_game_score():
 
     env_id = "ALE/SpaceInvaders-v5"
     config = Config(run=RunConfig(algo="a3c", env=env_id, workers=1, serial=True, seed=0),
-                    algo=algo_config("a3c", env_id))
+                    algo=algo_config("a3c", env_id, envs_per_actor=1))  # (the preset's 16: one env here)
     module = registry.get("a3c")
     spec, actions = check_spaces(make_env(env_id), "a3c")
     learner = module.actor(0, config, module.make_shared(config, spec, actions), GlobalCounters(1))
@@ -215,7 +215,7 @@ def test_life_loss_runs_report_whole_games_and_evaluate_plays_whole_games(tmp_pa
 
     run = RunConfig(algo="a3c", env="ALE/SpaceInvaders-v5", workers=1, serial=True, seed=0, total_steps=3_000,
                     terminal_on_life_loss=True, target_return=float("inf"), run_dir=str(tmp_path / "run"))
-    Trainer(Config(run=run, algo=algo_config("a3c", run.env)), quiet=True).train()
+    Trainer(Config(run=run, algo=algo_config("a3c", run.env, envs_per_actor=1)), quiet=True).train()
     with open(tmp_path / "run" / "episodes.csv") as f:
         episodes = list(csv.DictReader(f))
     lengths = [int(e["length"]) for e in episodes]
