@@ -424,7 +424,7 @@ class Learner:
 
 def make_learner_optimizer(a: Any, params, device: torch.device, shared: Any) -> torch.optim.Optimizer:
     """The learner's own ``torch.optim`` optimizer (process-local, on ``device``), with the
-    statistics of the shared one (a resumed run's, or zeros); with ``--rms-eps-inside``, a
+    statistics of the shared one (a resumed run's, or their initial values); with ``--rms-eps-inside``, a
     process-local ``SharedRMSprop`` (the same arithmetic as the Hogwild family's).
 
     Its hyper-parameters and kernels are its own: fused Adam on CPU, multi-tensor

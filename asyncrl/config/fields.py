@@ -146,11 +146,10 @@ class LearnerFields:
     )
 
     def __post_init__(self) -> None:
-        if self.lr < 0:
-            raise ValueError(f"--lr must be >= 0, got {self.lr}")
+        for name in ("lr", "rms_init"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
         positive(self, "max_grad_norm", "optim_eps")
-        if self.rms_init < 0:
-            raise ValueError(f"--rms-init must be >= 0, got {self.rms_init}")
         in_unit_interval(self, "gamma", "rms_alpha")
         check_choices(self)
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
