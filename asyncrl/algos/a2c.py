@@ -24,7 +24,7 @@ from asyncrl.algos.batched import (
     recurrent_inputs,
 )
 from asyncrl.config.fields import BatchedFields, configclass
-from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL
+from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, RMSPROP_TF
 from asyncrl.losses import normalized
 from asyncrl.registry import BATCHED, AlgoSpec, Preset, register
 from asyncrl.shared import linear_lr
@@ -110,9 +110,7 @@ SPEC = register(
                     "envs_per_actor": 8,
                     "value_coef": 0.25,
                     "lstm_size": 256,
-                    "rms_eps_inside": True,
-                    "optim_eps": 1e-5,
-                    "rms_init": 1.0,
+                    **RMSPROP_TF,
                 },
                 "rl-baselines3-zoo's a2c.yml (16 environments, value coefficient 0.25, RMSProp as its RMSpropTFLike: "
                 "eps 1e-5 inside the root, squared-gradient average starting at 1); eps 0.1 froze the policy of "

@@ -41,7 +41,7 @@ from asyncrl.config.fields import (
     option,
     positive,
 )
-from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL
+from asyncrl.config.presets import ATARI, CONTINUOUS_CONTROL, RMSPROP_TF
 from asyncrl.distributions import ActionSpec
 from asyncrl.losses import actor_critic_loss, normalized
 from asyncrl.networks import ActorCritic, ObsSpec, acting_policy_value, build_actor_critic
@@ -273,10 +273,8 @@ SPEC = register(
                     "lstm_size": 256,
                     "envs_per_actor": 16,
                     "loss_reduction": "mean",
-                    "rms_eps_inside": True,
-                    "optim_eps": 1e-5,
-                    "rms_init": 1.0,
                     "max_grad_norm": 0.5,
+                    **RMSPROP_TF,
                 },
                 "the paper's t_max 5 and LSTM width; 16 environments per actor-learner with OpenAI Baselines' "
                 "A2C optimisation (the loss's mean, TensorFlow's RMSProp: eps 1e-5 inside the root, average "

@@ -79,11 +79,17 @@ PPO_CONTINUOUS: dict[str, Any] = {
 rollouts split over the default 2 actors."""
 
 RMSPROP_PIXELS: dict[str, Any] = {"rms_eps_inside": True, "optim_eps": 0.1}
-"""RMSProp as Mnih et al. 2016 write it, ``theta -= lr * grad / sqrt(g + 0.1)``: every
-RMSProp algorithm's setting on Atari (``benchmarks/results/torso_health.md``)."""
+"""RMSProp as Mnih et al. 2016 write it, ``theta -= lr * grad / sqrt(g + 0.1)``: the
+value-based methods' setting on Atari (``benchmarks/results/torso_health.md``)."""
 
 RMSPROP_PIXELS_SOURCE = (
     "Mnih et al. 2016's RMSProp, eps 0.1 inside the root (ChainerRL's A3C too); torch's "
     "killed every CNN unit in 6k steps: benchmarks/results/torso_health.md"
 )
 """The provenance line of ``RMSPROP_PIXELS``."""
+
+RMSPROP_TF: dict[str, Any] = {"rms_eps_inside": True, "optim_eps": 1e-5, "rms_init": 1.0}
+"""RMSProp as TensorFlow's ``RMSPropOptimizer`` (OpenAI Baselines' A2C; SB3's
+``RMSpropTFLike``): ``theta -= lr * grad / sqrt(g + 1e-5)`` with ``g`` starting at 1. A3C's
+and A2C's setting on Atari, whose losses are means over their batches
+(``benchmarks/results/pong_tuning.md``)."""
