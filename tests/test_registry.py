@@ -197,7 +197,7 @@ def test_derived_tables_are_the_ones_the_package_documents():
 def test_presets_come_from_the_specs_exact_id_before_pattern():
     assert preset("a3c", "ALE/Pong-v5") == {"t_max": 5, "lstm_size": 256, "envs_per_actor": 16, "loss_reduction": "mean",
                                             "rms_eps_inside": True, "optim_eps": 1e-5, "rms_init": 1.0,
-                                            "max_grad_norm": 0.5}
+                                            "max_grad_norm": 0.5, "lr": 1.4e-3}
     assert preset("ppo", "Pendulum-v1")["gamma"] == 0.9  # the exact id, not a pattern's
     assert preset("ppo", "Hopper-v4")["unroll_length"] == 1024
     assert preset("dqn", "MountainCar-v0") == {}
