@@ -6,7 +6,8 @@ exits in any ordinary way (also on Ctrl-C); a driver killed outright (SIGKILL, t
 killer) would leave some behind (Ray's per-node agents outlive their raylet). This
 watcher, started by the driver with a pipe on its standard input, notes the driver's Ray
 descendants every ``SNAPSHOT_S`` seconds; when the pipe closes without the word ``exit``
-(the driver died), it kills the ones still running. It imports psutil only.
+(the driver died), it kills the ones still running and everything they started since, even
+if the driver's last moments hid them from a look. It imports psutil only.
 """
 
 from __future__ import annotations
@@ -35,6 +36,25 @@ def ray_descendants(driver: psutil.Process) -> list[psutil.Process]:
     return out
 
 
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _with_descendants(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """``processes`` and their descendants now: a worker the raylet started after the last
+    snapshot is found under it, not left behind when the raylet is killed."""
+    out = {p.pid: p for p in processes}
+    for proc in processes:
+        try:
+            out.update((child.pid, child) for child in proc.children(recursive=True))
+        except psutil.Error:
+            pass
+    return list(out.values())
+
+
 def watch(driver_pid: int, stream=None) -> int:
     """Watch ``driver_pid`` until ``stream`` (a pipe from it) says ``exit`` or closes; on a
     close, kill its Ray descendants as last seen. Returns how many it killed."""
@@ -43,7 +63,7 @@ def watch(driver_pid: int, stream=None) -> int:
         driver = psutil.Process(driver_pid)
     except psutil.NoSuchProcess:
         return 0
-    known: list[psutil.Process] = []
+    known: dict[int, psutil.Process] = {}
     fd = stream.fileno()
     while True:
         readable, _, _ = select.select([fd], [], [], SNAPSHOT_S)
@@ -54,11 +74,15 @@ def watch(driver_pid: int, stream=None) -> int:
             if not data:  # EOF: the driver is gone, however it died
                 break
         try:
-            known = ray_descendants(driver)
+            seen = ray_descendants(driver)
         except psutil.NoSuchProcess:
             break
+        # Keep what earlier looks saw: a driver that died since (a zombie until reaped) has
+        # no children left to list, and its pipe may close only after this look.
+        known = {pid: proc for pid, proc in known.items() if _running(proc)}
+        known.update((proc.pid, proc) for proc in seen)
     killed = 0
-    for proc in known:
+    for proc in _with_descendants(list(known.values())):
         try:
             if proc.is_running():  # (psutil compares creation times: a reused pid is not this process)
                 proc.kill()

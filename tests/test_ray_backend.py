@@ -372,7 +372,40 @@ def test_killed_driver_leaves_no_ray_process(tmp_path):
     assert any("reaper" in " ".join(p.cmdline()) for p in processes)
     proc.kill()
     proc.wait(timeout=10)
-    assert _wait_gone(processes, 15) == []
+    assert _wait_gone(processes, 30) == []
+
+
+def test_reaper_kills_what_it_saw_and_what_that_started():
+    """The driver dies and its pipe closes a while later (a look in between lists no Ray
+    process: they were reparented): the reaper still kills the Ray process it saw earlier,
+    and the process that one started, whose name has no "ray" in it."""
+    import threading
+
+    from asyncrl import reaper
+
+    raylet = "import subprocess, time  # a fake raylet\nsubprocess.Popen(['sleep', '600'])\ntime.sleep(600)\n"
+    driver = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time\n"
+                               f"subprocess.Popen([sys.executable, '-c', {raylet!r}])\ntime.sleep(600)\n"])
+    deadline = time.monotonic() + 30
+    while len(_descendants(driver.pid)) < 2:  # the raylet and its sleep
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.05)
+    started = _descendants(driver.pid)
+    read_end, write_end = os.pipe()
+    killed = []
+    with os.fdopen(read_end, "rb") as stream:
+        watcher = threading.Thread(target=lambda: killed.append(reaper.watch(driver.pid, stream)))
+        watcher.start()
+        time.sleep(3 * reaper.SNAPSHOT_S)
+        driver.kill()  # a zombie until waited for: its children are reparented, it lists none
+        time.sleep(3 * reaper.SNAPSHOT_S)
+        os.close(write_end)
+        watcher.join(timeout=10)
+    driver.wait(timeout=10)
+    left = _wait_gone(started, 10)
+    for pid in left:
+        psutil.Process(pid).kill()
+    assert killed == [2] and left == []
 
 
 # -- a two-node cluster on 127.0.0.1 -------------------------------------------------------
