@@ -19,7 +19,7 @@ NEEDS = {  # extras a script's smoke run needs beyond the test extra
     "a3c_vectorised.py": ["ale_py", "stable_baselines3"],
     "batched_learner.py": ["stable_baselines3"], "cartpole_solve.py": ["stable_baselines3"],
     "continuous.py": ["mujoco", "stable_baselines3"], "minatar.py": ["minatar", "stable_baselines3"],
-    "offpolicy.py": ["stable_baselines3"], "ray_backend.py": ["ray"], "recurrent.py": ["minatar"],
+    "offpolicy.py": ["stable_baselines3"], "pong.py": ["ale_py"], "ray_backend.py": ["ray"], "recurrent.py": ["minatar"],
     "sb3_baseline.py": ["stable_baselines3"],
 }
 
@@ -44,3 +44,19 @@ def test_benchmark_runs_in_smoke_mode(tmp_path, script):
     assert written, f"{script} wrote no results"
     payload = json.loads((tmp_path / written[0]).read_text())
     assert payload["machine"]["cpu_model"]
+
+
+def test_pong_median_is_a_lower_bound_only_where_it_falls_on_a_run_that_missed():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from pong import median_minutes
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+    def run(minutes, reached):
+        return {"minutes_to_score": minutes if reached else None, "reached": reached, "minutes": minutes}
+
+    assert median_minutes([run(40, True), run(60, False), run(45, True)]) == ("", 45)
+    assert median_minutes([run(40, True), run(60, False), run(50, False)]) == ("> ", 50)
+    assert median_minutes([run(45, False), run(60, False)]) == ("> ", 52.5)
+    assert median_minutes([run(30, True), run(40, True)]) == ("", 35)
