@@ -23,7 +23,8 @@ preset's T_max. Runs go one at a time, so each has the cores to itself.
 Writes ``benchmarks/results/pong.{json,md}``, one figure per configuration
 (``pong_<config>.png``: score against wall time and against frames, one line per seed) and
 each run's ``metrics.csv`` and ``summary.json`` under ``benchmarks/results/pong_runs/``.
-Results of earlier invocations for other configurations or seeds are kept and merged.
+Results of earlier invocations for other configurations or seeds are kept and merged;
+``--report-only`` rewrites the table and the figures from them without running.
 Needs ``pip install -e ".[atari,bench]"``. Frames = 4 x agent steps.
 """
 
@@ -136,7 +137,11 @@ def main() -> None:
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--minutes", type=float, default=None, help="override every configuration's budget")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: rewrite pong.md and the figures from the runs in pong.json")
     args = parse_args(p, configs=["a3c"], seeds=[0], minutes=0.15)
+    if args.report_only:
+        args.configs = []
     from asyncrl.metrics import machine_info
 
     cores = len(os.sched_getaffinity(0))
