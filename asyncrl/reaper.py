@@ -57,7 +57,8 @@ def _with_descendants(processes: list[psutil.Process]) -> list[psutil.Process]:
 
 def watch(driver_pid: int, stream=None) -> int:
     """Watch ``driver_pid`` until ``stream`` (a pipe from it) says ``exit`` or closes; on a
-    close, kill its Ray descendants as last seen. Returns how many it killed."""
+    close, kill the Ray descendants it has seen that still run, and theirs. Returns how many
+    it killed."""
     stream = stream if stream is not None else sys.stdin.buffer
     try:
         driver = psutil.Process(driver_pid)
